@@ -1,0 +1,26 @@
+//! SPIFFE identities and X.509-SVIDs for Ferrule: IDs and patterns, the layered CA and its
+//! `Signer`, CSRs, trust bundles, verification with typed failure reasons, and the mesh's TLS
+//! settings (TLS 1.3 only, mandatory client certificates, post-quantum hybrid key exchange).
+#![forbid(unsafe_code)]
+
+pub mod bundle;
+pub mod ca;
+pub mod csr;
+pub mod signer;
+pub mod spiffe;
+pub mod tls;
+pub mod verify;
+
+pub use bundle::{SharedBundle, TrustBundle};
+pub use spiffe::{IdKind, IdPattern, SpiffeId, SpiffeIdError, TrustDomain};
+pub use verify::{CertInfo, Usage, VerifiedSvid, VerifyError};
+
+use rustls_pki_types::CertificateDer;
+
+/// PEM text of `certs`, one CERTIFICATE block each, in order.
+pub fn pem_encode_certs(certs: &[CertificateDer<'_>]) -> String {
+    certs
+        .iter()
+        .map(|c| pem::encode(&pem::Pem::new("CERTIFICATE", c.to_vec())))
+        .collect()
+}

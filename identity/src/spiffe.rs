@@ -1,0 +1,371 @@
+//! SPIFFE IDs (`spiffe://<trust-domain>/<path>`) as the SPIFFE-ID standard defines them, and the
+//! glob patterns that say which identities a node may request.
+
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+const SCHEME: &str = "spiffe://";
+/// The standard caps a SPIFFE ID at 2048 bytes; the trust domain at 255.
+const MAX_ID_LEN: usize = 2048;
+const MAX_TRUST_DOMAIN_LEN: usize = 255;
+
+/// Why a string is not a SPIFFE ID, a trust domain or an identity pattern.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SpiffeIdError {
+    #[error("a SPIFFE ID must start with `spiffe://`: {0:?}")]
+    MissingScheme(String),
+    #[error("the trust domain is empty")]
+    EmptyTrustDomain,
+    #[error("the trust domain {0:?} may hold only lowercase letters, digits, `.`, `-` and `_`")]
+    BadTrustDomain(String),
+    #[error(
+        "the path {0:?} has an empty, `.` or `..` segment, or a character outside [A-Za-z0-9.-_]"
+    )]
+    BadPath(String),
+    #[error("the ID is longer than 2048 bytes")]
+    TooLong,
+    #[error("a pattern may use `*` only after the trust domain: {0:?}")]
+    WildcardTrustDomain(String),
+}
+
+/// A validated trust domain name such as `example.org`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct TrustDomain(String);
+
+impl TrustDomain {
+    pub fn new(name: &str) -> Result<Self, SpiffeIdError> {
+        if name.is_empty() {
+            return Err(SpiffeIdError::EmptyTrustDomain);
+        }
+        let valid = name.len() <= MAX_TRUST_DOMAIN_LEN
+            && name
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"-._".contains(&b));
+        if !valid {
+            return Err(SpiffeIdError::BadTrustDomain(name.to_owned()));
+        }
+        Ok(Self(name.to_owned()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// `spiffe://<td>`, the trust domain's own ID, used as the SAN of CA certificates.
+    pub fn id_uri(&self) -> String {
+        format!("{SCHEME}{}", self.0)
+    }
+}
+
+impl fmt::Display for TrustDomain {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl FromStr for TrustDomain {
+    type Err = SpiffeIdError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Self::new(s)
+    }
+}
+
+/// A workload, node or service identity: `spiffe://<trust-domain>/<path>`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct SpiffeId {
+    uri: String,
+    /// Byte offset where the path starts (the `/` after the trust domain).
+    path_start: usize,
+}
+
+/// What an identity names, by the path conventions Ferrule uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IdKind<'a> {
+    Workload {
+        namespace: &'a str,
+        service_account: &'a str,
+    },
+    Node(&'a str),
+    ControlPlane,
+    Admin(&'a str),
+    Other,
+}
+
+impl SpiffeId {
+    pub fn parse(s: &str) -> Result<Self, SpiffeIdError> {
+        if s.len() > MAX_ID_LEN {
+            return Err(SpiffeIdError::TooLong);
+        }
+        let rest = s
+            .strip_prefix(SCHEME)
+            .ok_or_else(|| SpiffeIdError::MissingScheme(s.to_owned()))?;
+        let td_end = rest.find('/').unwrap_or(rest.len());
+        TrustDomain::new(&rest[..td_end])?;
+        let path = &rest[td_end..];
+        if !path.is_empty() && !valid_path(path) {
+            return Err(SpiffeIdError::BadPath(path.to_owned()));
+        }
+        Ok(Self {
+            uri: s.to_owned(),
+            path_start: SCHEME.len() + td_end,
+        })
+    }
+
+    fn from_parts(td: &TrustDomain, segments: &[&str]) -> Result<Self, SpiffeIdError> {
+        let mut uri = td.id_uri();
+        for segment in segments {
+            uri.push('/');
+            uri.push_str(segment);
+        }
+        Self::parse(&uri)
+    }
+
+    /// `spiffe://<td>/ns/<namespace>/sa/<service-account>`
+    pub fn workload(
+        td: &TrustDomain,
+        namespace: &str,
+        service_account: &str,
+    ) -> Result<Self, SpiffeIdError> {
+        Self::from_parts(td, &["ns", namespace, "sa", service_account])
+    }
+
+    /// `spiffe://<td>/node/<name>`
+    pub fn node(td: &TrustDomain, name: &str) -> Result<Self, SpiffeIdError> {
+        Self::from_parts(td, &["node", name])
+    }
+
+    /// `spiffe://<td>/ferrule/control-plane`
+    pub fn control_plane(td: &TrustDomain) -> Self {
+        Self::from_parts(td, &["ferrule", "control-plane"]).expect("constant path is valid")
+    }
+
+    /// `spiffe://<td>/ferrule/admin/<name>`
+    pub fn admin(td: &TrustDomain, name: &str) -> Result<Self, SpiffeIdError> {
+        Self::from_parts(td, &["ferrule", "admin", name])
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.uri
+    }
+
+    pub fn trust_domain_str(&self) -> &str {
+        &self.uri[SCHEME.len()..self.path_start]
+    }
+
+    pub fn trust_domain(&self) -> TrustDomain {
+        TrustDomain(self.trust_domain_str().to_owned())
+    }
+
+    pub fn path(&self) -> &str {
+        &self.uri[self.path_start..]
+    }
+
+    pub fn kind(&self) -> IdKind<'_> {
+        let segments: Vec<&str> = self.path().split('/').skip(1).collect();
+        match segments.as_slice() {
+            ["ns", namespace, "sa", service_account] => IdKind::Workload {
+                namespace,
+                service_account,
+            },
+            ["node", name] => IdKind::Node(name),
+            ["ferrule", "control-plane"] => IdKind::ControlPlane,
+            ["ferrule", "admin", name] => IdKind::Admin(name),
+            _ => IdKind::Other,
+        }
+    }
+}
+
+fn valid_path(path: &str) -> bool {
+    path.starts_with('/')
+        && path[1..].split('/').all(|segment| {
+            !segment.is_empty()
+                && segment != "."
+                && segment != ".."
+                && segment
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"-._".contains(&b))
+        })
+}
+
+impl fmt::Display for SpiffeId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.uri)
+    }
+}
+
+impl FromStr for SpiffeId {
+    type Err = SpiffeIdError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Self::parse(s)
+    }
+}
+
+impl Serialize for SpiffeId {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(&self.uri)
+    }
+}
+
+impl<'de> Deserialize<'de> for SpiffeId {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(deserializer)?;
+        Self::parse(&s).map_err(serde::de::Error::custom)
+    }
+}
+
+/// A SPIFFE ID pattern where `*` matches any run of characters in the path, e.g.
+/// `spiffe://example.org/ns/shop/*`. The trust domain is always literal, so a pattern can never
+/// grant identities of another trust domain.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct IdPattern {
+    pattern: String,
+    path_start: usize,
+}
+
+impl IdPattern {
+    pub fn parse(s: &str) -> Result<Self, SpiffeIdError> {
+        let rest = s
+            .strip_prefix(SCHEME)
+            .ok_or_else(|| SpiffeIdError::MissingScheme(s.to_owned()))?;
+        let td_end = rest.find('/').unwrap_or(rest.len());
+        let td = &rest[..td_end];
+        if td.contains('*') {
+            return Err(SpiffeIdError::WildcardTrustDomain(s.to_owned()));
+        }
+        TrustDomain::new(td)?;
+        // The path must be a valid SPIFFE path once each `*` stands for one character.
+        let path = &rest[td_end..];
+        if !path.is_empty() && !valid_path(&path.replace('*', "x")) {
+            return Err(SpiffeIdError::BadPath(path.to_owned()));
+        }
+        Ok(Self {
+            pattern: s.to_owned(),
+            path_start: SCHEME.len() + td_end,
+        })
+    }
+
+    pub fn trust_domain_str(&self) -> &str {
+        &self.pattern[SCHEME.len()..self.path_start]
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.pattern
+    }
+
+    pub fn matches(&self, id: &SpiffeId) -> bool {
+        self.trust_domain_str() == id.trust_domain_str()
+            && glob_match(&self.pattern[self.path_start..], id.path())
+    }
+}
+
+impl fmt::Display for IdPattern {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.pattern)
+    }
+}
+
+impl FromStr for IdPattern {
+    type Err = SpiffeIdError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Self::parse(s)
+    }
+}
+
+/// Glob match where `*` matches any (possibly empty) run of bytes; linear-time greedy matching
+/// with backtracking to the last star, as in shell `fnmatch` without classes.
+fn glob_match(pattern: &str, text: &str) -> bool {
+    let (p, t) = (pattern.as_bytes(), text.as_bytes());
+    let (mut pi, mut ti) = (0, 0);
+    let mut last_star: Option<(usize, usize)> = None;
+    while ti < t.len() {
+        if pi < p.len() && p[pi] == b'*' {
+            last_star = Some((pi, ti));
+            pi += 1;
+        } else if pi < p.len() && p[pi] == t[ti] {
+            pi += 1;
+            ti += 1;
+        } else if let Some((star_pi, star_ti)) = last_star {
+            pi = star_pi + 1;
+            ti = star_ti + 1;
+            last_star = Some((star_pi, star_ti + 1));
+        } else {
+            return false;
+        }
+    }
+    p[pi..].iter().all(|&b| b == b'*')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn td() -> TrustDomain {
+        TrustDomain::new("example.org").unwrap()
+    }
+
+    #[test]
+    fn parses_and_classifies_ids() {
+        let id = SpiffeId::parse("spiffe://example.org/ns/shop/sa/web").unwrap();
+        assert_eq!(id.trust_domain_str(), "example.org");
+        assert_eq!(id.path(), "/ns/shop/sa/web");
+        assert_eq!(
+            id.kind(),
+            IdKind::Workload {
+                namespace: "shop",
+                service_account: "web"
+            }
+        );
+        assert_eq!(
+            SpiffeId::node(&td(), "n1").unwrap().kind(),
+            IdKind::Node("n1")
+        );
+        assert_eq!(SpiffeId::control_plane(&td()).kind(), IdKind::ControlPlane);
+    }
+
+    #[test]
+    fn rejects_malformed_ids() {
+        for bad in [
+            "http://example.org/a",
+            "spiffe://",
+            "spiffe://Example.org/a",
+            "spiffe://example.org/",
+            "spiffe://example.org//a",
+            "spiffe://example.org/a/../b",
+            "spiffe://example.org/a?b",
+            "spiffe://example.org:443/a",
+            "spiffe://user@example.org/a",
+            "spiffe://example.org/a#frag",
+        ] {
+            assert!(SpiffeId::parse(bad).is_err(), "{bad} should be rejected");
+        }
+        assert_eq!(
+            SpiffeId::parse(&format!("spiffe://a/{}", "x".repeat(2100))),
+            Err(SpiffeIdError::TooLong)
+        );
+    }
+
+    #[test]
+    fn pattern_matches_within_its_trust_domain_only() {
+        let p = IdPattern::parse("spiffe://example.org/ns/shop/*").unwrap();
+        let yes = SpiffeId::parse("spiffe://example.org/ns/shop/sa/web").unwrap();
+        let other_ns = SpiffeId::parse("spiffe://example.org/ns/shopx/sa/web").unwrap();
+        let other_td = SpiffeId::parse("spiffe://evil.org/ns/shop/sa/web").unwrap();
+        assert!(p.matches(&yes));
+        assert!(!p.matches(&other_ns));
+        assert!(!p.matches(&other_td));
+        let exact = IdPattern::parse("spiffe://example.org/ns/shop/sa/web").unwrap();
+        assert!(exact.matches(&yes));
+        assert!(IdPattern::parse("spiffe://*.org/ns/x").is_err());
+        assert!(IdPattern::parse("spiffe://example.org/ns//*").is_err());
+    }
+
+    #[test]
+    fn glob_backtracks() {
+        assert!(glob_match("/a/*/c", "/a/b/b/c"));
+        assert!(glob_match("/*b*", "/aaab"));
+        assert!(!glob_match("/a*c", "/abcd"));
+        assert!(glob_match("*", ""));
+    }
+}
