@@ -1,0 +1,97 @@
+//! Running external commands with errors that say which command failed and how.
+
+use std::{
+    env, fs,
+    io::{BufRead as _, BufReader},
+    path::{Path, PathBuf},
+    process::{Command, Output, Stdio},
+};
+
+use anyhow::{Context as _, bail};
+
+/// The workspace root, where every task runs its commands.
+pub fn workspace_root() -> &'static Path {
+    Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/.."))
+}
+
+/// `cargo` of the toolchain running this xtask (what `cargo xtask` was invoked with).
+pub fn cargo() -> Command {
+    let mut cmd = Command::new(env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
+    cmd.current_dir(workspace_root());
+    cmd
+}
+
+/// Runs `cmd` with inherited stdio, echoing it first; fails unless it exits 0.
+pub fn run(cmd: &mut Command) -> anyhow::Result<()> {
+    eprintln!("$ {}", display(cmd));
+    let status = cmd
+        .status()
+        .with_context(|| format!("could not start `{}`", display(cmd)))?;
+    if !status.success() {
+        bail!("`{}` failed ({status})", display(cmd));
+    }
+    Ok(())
+}
+
+/// Like [`run`], but also hands each stdout line to `on_line` as it is printed.
+pub fn run_streaming(cmd: &mut Command, mut on_line: impl FnMut(&str)) -> anyhow::Result<()> {
+    eprintln!("$ {}", display(cmd));
+    let mut child = cmd
+        .stdout(Stdio::piped())
+        .spawn()
+        .with_context(|| format!("could not start `{}`", display(cmd)))?;
+    let stdout = child.stdout.take().context("child stdout")?;
+    for line in BufReader::new(stdout).lines() {
+        let line = line.with_context(|| format!("reading the output of `{}`", display(cmd)))?;
+        println!("{line}");
+        on_line(&line);
+    }
+    let status = child.wait().context("waiting for the command")?;
+    if !status.success() {
+        bail!("`{}` failed ({status})", display(cmd));
+    }
+    Ok(())
+}
+
+/// Runs `cmd` quietly and returns its stdout; fails with its stderr unless it exits 0.
+pub fn stdout(cmd: &mut Command) -> anyhow::Result<String> {
+    let Output {
+        status,
+        stdout,
+        stderr,
+    } = cmd
+        .output()
+        .with_context(|| format!("could not start `{}`", display(cmd)))?;
+    if !status.success() {
+        let stderr = String::from_utf8_lossy(&stderr);
+        bail!("`{}` failed ({status}): {}", display(cmd), stderr.trim());
+    }
+    String::from_utf8(stdout).with_context(|| format!("`{}` printed non-UTF-8", display(cmd)))
+}
+
+/// Whether `program` is an executable file in one of the `PATH` directories.
+pub fn on_path(program: &str) -> Option<PathBuf> {
+    env::split_paths(&env::var_os("PATH")?)
+        .map(|dir| dir.join(program))
+        .find(|candidate| candidate.is_file())
+}
+
+/// Whether this process runs with effective uid 0 (from /proc, to stay free of unsafe libc).
+pub fn is_root() -> anyhow::Result<bool> {
+    let status = fs::read_to_string("/proc/self/status").context("reading /proc/self/status")?;
+    let effective_uid = status
+        .lines()
+        .find_map(|line| line.strip_prefix("Uid:"))
+        .and_then(|ids| ids.split_whitespace().nth(1))
+        .context("no effective uid in /proc/self/status")?;
+    Ok(effective_uid == "0")
+}
+
+fn display(cmd: &Command) -> String {
+    let mut text = cmd.get_program().to_string_lossy().into_owned();
+    for arg in cmd.get_args() {
+        text.push(' ');
+        text.push_str(&arg.to_string_lossy());
+    }
+    text
+}

@@ -1,0 +1,45 @@
+//! `cargo xtask`: the project's tasks that are not a plain `cargo build` (setup of a fresh
+//! machine, the full test run, the demo, benchmarks). It depends on no workspace crate, so it
+//! compiles on a machine that cannot build the eBPF programs yet.
+
+mod bench;
+mod cmd;
+mod demo;
+mod setup;
+mod test;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(name = "cargo xtask", about = "Ferrule project tasks")]
+struct Cli {
+    #[command(subcommand)]
+    task: Task,
+}
+
+#[derive(Debug, Subcommand)]
+enum Task {
+    /// Install everything the project needs (Debian packages, nightly + rust-src, bpf-linker).
+    Setup,
+    /// Set up, build, then run every test in the workspace, privileged ones included (root).
+    Test(test::Args),
+    /// Set up, then run the main demo.
+    Demo(demo::Args),
+    /// Set up, then run a benchmark.
+    Bench(bench::Args),
+}
+
+fn main() -> anyhow::Result<()> {
+    match Cli::parse().task {
+        Task::Setup => setup::run(),
+        Task::Test(args) => test::run(args),
+        Task::Demo(args) => {
+            setup::run()?;
+            demo::run(args)
+        }
+        Task::Bench(args) => {
+            setup::run()?;
+            bench::run(args)
+        }
+    }
+}
