@@ -11,6 +11,9 @@ pub mod spiffe;
 pub mod tls;
 pub mod verify;
 
+#[cfg(any(test, feature = "testing"))]
+pub mod testing;
+
 pub use bundle::{SharedBundle, TrustBundle};
 pub use spiffe::{IdKind, IdPattern, SpiffeId, SpiffeIdError, TrustDomain};
 pub use verify::{CertInfo, Usage, VerifiedSvid, VerifyError};

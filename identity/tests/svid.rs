@@ -7,21 +7,13 @@ use std::time::{Duration, SystemTime};
 use ferrule_identity::ca::{self, CaInitOptions, CaLayout, IssuingCa, SvidRequest, read_cert_pem};
 use ferrule_identity::csr::{build_csr, generate_workload_key, verify_csr};
 use ferrule_identity::signer::InMemorySigner;
+use ferrule_identity::testing::TestCa;
 use ferrule_identity::{SpiffeId, TrustBundle, TrustDomain, Usage, VerifyError};
 use x509_parser::prelude::*;
 
 fn new_ca(td: &str) -> (tempfile::TempDir, CaLayout, IssuingCa) {
-    let dir = tempfile::tempdir().unwrap();
-    let layout = CaLayout::new(dir.path().join("ca"));
-    ca::init(&layout, &CaInitOptions::new(TrustDomain::new(td).unwrap())).unwrap();
-    let signer = Arc::new(InMemorySigner::from_pkcs8_file(&layout.issuing_key()).unwrap());
-    let bundle = TrustBundle::new(
-        TrustDomain::new(td).unwrap(),
-        read_cert_pem(&layout.bundle()).unwrap(),
-    )
-    .unwrap();
-    let issuing = IssuingCa::new(signer, read_cert_pem(&layout.chain()).unwrap(), bundle).unwrap();
-    (dir, layout, issuing)
+    let test = TestCa::new(td);
+    (test.dir, test.layout, test.ca)
 }
 
 fn issue(ca: &IssuingCa, id: &str, ttl: Duration) -> ca::IssuedSvid {
@@ -107,7 +99,7 @@ fn leaf_verifies_with_webpki_and_openssl() {
     let leaf = dir.path().join("leaf.pem");
     std::fs::write(
         &leaf,
-        ferrule_identity::pem_encode_certs(&[svid.leaf.clone()]),
+        ferrule_identity::pem_encode_certs(std::slice::from_ref(&svid.leaf)),
     )
     .unwrap();
     let out = Command::new("openssl")

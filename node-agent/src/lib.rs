@@ -1,1 +1,5 @@
+pub mod app;
+pub mod config;
+pub mod control;
 pub mod ebpf;
+pub mod identity;

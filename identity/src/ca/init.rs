@@ -106,11 +106,15 @@ pub fn init(layout: &CaLayout, opts: &CaInitOptions) -> Result<(), CaError> {
     })?;
 
     let pem = crate::pem_encode_certs;
-    write_new(&layout.root_cert(), &pem(&[root.cert.clone()]), false)?;
+    write_new(
+        &layout.root_cert(),
+        &pem(std::slice::from_ref(&root.cert)),
+        false,
+    )?;
     write_new(&layout.root_key(), &root.signer.pkcs8_pem(), true)?;
     write_new(
         &layout.intermediate_cert(),
-        &pem(&[intermediate.cert.clone()]),
+        &pem(std::slice::from_ref(&intermediate.cert)),
         false,
     )?;
     write_new(
@@ -118,7 +122,11 @@ pub fn init(layout: &CaLayout, opts: &CaInitOptions) -> Result<(), CaError> {
         &intermediate.signer.pkcs8_pem(),
         true,
     )?;
-    write_new(&layout.issuing_cert(), &pem(&[issuing.cert.clone()]), false)?;
+    write_new(
+        &layout.issuing_cert(),
+        &pem(std::slice::from_ref(&issuing.cert)),
+        false,
+    )?;
     write_new(&layout.issuing_key(), &issuing.signer.pkcs8_pem(), true)?;
     write_new(&layout.chain(), &pem(&chain), false)?;
     write_new(&layout.bundle(), &pem(&[root.cert]), false)?;

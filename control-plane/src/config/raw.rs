@@ -1,0 +1,158 @@
+//! The config as written: every field optional until validated, unknown fields rejected.
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use ferrule_config::{ConfigError, Env, duration, parse_field, required};
+use ferrule_identity::TrustDomain;
+use serde::Deserialize;
+
+use super::{CaConfig, CertificateConfig, Config, MIN_CERT_TTL, SignerConfig};
+
+pub const ENV_TRUST_DOMAIN: &str = "FERRULE_TRUST_DOMAIN";
+pub const ENV_LISTEN: &str = "FERRULE_LISTEN";
+pub const ENV_DATA_DIR: &str = "FERRULE_DATA_DIR";
+pub const ENV_WORKLOAD_TTL: &str = "FERRULE_WORKLOAD_TTL";
+pub const ENV_NODE_TTL: &str = "FERRULE_NODE_TTL";
+
+const HOUR: Duration = Duration::from_secs(3600);
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawConfig {
+    trust_domain: Option<String>,
+    listen: Option<String>,
+    data_dir: Option<PathBuf>,
+    ca: Option<RawCa>,
+    #[serde(default)]
+    certificates: RawCertificates,
+    #[serde(default)]
+    server: RawServer,
+    max_join_token_ttl: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawCa {
+    chain: PathBuf,
+    bundle: PathBuf,
+    signer: RawSigner,
+}
+
+/// Exactly one backend must be given (`file:` now; `pkcs11:` next).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSigner {
+    file: Option<RawFileSigner>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawFileSigner {
+    key: PathBuf,
+}
+
+impl RawSigner {
+    fn validate(self) -> Result<SignerConfig, ConfigError> {
+        match self.file {
+            Some(file) => Ok(SignerConfig::File { key: file.key }),
+            None => Err(ConfigError::invalid(
+                "ca.signer",
+                "name one backend: `file: {key: PATH}`",
+            )),
+        }
+    }
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawCertificates {
+    workload_ttl: Option<String>,
+    node_ttl: Option<String>,
+    server_ttl: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawServer {
+    #[serde(default)]
+    dns_names: Vec<String>,
+    #[serde(default)]
+    ip_addresses: Vec<String>,
+}
+
+impl RawConfig {
+    pub(super) fn apply_env(&mut self, env: &dyn Env) {
+        let set = |slot: &mut Option<String>, name| {
+            if let Some(v) = env.get(name) {
+                *slot = Some(v);
+            }
+        };
+        set(&mut self.trust_domain, ENV_TRUST_DOMAIN);
+        set(&mut self.listen, ENV_LISTEN);
+        set(&mut self.certificates.workload_ttl, ENV_WORKLOAD_TTL);
+        set(&mut self.certificates.node_ttl, ENV_NODE_TTL);
+        if let Some(v) = env.get(ENV_DATA_DIR) {
+            self.data_dir = Some(v.into());
+        }
+    }
+
+    pub(super) fn validate(self) -> Result<Config, ConfigError> {
+        let trust_domain: TrustDomain = parse_field(
+            &required(self.trust_domain, "trust_domain")?,
+            "trust_domain",
+        )?;
+        let listen: SocketAddr = parse_field(&required(self.listen, "listen")?, "listen")?;
+        let data_dir = required(self.data_dir, "data_dir")?;
+        let ca = required(self.ca, "ca")?;
+        let server_ip_addresses = self
+            .server
+            .ip_addresses
+            .iter()
+            .map(|ip| parse_field::<IpAddr>(ip, "server.ip_addresses"))
+            .collect::<Result<_, _>>()?;
+        Ok(Config {
+            trust_domain,
+            listen,
+            data_dir,
+            ca: CaConfig {
+                chain: ca.chain,
+                bundle: ca.bundle,
+                signer: ca.signer.validate()?,
+            },
+            certificates: self.certificates.validate()?,
+            server_dns_names: self.server.dns_names,
+            server_ip_addresses,
+            max_join_token_ttl: duration(
+                self.max_join_token_ttl.as_deref(),
+                "max_join_token_ttl",
+                24 * HOUR,
+            )?,
+        })
+    }
+}
+
+impl RawCertificates {
+    fn validate(self) -> Result<CertificateConfig, ConfigError> {
+        let ttl = |value: Option<String>, field: &str, default| {
+            let ttl = duration(value.as_deref(), field, default)?;
+            if ttl < MIN_CERT_TTL {
+                return Err(ConfigError::invalid(
+                    field,
+                    format!("{} is shorter than the minimum of 5m", humantime_str(ttl)),
+                ));
+            }
+            Ok(ttl)
+        };
+        Ok(CertificateConfig {
+            workload_ttl: ttl(self.workload_ttl, "certificates.workload_ttl", 8 * HOUR)?,
+            node_ttl: ttl(self.node_ttl, "certificates.node_ttl", 24 * HOUR)?,
+            server_ttl: ttl(self.server_ttl, "certificates.server_ttl", 24 * HOUR)?,
+        })
+    }
+}
+
+fn humantime_str(d: Duration) -> String {
+    format!("{}s", d.as_secs())
+}

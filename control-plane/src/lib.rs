@@ -1,0 +1,12 @@
+//! The Ferrule control plane: the issuing CA behind a `Signer`, node join, certificate issuance
+//! for entitled nodes, and operator calls, all over gRPC with mutual TLS.
+#![forbid(unsafe_code)]
+
+pub mod app;
+pub mod auth;
+pub mod config;
+pub mod service;
+pub mod state;
+pub mod store;
+pub mod tls_incoming;
+pub mod token;

@@ -1,0 +1,9 @@
+//! The gRPC services of the control plane.
+
+mod admin;
+mod identity;
+mod node;
+
+pub use admin::AdminService;
+pub use identity::IdentityService;
+pub use node::NodeService;

@@ -1,0 +1,118 @@
+//! `Admin`: operator calls, authorized by an admin certificate.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use ferrule_identity::{IdPattern, SpiffeId};
+use ferrule_proto::v1::{self, admin_server::Admin};
+use tonic::{Request, Response, Status};
+
+use crate::auth::require_admin;
+use crate::state::{ControlPlane, now, store_status};
+use crate::token;
+
+const DEFAULT_TOKEN_TTL: Duration = Duration::from_secs(3600);
+
+#[derive(Debug, Clone)]
+pub struct AdminService(pub Arc<ControlPlane>);
+
+impl AdminService {
+    fn validate_token_request(
+        &self,
+        body: &v1::CreateJoinTokenRequest,
+    ) -> Result<Duration, Status> {
+        let cp = &self.0;
+        SpiffeId::node(&cp.trust_domain, &body.node)
+            .map_err(|e| Status::invalid_argument(format!("node name {:?}: {e}", body.node)))?;
+        for pattern in &body.allow {
+            let parsed = IdPattern::parse(pattern)
+                .map_err(|e| Status::invalid_argument(format!("allow {pattern:?}: {e}")))?;
+            if parsed.trust_domain_str() != cp.trust_domain.as_str() {
+                return Err(Status::invalid_argument(format!(
+                    "allow {pattern:?}: not in trust domain {}",
+                    cp.trust_domain
+                )));
+            }
+        }
+        let ttl = match body.ttl_seconds {
+            0 => DEFAULT_TOKEN_TTL,
+            s => Duration::from_secs(s),
+        };
+        if ttl > cp.max_join_token_ttl {
+            return Err(Status::invalid_argument(format!(
+                "ttl {}s exceeds the maximum of {}s",
+                ttl.as_secs(),
+                cp.max_join_token_ttl.as_secs()
+            )));
+        }
+        Ok(ttl)
+    }
+}
+
+#[tonic::async_trait]
+impl Admin for AdminService {
+    async fn create_join_token(
+        &self,
+        request: Request<v1::CreateJoinTokenRequest>,
+    ) -> Result<Response<v1::CreateJoinTokenResponse>, Status> {
+        let admin = require_admin(&request)?;
+        let body = request.into_inner();
+        let ttl = self.validate_token_request(&body)?;
+        let (token, record) = token::generate(&body.node, body.allow, ttl, now());
+        let expires_at = record.expires_at as i64;
+        tracing::info!(%admin, node = %body.node, token_id = %record.id, "join token created");
+        self.0
+            .store
+            .create_token(record)
+            .await
+            .map_err(store_status)?;
+        Ok(Response::new(v1::CreateJoinTokenResponse {
+            token,
+            expires_at,
+        }))
+    }
+
+    async fn list_nodes(
+        &self,
+        request: Request<v1::ListNodesRequest>,
+    ) -> Result<Response<v1::ListNodesResponse>, Status> {
+        require_admin(&request)?;
+        let nodes = self.0.store.list_nodes().await.map_err(store_status)?;
+        let nodes = nodes
+            .into_iter()
+            .map(|n| v1::NodeInfo {
+                name: n.name,
+                spiffe_id: n.spiffe_id,
+                allow: n.allow,
+                joined_at: n.joined_at as i64,
+            })
+            .collect();
+        Ok(Response::new(v1::ListNodesResponse { nodes }))
+    }
+
+    async fn list_certificates(
+        &self,
+        request: Request<v1::ListCertificatesRequest>,
+    ) -> Result<Response<v1::ListCertificatesResponse>, Status> {
+        require_admin(&request)?;
+        let node = request.into_inner().node;
+        let node = (!node.is_empty()).then_some(node.as_str());
+        let records = self
+            .0
+            .store
+            .list_certificates(node)
+            .await
+            .map_err(store_status)?;
+        let certificates = records
+            .into_iter()
+            .map(|r| v1::CertificateRecord {
+                serial: r.serial,
+                spiffe_id: r.spiffe_id,
+                node: r.node,
+                not_before: r.not_before as i64,
+                not_after: r.not_after as i64,
+            })
+            .collect();
+        Ok(Response::new(v1::ListCertificatesResponse { certificates }))
+    }
+}

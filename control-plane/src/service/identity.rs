@@ -1,0 +1,106 @@
+//! `Identity.Sign`: certificates for the workloads a node is entitled to.
+
+use std::sync::Arc;
+
+use ferrule_identity::csr::verify_csr;
+use ferrule_identity::{IdKind, IdPattern, SpiffeId};
+use ferrule_proto::v1::{self, identity_server::Identity};
+use tonic::{Request, Response, Status};
+
+use crate::auth::require_node;
+use crate::state::{ControlPlane, store_status, svid_proto};
+use crate::store::NodeRecord;
+
+#[derive(Debug, Clone)]
+pub struct IdentityService(pub Arc<ControlPlane>);
+
+/// A node may renew its own identity and obtain those its join token allowed.
+fn entitled(node: &NodeRecord, id: &SpiffeId) -> bool {
+    if id.kind() == IdKind::Node(&node.name) {
+        return true;
+    }
+    if !matches!(id.kind(), IdKind::Workload { .. } | IdKind::Other) {
+        return false;
+    }
+    node.allow
+        .iter()
+        .filter_map(|p| IdPattern::parse(p).ok())
+        .any(|p| p.matches(id))
+}
+
+#[tonic::async_trait]
+impl Identity for IdentityService {
+    async fn sign(
+        &self,
+        request: Request<v1::SignRequest>,
+    ) -> Result<Response<v1::SignResponse>, Status> {
+        let node_name = require_node(&request)?;
+        let body = request.into_inner();
+        let cp = &self.0;
+        let id = SpiffeId::parse(&body.spiffe_id)
+            .map_err(|e| Status::invalid_argument(format!("spiffe_id: {e}")))?;
+        let node = cp
+            .store
+            .get_node(&node_name)
+            .await
+            .map_err(store_status)?
+            .ok_or_else(|| {
+                Status::permission_denied(format!("node {node_name} is not registered"))
+            })?;
+        if id.trust_domain_str() != cp.trust_domain.as_str() || !entitled(&node, &id) {
+            tracing::warn!(node = %node_name, %id, "certificate request outside the node's allowance");
+            return Err(Status::permission_denied(format!(
+                "node {node_name} may not obtain {id}"
+            )));
+        }
+        let csr =
+            verify_csr(&body.csr).map_err(|e| Status::invalid_argument(format!("csr: {e}")))?;
+        let ttl = match id.kind() {
+            IdKind::Node(_) => cp.certificates.node_ttl,
+            _ => cp.certificates.workload_ttl,
+        };
+        let svid = cp.issue(&id, &csr.public_key_spki, ttl, &node_name).await?;
+        Ok(Response::new(v1::SignResponse {
+            svid: Some(svid_proto(&svid)),
+            bundle: Some(cp.bundle_proto()),
+        }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn node(allow: &[&str]) -> NodeRecord {
+        NodeRecord {
+            name: "n1".into(),
+            spiffe_id: "spiffe://example.org/node/n1".into(),
+            allow: allow.iter().map(|s| s.to_string()).collect(),
+            joined_at: 0,
+        }
+    }
+
+    fn id(s: &str) -> SpiffeId {
+        SpiffeId::parse(s).unwrap()
+    }
+
+    #[test]
+    fn node_gets_own_identity_and_allowed_workloads_only() {
+        let n = node(&["spiffe://example.org/ns/shop/*"]);
+        assert!(entitled(&n, &id("spiffe://example.org/node/n1")));
+        assert!(entitled(&n, &id("spiffe://example.org/ns/shop/sa/web")));
+        assert!(!entitled(&n, &id("spiffe://example.org/ns/bank/sa/web")));
+        assert!(!entitled(&n, &id("spiffe://example.org/node/n2")));
+        // Even a broad pattern never grants control-plane or admin identities.
+        let broad = node(&["spiffe://example.org/*"]);
+        assert!(!entitled(
+            &broad,
+            &id("spiffe://example.org/ferrule/admin/admin")
+        ));
+        assert!(!entitled(
+            &broad,
+            &id("spiffe://example.org/ferrule/control-plane")
+        ));
+        assert!(!entitled(&broad, &id("spiffe://example.org/node/n2")));
+    }
+}

@@ -1,0 +1,90 @@
+//! What every control-plane service shares: the issuing CA, the store and the issuance settings.
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use ferrule_identity::ca::{IssuedSvid, IssuingCa, SvidRequest};
+use ferrule_identity::{SpiffeId, TrustDomain};
+use ferrule_proto::v1;
+use tonic::Status;
+
+use crate::config::CertificateConfig;
+use crate::store::{CertificateRecord, Store, StoreError, UnixSeconds};
+
+#[derive(Debug)]
+pub struct ControlPlane {
+    pub trust_domain: TrustDomain,
+    pub ca: IssuingCa,
+    pub store: Arc<dyn Store>,
+    pub certificates: CertificateConfig,
+    pub max_join_token_ttl: Duration,
+}
+
+impl ControlPlane {
+    pub fn bundle_proto(&self) -> v1::TrustBundle {
+        let bundle = self.ca.bundle();
+        v1::TrustBundle {
+            trust_domain: bundle.trust_domain().to_string(),
+            roots: bundle.roots().iter().map(|r| r.to_vec()).collect(),
+        }
+    }
+
+    /// Signs an SVID for `id` and records it in the inventory before handing it out, so every
+    /// certificate in the wild is listed (and can later be revoked).
+    pub async fn issue(
+        &self,
+        id: &SpiffeId,
+        public_key_spki: &[u8],
+        ttl: Duration,
+        node: &str,
+    ) -> Result<IssuedSvid, Status> {
+        let svid = self
+            .ca
+            .issue(&SvidRequest {
+                id,
+                public_key_spki,
+                ttl,
+                dns_names: &[],
+                ip_addresses: &[],
+            })
+            .map_err(|e| {
+                tracing::error!(%id, error = %e, "issuing certificate failed");
+                Status::internal(format!("issuing certificate failed: {e}"))
+            })?;
+        self.store
+            .record_certificate(CertificateRecord {
+                serial: svid.serial.clone(),
+                spiffe_id: id.to_string(),
+                node: node.to_owned(),
+                not_before: unix(svid.not_before),
+                not_after: unix(svid.not_after),
+            })
+            .await
+            .map_err(store_status)?;
+        tracing::info!(%id, node, serial = %svid.serial, "issued certificate");
+        Ok(svid)
+    }
+}
+
+pub fn svid_proto(svid: &IssuedSvid) -> v1::Svid {
+    v1::Svid {
+        leaf: svid.leaf.to_vec(),
+        chain: svid.chain.iter().map(|c| c.to_vec()).collect(),
+        serial: svid.serial.clone(),
+        not_before: unix(svid.not_before) as i64,
+        not_after: unix(svid.not_after) as i64,
+    }
+}
+
+pub fn unix(t: SystemTime) -> UnixSeconds {
+    t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
+}
+
+pub fn now() -> UnixSeconds {
+    unix(SystemTime::now())
+}
+
+pub fn store_status(e: StoreError) -> Status {
+    tracing::error!(error = %e, "store failure");
+    Status::unavailable(format!("control-plane store: {e}"))
+}

@@ -1,0 +1,56 @@
+//! `ferrule-agent --config FILE --join-token TOKEN`
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::Parser;
+use ferrule_node_agent::{app, config, identity::RenewalPolicy};
+
+#[derive(Debug, Parser)]
+#[command(
+    version,
+    about = "Ferrule node agent: identities, capture and the mTLS proxy"
+)]
+struct Args {
+    /// YAML configuration file; FERRULE_* environment variables override its fields.
+    #[arg(long, env = "FERRULE_AGENT_CONFIG")]
+    config: PathBuf,
+    /// Single-use token from `ferrule node token create`.
+    #[arg(long, env = "FERRULE_JOIN_TOKEN", hide_env_values = true)]
+    join_token: Option<String>,
+    /// Log as JSON lines instead of text.
+    #[arg(long)]
+    log_json: bool,
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let args = Args::parse();
+    ferrule_config::process::init_logging(args.log_json);
+    let config = match config::Config::load(&args.config, &config::ProcessEnv) {
+        Ok(config) => config,
+        Err(e) => {
+            eprintln!("ferrule-agent: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    // Capture (issue: eBPF data path) attaches these programs; report that they are built in.
+    tracing::info!(
+        bytes = ferrule_node_agent::ebpf::object().len(),
+        "eBPF capture programs embedded"
+    );
+    let _agent = match app::start(
+        &config,
+        args.join_token.as_deref(),
+        RenewalPolicy::default(),
+    )
+    .await
+    {
+        Ok(agent) => agent,
+        Err(e) => {
+            eprintln!("ferrule-agent: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    ferrule_config::process::shutdown_signal().await;
+    ExitCode::SUCCESS
+}

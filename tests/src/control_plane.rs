@@ -1,0 +1,137 @@
+//! A control plane with its own CA in a temporary directory, run as the real binary.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::Arc;
+use std::time::Duration;
+
+use ferrule_identity::ca::{self, CaInitOptions, CaLayout};
+use ferrule_identity::tls::{self, CertSlot, ExpectedServer, SpiffeServerVerifier};
+use ferrule_identity::{SharedBundle, SpiffeId, TrustBundle, TrustDomain};
+use ferrule_proto::v1::admin_client::AdminClient;
+use tonic::transport::Channel;
+
+use crate::process::{Child, binary, free_port};
+
+pub struct ControlPlaneFixture {
+    pub dir: tempfile::TempDir,
+    pub layout: CaLayout,
+    pub trust_domain: TrustDomain,
+    pub addr: SocketAddr,
+    pub config_path: PathBuf,
+    process: Option<Child>,
+}
+
+impl ControlPlaneFixture {
+    /// A fresh CA for `trust_domain` and a config; the control plane is not started yet.
+    pub fn new(trust_domain: &str) -> Self {
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let layout = CaLayout::new(dir.path().join("ca"));
+        let td = TrustDomain::new(trust_domain).expect("trust domain");
+        ca::init(&layout, &CaInitOptions::new(td.clone())).expect("ca init");
+        let addr = free_port();
+        let config_path = dir.path().join("control-plane.yaml");
+        std::fs::write(
+            &config_path,
+            config_yaml(&layout, &td, addr, &dir.path().join("data")),
+        )
+        .expect("writing config");
+        Self {
+            dir,
+            layout,
+            trust_domain: td,
+            addr,
+            config_path,
+            process: None,
+        }
+    }
+
+    pub fn start(&mut self) -> &Child {
+        let child = Child::spawn(
+            Command::new(binary("ferrule-control-plane"))
+                .arg("--config")
+                .arg(&self.config_path),
+        );
+        // Logged after the listener is bound.
+        child.wait_for_line("control plane serving", Duration::from_secs(20));
+        self.process.insert(child)
+    }
+
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.process.take() {
+            child.kill();
+        }
+    }
+
+    pub fn process(&self) -> &Child {
+        self.process.as_ref().expect("control plane started")
+    }
+
+    pub fn bundle(&self) -> SharedBundle {
+        let pem = std::fs::read(self.layout.bundle()).expect("bundle.pem");
+        SharedBundle::new(TrustBundle::from_pem(self.trust_domain.clone(), &pem).expect("bundle"))
+    }
+
+    /// A client TLS config that presents `certs` and expects the control plane's identity.
+    pub fn client_tls(&self, certs: Option<Arc<CertSlot>>) -> Arc<rustls::ClientConfig> {
+        let expected = ExpectedServer::Exact(SpiffeId::control_plane(&self.trust_domain));
+        let verifier = SpiffeServerVerifier::new(self.bundle(), expected);
+        Arc::new(tls::client_config(certs, verifier, &[b"h2"]))
+    }
+
+    pub fn channel(&self, certs: Option<Arc<CertSlot>>) -> Channel {
+        ferrule_proto::channel::lazy(self.addr, self.client_tls(certs))
+    }
+
+    pub fn admin(&self) -> AdminClient<Channel> {
+        let slot = CertSlot::from_pem_files(&self.layout.admin_cert(), &self.layout.admin_key())
+            .expect("admin identity");
+        AdminClient::new(self.channel(Some(Arc::new(slot))))
+    }
+
+    /// Creates a join token through the Admin API.
+    pub async fn join_token(&self, node: &str, allow: &[&str], ttl: Duration) -> String {
+        let request = ferrule_proto::v1::CreateJoinTokenRequest {
+            node: node.into(),
+            allow: allow.iter().map(|s| s.to_string()).collect(),
+            ttl_seconds: ttl.as_secs(),
+        };
+        self.admin()
+            .create_join_token(request)
+            .await
+            .expect("creating a join token")
+            .into_inner()
+            .token
+    }
+
+    /// Writes an agent config for this control plane into `dir`; returns its path.
+    pub fn agent_config(&self, dir: &Path, node: &str) -> PathBuf {
+        let path = dir.join(format!("agent-{node}.yaml"));
+        let text = format!(
+            "node_name: {node}\ncontrol_plane: {}\ntrust_domain: {}\nbundle: {}\ndata_dir: {}\n",
+            self.addr,
+            self.trust_domain,
+            self.layout.bundle().display(),
+            dir.join(format!("agent-{node}")).display()
+        );
+        std::fs::write(&path, text).expect("writing agent config");
+        path
+    }
+}
+
+impl Drop for ControlPlaneFixture {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+fn config_yaml(layout: &CaLayout, td: &TrustDomain, addr: SocketAddr, data: &Path) -> String {
+    format!(
+        "trust_domain: {td}\nlisten: {addr}\ndata_dir: {}\nca:\n  chain: {}\n  bundle: {}\n  signer:\n    file:\n      key: {}\n",
+        data.display(),
+        layout.chain().display(),
+        layout.bundle().display(),
+        layout.issuing_key().display()
+    )
+}

@@ -1,0 +1,9 @@
+//! The end-to-end harness: runs the real `ferrule-control-plane` and `ferrule-agent` binaries with
+//! throwaway CAs, ports and directories, and cleans up when dropped (also on panic).
+#![forbid(unsafe_code)]
+
+pub mod control_plane;
+pub mod process;
+
+pub use control_plane::ControlPlaneFixture;
+pub use process::{Child, binary, free_port};
