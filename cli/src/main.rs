@@ -1,0 +1,57 @@
+//! `ferrule`: the operator's command for a Ferrule mesh. Human tables by default, `-o json` for
+//! scripts. Exit status: 0 on success, 1 when the command failed, 2 for usage errors.
+#![forbid(unsafe_code)]
+
+mod ca;
+mod certs;
+mod client;
+mod node;
+mod output;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use crate::output::Format;
+
+#[derive(Debug, Parser)]
+#[command(name = "ferrule", version, about = "Operate a Ferrule mTLS mesh")]
+#[command(after_help = "Exit status: 0 success, 1 failure, 2 usage error.")]
+struct Cli {
+    /// Output format: `table` for people, `json` for scripts.
+    #[arg(long, short = 'o', global = true, value_enum, default_value_t = Format::Table)]
+    output: Format,
+
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Create and inspect the layered CA (offline root, intermediate, issuing CA).
+    #[command(subcommand)]
+    Ca(ca::CaCommand),
+    /// Join tokens and the inventory of joined nodes.
+    #[command(subcommand)]
+    Node(node::NodeCommand),
+    // Documented on `CertsArgs`, next to the columns it describes.
+    Certs(certs::CertsArgs),
+}
+
+#[tokio::main(flavor = "current_thread")]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Ca(cmd) => ca::run(cmd, cli.output),
+        Command::Node(cmd) => node::run(cmd, cli.output).await,
+        Command::Certs(args) => certs::run(args, cli.output).await,
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            let causes = e.chain().map(ToString::to_string);
+            eprintln!("error: {}", output::causes_text(causes));
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,304 @@
+//! Commands that talk to the control plane: against a fake Admin service over the mesh's real
+//! TLS settings, and against endpoints that fail in the ways operators meet.
+
+#[path = "support/common.rs"]
+mod common;
+#[path = "support/fake_cp.rs"]
+mod fake_cp;
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use common::{Run, init_ca, run, run_async};
+use fake_cp::{FakeAdmin, bundle_of, control_plane_cert, serve};
+use ferrule_identity::{SpiffeId, TrustDomain};
+use serde_json::Value;
+
+struct Mesh {
+    _tmp: tempfile::TempDir,
+    ca: PathBuf,
+    addr: SocketAddr,
+    admin: FakeAdmin,
+}
+
+/// A CA and a fake control plane that presents the right identity and trusts that CA.
+async fn mesh() -> Mesh {
+    let tmp = tempfile::tempdir().unwrap();
+    let ca = init_ca(tmp.path(), "example.org");
+    let admin = FakeAdmin::default();
+    let addr = serve(control_plane_cert(&ca), bundle_of(&ca), admin.clone()).await;
+    Mesh {
+        _tmp: tmp,
+        ca,
+        addr,
+        admin,
+    }
+}
+
+impl Mesh {
+    async fn ferrule(&self, args: &[&str]) -> Run {
+        ferrule_at(&self.ca, self.addr, args).await
+    }
+}
+
+async fn ferrule_at(ca: &Path, addr: SocketAddr, args: &[&str]) -> Run {
+    let addr = addr.to_string();
+    let mut full: Vec<&str> = args.to_vec();
+    full.extend(["--ca-dir", ca.to_str().unwrap(), "--control-plane", &addr]);
+    run_async(&full).await
+}
+
+#[test]
+fn unreachable_control_plane_is_named_with_the_reason() {
+    let tmp = tempfile::tempdir().unwrap();
+    let ca = init_ca(tmp.path(), "example.org");
+    let out = run(&[
+        "node",
+        "token",
+        "create",
+        "--node",
+        "n1",
+        "--allow",
+        "spiffe://example.org/ns/shop/*",
+        "--ca-dir",
+        ca.to_str().unwrap(),
+        "--control-plane",
+        "127.0.0.1:1",
+    ]);
+    assert_eq!(out.code, 1, "{out:#?}");
+    assert!(
+        out.stderr
+            .contains("cannot reach the control plane at 127.0.0.1:1: connection refused")
+            && out.stderr.contains("--control-plane"),
+        "stderr: {}",
+        out.stderr
+    );
+    assert!(
+        out.stdout.is_empty(),
+        "nothing on stdout for scripts: {out:#?}"
+    );
+}
+
+#[test]
+fn missing_admin_files_say_which_flags_to_use() {
+    let out = run(&["node", "list"]);
+    assert_eq!(out.code, 1, "{out:#?}");
+    assert!(
+        out.stderr.contains("--ca-dir") && out.stderr.contains("FERRULE_CA_DIR"),
+        "stderr: {}",
+        out.stderr
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn token_create_prints_only_the_token_and_sends_the_request() {
+    let mesh = mesh().await;
+    let out = mesh
+        .ferrule(&[
+            "node",
+            "token",
+            "create",
+            "--node",
+            "n1",
+            "--allow",
+            "spiffe://example.org/ns/shop/*",
+            "--allow",
+            "spiffe://example.org/ns/web/*",
+            "--ttl",
+            "1h 30m",
+        ])
+        .await
+        .success();
+    assert_eq!(out.stdout, "fjt_0123456789abcdef\n");
+    assert!(
+        out.stderr.contains("node n1") && out.stderr.contains("in 1h 30m"),
+        "stderr: {}",
+        out.stderr
+    );
+    let seen = mesh.admin.seen.lock().unwrap();
+    assert_eq!(seen.callers, ["spiffe://example.org/ferrule/admin/admin"]);
+    let request = &seen.token_requests[0];
+    assert_eq!(request.node, "n1");
+    assert_eq!(
+        request.allow,
+        [
+            "spiffe://example.org/ns/shop/*",
+            "spiffe://example.org/ns/web/*"
+        ]
+    );
+    assert_eq!(request.ttl_seconds, 5400);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn token_create_json() {
+    let mesh = mesh().await;
+    let out = mesh
+        .ferrule(&["-o", "json", "node", "token", "create", "--node", "n1"])
+        .await
+        .success();
+    let v: Value = serde_json::from_str(&out.stdout).expect("JSON");
+    assert_eq!(v["token"], "fjt_0123456789abcdef");
+    assert_eq!(v["node"], "n1");
+    let expires = v["expires_at"].as_str().unwrap();
+    assert!(expires.ends_with('Z') && expires.len() == 20, "{expires}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn control_plane_refusal_is_shown_with_its_reason() {
+    let mesh = mesh().await;
+    let out = mesh
+        .ferrule(&["node", "token", "create", "--node", "n1", "--ttl", "2days"])
+        .await;
+    assert_eq!(out.code, 1, "{out:#?}");
+    assert!(
+        out.stderr
+            .contains("the control plane rejected the request: ttl 172800s exceeds the maximum"),
+        "stderr: {}",
+        out.stderr
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn node_list_table_and_json() {
+    let mesh = mesh().await;
+    let out = mesh.ferrule(&["node", "list"]).await.success();
+    let lines: Vec<&str> = out.stdout.lines().collect();
+    assert_eq!(lines.len(), 3, "{}", out.stdout);
+    assert!(lines[0].starts_with("NAME  SPIFFE ID"), "{}", lines[0]);
+    assert!(lines[0].ends_with("JOINED"), "{}", lines[0]);
+    assert!(
+        lines[1].starts_with("n1    spiffe://example.org/node/n1")
+            && lines[1].contains("spiffe://example.org/ns/shop/*,spiffe://example.org/ns/web/*")
+            && lines[1].ends_with("2023-11-14T22:13:20Z"),
+        "sorted by name, patterns joined: {}",
+        out.stdout
+    );
+
+    let out = mesh
+        .ferrule(&["-o", "json", "node", "list"])
+        .await
+        .success();
+    let nodes: Vec<Value> = serde_json::from_str(&out.stdout).expect("JSON array");
+    assert_eq!(nodes[0]["name"], "n1");
+    assert_eq!(nodes[0]["allow"].as_array().unwrap().len(), 2);
+    assert_eq!(nodes[1]["joined_at"], "2023-11-14T22:15:00Z");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn certs_are_sorted_by_expiry_and_flagged() {
+    let mesh = mesh().await;
+    let out = mesh.ferrule(&["certs"]).await.success();
+    let lines: Vec<&str> = out.stdout.lines().collect();
+    assert_eq!(lines.len(), 4, "{}", out.stdout);
+    assert!(lines[0].starts_with("SERIAL") && lines[0].ends_with("STATUS"));
+    let summary: Vec<(&str, &str)> = lines[1..]
+        .iter()
+        .map(|l| {
+            (
+                l.split_whitespace().next().unwrap(),
+                l.split_whitespace().last().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        summary,
+        [("0b", "EXPIRED"), ("0c", "EXPIRING"), ("0a", "OK")],
+        "{}",
+        out.stdout
+    );
+
+    let out = mesh
+        .ferrule(&["-o", "json", "certs", "--node", "n1"])
+        .await
+        .success();
+    let certs: Vec<Value> = serde_json::from_str(&out.stdout).expect("JSON array");
+    let statuses: Vec<&str> = certs
+        .iter()
+        .map(|c| c["status"].as_str().unwrap())
+        .collect();
+    assert_eq!(statuses, ["EXPIRING", "OK"]);
+    let remaining = certs[0]["remaining_seconds"].as_i64().unwrap();
+    assert!((3000..3600).contains(&remaining), "{remaining}");
+    assert_eq!(
+        mesh.admin.seen.lock().unwrap().certificate_filters,
+        ["", "n1"]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn environment_selects_control_plane_and_ca_dir() {
+    let mesh = mesh().await;
+    let mut cmd = common::ferrule(&["node", "list"]);
+    cmd.env("FERRULE_CONTROL_PLANE", mesh.addr.to_string())
+        .env("FERRULE_CA_DIR", &mesh.ca);
+    let out = tokio::process::Command::from(cmd).output().await.unwrap();
+    assert!(
+        out.status.success(),
+        "stderr: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn server_with_the_wrong_identity_is_refused_with_the_reason() {
+    let tmp = tempfile::tempdir().unwrap();
+    let ca = init_ca(tmp.path(), "example.org");
+    let td = TrustDomain::new("example.org").unwrap();
+    let impostor = fake_cp::issue(&ca, &SpiffeId::node(&td, "n1").unwrap());
+    let addr = serve(impostor, bundle_of(&ca), FakeAdmin::default()).await;
+    let out = ferrule_at(&ca, addr, &["node", "list"]).await;
+    assert_eq!(out.code, 1, "{out:#?}");
+    assert!(
+        out.stderr.contains("TLS handshake")
+            && out.stderr.contains(
+                "peer presented spiffe://example.org/node/n1, expected \
+                 spiffe://example.org/ferrule/control-plane"
+            ),
+        "stderr: {}",
+        out.stderr
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn server_that_does_not_trust_our_ca_is_explained() {
+    let tmp = tempfile::tempdir().unwrap();
+    let ours = init_ca(&tmp.path().join("ours"), "example.org");
+    let theirs = init_ca(&tmp.path().join("theirs"), "example.org");
+    // Presents a certificate we accept, but only accepts clients of another CA.
+    let addr = serve(
+        control_plane_cert(&ours),
+        bundle_of(&theirs),
+        FakeAdmin::default(),
+    )
+    .await;
+    let out = ferrule_at(&ours, addr, &["certs"]).await;
+    assert_eq!(out.code, 1, "{out:#?}");
+    assert!(
+        out.stderr.contains("rejected the admin certificate"),
+        "stderr: {}",
+        out.stderr
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn plaintext_service_on_the_port_is_explained() {
+    let tmp = tempfile::tempdir().unwrap();
+    let ca = init_ca(tmp.path(), "example.org");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        use tokio::io::AsyncWriteExt;
+        while let Ok((mut tcp, _)) = listener.accept().await {
+            let _ = tcp
+                .write_all(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n")
+                .await;
+        }
+    });
+    let out = ferrule_at(&ca, addr, &["node", "list"]).await;
+    assert_eq!(out.code, 1, "{out:#?}");
+    assert!(
+        out.stderr.contains("TLS handshake") && out.stderr.contains(&addr.to_string()),
+        "stderr: {}",
+        out.stderr
+    );
+}
