@@ -93,8 +93,11 @@ pub async fn serve(
         max_join_token_ttl: config.max_join_token_ttl,
     });
     let slot = serving_identity(config, &state.ca)?;
-    spawn_serving_cert_rotation(config.clone(), state.ca.clone(), slot.clone());
-    spawn_store_maintenance(state.store.clone());
+    // Background work ends with the server, so a stopped control plane releases its store.
+    let background = [
+        spawn_serving_cert_rotation(config.clone(), state.ca.clone(), slot.clone()),
+        spawn_store_maintenance(state.store.clone()),
+    ];
     let verifier = SpiffeClientVerifier::optional(SharedBundle::new(state.ca.bundle().clone()));
     let tls = Arc::new(tls::server_config(slot, verifier, &[b"h2"]));
     let router = tonic::transport::Server::builder()
@@ -104,10 +107,14 @@ pub async fn serve(
         .add_service(AdminServer::new(AdminService(state.clone())));
     let incoming = tls_incoming::incoming(listener, tls);
     let server = tokio::spawn(async move {
-        router
+        let served = router
             .serve_with_incoming_shutdown(incoming, shutdown)
-            .await?;
-        Ok(())
+            .await;
+        for task in background {
+            task.abort();
+            let _ = task.await;
+        }
+        Ok(served?)
     });
     tracing::info!(%grpc_addr, trust_domain = %config.trust_domain, "control plane serving");
     Ok(Running {
@@ -141,7 +148,11 @@ fn serving_identity(config: &Config, ca: &IssuingCa) -> Result<Arc<CertSlot>, Ap
     Ok(Arc::new(CertSlot::new(issue_serving_cert(config, ca)?)))
 }
 
-fn spawn_serving_cert_rotation(config: Config, ca: IssuingCa, slot: Arc<CertSlot>) {
+fn spawn_serving_cert_rotation(
+    config: Config,
+    ca: IssuingCa,
+    slot: Arc<CertSlot>,
+) -> JoinHandle<()> {
     tokio::spawn(async move {
         let half_life = config.certificates.server_ttl / 2;
         loop {
@@ -154,18 +165,21 @@ fn spawn_serving_cert_rotation(config: Config, ca: IssuingCa, slot: Arc<CertSlot
                 }
             }
         }
-    });
+    })
 }
 
 /// Expired certificates stay listed for a week (for `ferrule certs` and audits), then go; used
 /// and expired join tokens are dropped a day after expiry.
-fn spawn_store_maintenance(store: Arc<dyn Store>) {
+fn spawn_store_maintenance(store: Arc<dyn Store>) -> JoinHandle<()> {
     const EVERY: Duration = Duration::from_secs(3600);
     const KEEP_EXPIRED: u64 = 7 * 24 * 3600;
     tokio::spawn(async move {
         loop {
             let now = crate::state::now();
-            if let Err(e) = store.prune_certificates(now.saturating_sub(KEEP_EXPIRED)).await {
+            if let Err(e) = store
+                .prune_certificates(now.saturating_sub(KEEP_EXPIRED))
+                .await
+            {
                 tracing::warn!(error = %e, "pruning expired certificate records failed");
             }
             if let Err(e) = store.prune_tokens(now).await {
@@ -173,5 +187,5 @@ fn spawn_store_maintenance(store: Arc<dyn Store>) {
             }
             tokio::time::sleep(EVERY).await;
         }
-    });
+    })
 }

@@ -2,6 +2,7 @@
 //! throwaway CAs, ports and directories, and cleans up when dropped (also on panic).
 #![forbid(unsafe_code)]
 
+pub mod bench;
 pub mod control_plane;
 pub mod process;
 

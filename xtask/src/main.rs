@@ -35,11 +35,11 @@ fn main() -> anyhow::Result<()> {
         Task::Test(args) => test::run(args),
         Task::Demo(args) => {
             setup::run()?;
-            demo::run(args)
+            demo::run_demo(args)
         }
         Task::Bench(args) => {
             setup::run()?;
-            bench::run(args)
+            bench::run_bench(args)
         }
     }
 }
