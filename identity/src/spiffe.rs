@@ -113,9 +113,14 @@ impl SpiffeId {
         })
     }
 
+    /// Each part becomes exactly one path segment; a part holding `/` is refused rather than
+    /// silently becoming several segments (a node named `a/b` must not mint `/node/a/b`).
     fn from_parts(td: &TrustDomain, segments: &[&str]) -> Result<Self, SpiffeIdError> {
         let mut uri = td.id_uri();
         for segment in segments {
+            if segment.contains('/') {
+                return Err(SpiffeIdError::BadPath(segments.join("/")));
+            }
             uri.push('/');
             uri.push_str(segment);
         }
@@ -322,6 +327,11 @@ mod tests {
             IdKind::Node("n1")
         );
         assert_eq!(SpiffeId::control_plane(&td()).kind(), IdKind::ControlPlane);
+        assert!(
+            SpiffeId::node(&td(), "a/b").is_err(),
+            "one segment per part"
+        );
+        assert!(SpiffeId::workload(&td(), "ns", "sa/x").is_err());
     }
 
     #[test]

@@ -144,7 +144,7 @@ fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn expired_and_malformed_tokens_are_unauthenticated() {
+async fn expired_reused_and_malformed_tokens_are_unauthenticated() {
     let mut cp = ControlPlaneFixture::new(TD);
     cp.start();
     let token = cp.join_token("n1", &[], Duration::from_secs(1)).await;
@@ -160,6 +160,23 @@ async fn expired_and_malformed_tokens_are_unauthenticated() {
         .unwrap_err();
     assert_eq!(expired.code(), Code::Unauthenticated, "{expired:?}");
     assert!(expired.message().contains("expired"), "{expired:?}");
+
+    let token = cp.join_token("n2", &[], Duration::from_secs(600)).await;
+    node.join(v1::JoinRequest {
+        token: token.clone(),
+        csr: csr.clone(),
+    })
+    .await
+    .expect("first use");
+    let reused = node
+        .join(v1::JoinRequest {
+            token,
+            csr: csr.clone(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(reused.code(), Code::Unauthenticated, "{reused:?}");
+    assert!(reused.message().contains("already used"), "{reused:?}");
 
     let garbage = node
         .join(v1::JoinRequest {

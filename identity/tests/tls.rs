@@ -1,0 +1,169 @@
+//! The mesh's TLS settings in a real handshake (in memory): TLS 1.3 only, the hybrid
+//! post-quantum group, mandatory client certificates, exact server identity, no resumption.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use ferrule_identity::testing::TestCa;
+use ferrule_identity::tls::{
+    self, CertSlot, ExpectedServer, SpiffeClientVerifier, SpiffeServerVerifier, verify_error_of,
+};
+use ferrule_identity::{SharedBundle, SpiffeId, VerifyError};
+use rustls::{ClientConnection, ServerConnection};
+use rustls_pki_types::ServerName;
+
+fn slot(ca: &TestCa, id: &str) -> Arc<CertSlot> {
+    let id = SpiffeId::parse(id).unwrap();
+    let (svid, key) = ca
+        .ca
+        .issue_with_new_key(&id, Duration::from_secs(600), &[], &[])
+        .unwrap();
+    let certified = CertSlot::certified_key(
+        &tls::crypto_provider(),
+        svid.full_chain(),
+        key.serialize_der(),
+    )
+    .unwrap();
+    Arc::new(CertSlot::new(certified))
+}
+
+/// Runs the handshake to completion or to the first error on either side.
+fn handshake(
+    client: &mut ClientConnection,
+    server: &mut ServerConnection,
+) -> Result<(), rustls::Error> {
+    for _ in 0..20 {
+        let mut buf = Vec::new();
+        while client.wants_write() {
+            client.write_tls(&mut buf).unwrap();
+        }
+        server.read_tls(&mut buf.as_slice()).unwrap();
+        server.process_new_packets()?;
+        let mut buf = Vec::new();
+        while server.wants_write() {
+            server.write_tls(&mut buf).unwrap();
+        }
+        client.read_tls(&mut buf.as_slice()).unwrap();
+        client.process_new_packets()?;
+        if !client.is_handshaking() && !server.is_handshaking() {
+            return Ok(());
+        }
+    }
+    panic!("handshake did not finish");
+}
+
+fn pair(
+    server_ca: &TestCa,
+    client_cert: Option<Arc<CertSlot>>,
+    expected: &str,
+) -> (ClientConnection, ServerConnection) {
+    let bundle = SharedBundle::new(server_ca.ca.bundle().clone());
+    let server = tls::server_config(
+        slot(server_ca, "spiffe://example.org/ns/b/sa/server"),
+        SpiffeClientVerifier::required(bundle.clone()),
+        &[b"h2"],
+    );
+    let verifier = SpiffeServerVerifier::new(
+        bundle,
+        ExpectedServer::Exact(SpiffeId::parse(expected).unwrap()),
+    );
+    let client = tls::client_config(client_cert, verifier, &[b"h2"]);
+    let name = ServerName::try_from("mesh").unwrap();
+    (
+        ClientConnection::new(Arc::new(client), name).unwrap(),
+        ServerConnection::new(Arc::new(server)).unwrap(),
+    )
+}
+
+#[test]
+fn mutual_tls13_with_hybrid_post_quantum_key_exchange() {
+    let ca = TestCa::new("example.org");
+    let client_cert = slot(&ca, "spiffe://example.org/ns/a/sa/client");
+    let (mut client, mut server) = pair(
+        &ca,
+        Some(client_cert),
+        "spiffe://example.org/ns/b/sa/server",
+    );
+    handshake(&mut client, &mut server).expect("handshake");
+    assert_eq!(
+        client.protocol_version(),
+        Some(rustls::ProtocolVersion::TLSv1_3)
+    );
+    let group = client.negotiated_key_exchange_group().unwrap().name();
+    assert_eq!(group, rustls::NamedGroup::X25519MLKEM768);
+    assert_eq!(server.alpn_protocol(), Some(&b"h2"[..]));
+    let client_chain = server.peer_certificates().expect("client certificate");
+    let id = ferrule_identity::CertInfo::parse(&client_chain[0])
+        .unwrap()
+        .spiffe_id()
+        .unwrap();
+    assert_eq!(id.as_str(), "spiffe://example.org/ns/a/sa/client");
+}
+
+#[test]
+fn configs_offer_tls13_only_and_no_resumption() {
+    let ca = TestCa::new("example.org");
+    let bundle = SharedBundle::new(ca.ca.bundle().clone());
+    let server = tls::server_config(
+        slot(&ca, "spiffe://example.org/ns/b/sa/server"),
+        SpiffeClientVerifier::required(bundle.clone()),
+        &[],
+    );
+    assert_eq!(server.send_tls13_tickets, 0);
+    assert_eq!(server.max_early_data_size, 0);
+    assert!(!server.session_storage.can_cache());
+    let provider = tls::crypto_provider();
+    assert!(
+        provider
+            .cipher_suites
+            .iter()
+            .all(|s| s.version() == &rustls::version::TLS13)
+    );
+    let groups: Vec<_> = provider.kx_groups.iter().map(|g| g.name()).collect();
+    assert_eq!(
+        groups,
+        [
+            rustls::NamedGroup::X25519MLKEM768,
+            rustls::NamedGroup::X25519
+        ]
+    );
+}
+
+#[test]
+fn missing_client_certificate_is_refused() {
+    let ca = TestCa::new("example.org");
+    let (mut client, mut server) = pair(&ca, None, "spiffe://example.org/ns/b/sa/server");
+    let err = handshake(&mut client, &mut server).unwrap_err();
+    assert_eq!(
+        verify_error_of(&err),
+        Some(VerifyError::NoCertificate),
+        "{err:?}"
+    );
+}
+
+#[test]
+fn server_with_another_identity_is_refused_by_the_client() {
+    let ca = TestCa::new("example.org");
+    let client_cert = slot(&ca, "spiffe://example.org/ns/a/sa/client");
+    let (mut client, mut server) =
+        pair(&ca, Some(client_cert), "spiffe://example.org/ns/b/sa/other");
+    let err = handshake(&mut client, &mut server).unwrap_err();
+    assert!(
+        matches!(verify_error_of(&err), Some(VerifyError::WrongId { .. })),
+        "{err:?}"
+    );
+}
+
+#[test]
+fn client_from_another_ca_is_refused_with_unknown_ca() {
+    let ca = TestCa::new("example.org");
+    let other = TestCa::new("example.org");
+    let foreign = slot(&other, "spiffe://example.org/ns/a/sa/client");
+    let (mut client, mut server) = pair(&ca, Some(foreign), "spiffe://example.org/ns/b/sa/server");
+    let err = handshake(&mut client, &mut server).unwrap_err();
+    assert_eq!(
+        verify_error_of(&err),
+        Some(VerifyError::UnknownCa),
+        "{err:?}"
+    );
+}
