@@ -12,12 +12,14 @@ use ferrule_identity::tls::{self, CertSlot, SpiffeClientVerifier};
 use ferrule_identity::{SharedBundle, SpiffeId, TrustBundle};
 use ferrule_proto::v1::{
     admin_server::AdminServer, identity_server::IdentityServer, node_server::NodeServer,
+    workloads_server::WorkloadsServer,
 };
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
 use crate::config::{Config, SignerConfig};
-use crate::service::{AdminService, IdentityService, NodeService};
+use crate::directory::Directory;
+use crate::service::{AdminService, IdentityService, NodeService, WorkloadsService};
 use crate::state::ControlPlane;
 use crate::store::{EmbeddedStore, Store, StoreError};
 use crate::tls_incoming;
@@ -85,9 +87,11 @@ pub async fn serve(
         addr: config.listen,
         source,
     })?;
+    let directory = Directory::load(store.as_ref()).await?;
     let state = Arc::new(ControlPlane {
         trust_domain: config.trust_domain.clone(),
         ca: load_ca(config)?,
+        directory,
         store,
         certificates: config.certificates.clone(),
         max_join_token_ttl: config.max_join_token_ttl,
@@ -104,7 +108,8 @@ pub async fn serve(
         .tcp_nodelay(true)
         .add_service(NodeServer::new(NodeService(state.clone())))
         .add_service(IdentityServer::new(IdentityService(state.clone())))
-        .add_service(AdminServer::new(AdminService(state.clone())));
+        .add_service(AdminServer::new(AdminService(state.clone())))
+        .add_service(WorkloadsServer::new(WorkloadsService(state.clone())));
     let incoming = tls_incoming::incoming(listener, tls);
     let server = tokio::spawn(async move {
         let served = router

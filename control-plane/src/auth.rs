@@ -1,8 +1,9 @@
 //! Who is calling: derived only from the client certificate verified during the TLS handshake.
 
-use ferrule_identity::{IdKind, SpiffeId};
+use ferrule_identity::{IdKind, IdPattern, SpiffeId};
 use tonic::{Request, Status};
 
+use crate::store::NodeRecord;
 use crate::tls_incoming::PeerInfo;
 
 /// The verified SPIFFE ID of the caller, if it presented a certificate.
@@ -36,4 +37,18 @@ pub fn require_admin<T>(request: &Request<T>) -> Result<String, Status> {
             "{id} is not an admin identity"
         ))),
     }
+}
+
+/// A node may renew its own identity and obtain those its join token allowed.
+pub fn entitled(node: &NodeRecord, id: &SpiffeId) -> bool {
+    if id.kind() == IdKind::Node(&node.name) {
+        return true;
+    }
+    if !matches!(id.kind(), IdKind::Workload { .. } | IdKind::Other) {
+        return false;
+    }
+    node.allow
+        .iter()
+        .filter_map(|p| IdPattern::parse(p).ok())
+        .any(|p| p.matches(id))
 }

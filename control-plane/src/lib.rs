@@ -5,6 +5,7 @@
 pub mod app;
 pub mod auth;
 pub mod config;
+pub mod directory;
 pub mod service;
 pub mod state;
 pub mod store;

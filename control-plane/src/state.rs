@@ -9,6 +9,7 @@ use ferrule_proto::v1;
 use tonic::Status;
 
 use crate::config::CertificateConfig;
+use crate::directory::Directory;
 use crate::store::{CertificateRecord, Store, StoreError, UnixSeconds};
 
 #[derive(Debug)]
@@ -18,6 +19,7 @@ pub struct ControlPlane {
     pub store: Arc<dyn Store>,
     pub certificates: CertificateConfig,
     pub max_join_token_ttl: Duration,
+    pub directory: Directory,
 }
 
 impl ControlPlane {

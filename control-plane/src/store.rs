@@ -1,5 +1,5 @@
-//! The control plane's persistent state behind the [`Store`] trait: join tokens, joined nodes and
-//! the ledger of issued certificates.
+//! The control plane's persistent state behind the [`Store`] trait: join tokens, joined nodes, the
+//! ledger of issued certificates, and the workload directory.
 //!
 //! The trait is async and says nothing about transactions or files, so that the embedded redb
 //! backend ([`EmbeddedStore`], one process) and a replicated etcd backend can both sit behind it.
@@ -54,6 +54,19 @@ pub struct CertificateRecord {
     pub node: String,
     pub not_before: UnixSeconds,
     pub not_after: UnixSeconds,
+}
+
+/// A pod registered by the node it runs on: the directory agents use to route by destination IP.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WorkloadRecord {
+    pub uid: String,
+    pub name: String,
+    pub namespace: String,
+    pub service_account: String,
+    pub spiffe_id: String,
+    pub node: String,
+    pub ips: Vec<String>,
+    pub registered_at: UnixSeconds,
 }
 
 /// A failure of the storage backend. Messages carry their cause because callers print `{e}`.
@@ -161,6 +174,10 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
     ) -> Result<Vec<CertificateRecord>, StoreError>;
     /// Drops certificate records that expired before `before`; returns how many.
     async fn prune_certificates(&self, before: UnixSeconds) -> Result<usize, StoreError>;
+    async fn put_workload(&self, workload: WorkloadRecord) -> Result<(), StoreError>;
+    /// Returns whether a workload with that uid existed.
+    async fn delete_workload(&self, uid: &str) -> Result<bool, StoreError>;
+    async fn list_workloads(&self) -> Result<Vec<WorkloadRecord>, StoreError>;
 }
 
 /// The checks every backend applies, in this order, when a token is presented. The secret comes

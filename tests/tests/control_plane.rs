@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use ferrule_identity::csr::{build_csr, generate_workload_key};
-use ferrule_identity::tls::{CertSlot, crypto_provider};
+use ferrule_identity::tls::CertSlot;
 use ferrule_identity::{CertInfo, SpiffeId, Usage};
 use ferrule_proto::v1::{self, identity_client::IdentityClient, node_client::NodeClient};
 use ferrule_tests::{Child, ControlPlaneFixture, binary};
@@ -18,24 +18,8 @@ fn id(s: &str) -> SpiffeId {
     SpiffeId::parse(s).unwrap()
 }
 
-/// Joins as `node` directly over gRPC; returns the node's mTLS identity.
 async fn join_node(cp: &ControlPlaneFixture, node: &str, allow: &[&str]) -> Arc<CertSlot> {
-    let token = cp.join_token(node, allow, Duration::from_secs(600)).await;
-    let key = generate_workload_key().unwrap();
-    let csr = build_csr(&key, &id("spiffe://example.org/node/x")).unwrap();
-    let response = NodeClient::new(cp.channel(None))
-        .join(v1::JoinRequest { token, csr })
-        .await
-        .expect("join")
-        .into_inner();
-    assert_eq!(response.spiffe_id, format!("spiffe://{TD}/node/{node}"));
-    let svid = response.svid.unwrap();
-    let chain = std::iter::once(svid.leaf)
-        .chain(svid.chain)
-        .map(CertificateDer::from)
-        .collect();
-    let key = CertSlot::certified_key(&crypto_provider(), chain, key.serialize_der()).unwrap();
-    Arc::new(CertSlot::new(key))
+    cp.join_node(node, allow).await
 }
 
 async fn sign(

@@ -3,30 +3,15 @@
 use std::sync::Arc;
 
 use ferrule_identity::csr::verify_csr;
-use ferrule_identity::{IdKind, IdPattern, SpiffeId};
+use ferrule_identity::{IdKind, SpiffeId};
 use ferrule_proto::v1::{self, identity_server::Identity};
 use tonic::{Request, Response, Status};
 
-use crate::auth::require_node;
+use crate::auth::{entitled, require_node};
 use crate::state::{ControlPlane, store_status, svid_proto};
-use crate::store::NodeRecord;
 
 #[derive(Debug, Clone)]
 pub struct IdentityService(pub Arc<ControlPlane>);
-
-/// A node may renew its own identity and obtain those its join token allowed.
-fn entitled(node: &NodeRecord, id: &SpiffeId) -> bool {
-    if id.kind() == IdKind::Node(&node.name) {
-        return true;
-    }
-    if !matches!(id.kind(), IdKind::Workload { .. } | IdKind::Other) {
-        return false;
-    }
-    node.allow
-        .iter()
-        .filter_map(|p| IdPattern::parse(p).ok())
-        .any(|p| p.matches(id))
-}
 
 #[tonic::async_trait]
 impl Identity for IdentityService {
@@ -70,6 +55,7 @@ impl Identity for IdentityService {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::NodeRecord;
 
     fn node(allow: &[&str]) -> NodeRecord {
         NodeRecord {

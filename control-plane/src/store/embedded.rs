@@ -23,15 +23,24 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tokio::sync::{mpsc, oneshot};
 
+mod commands;
+
+use commands::{
+    ConsumeToken, CreateToken, DeleteWorkload, PruneCertificates, PruneTokens, PutNode,
+    PutWorkload, RecordCertificate,
+};
+
 use super::{
     BoxError, CertificateRecord, JoinToken, NodeRecord, OpenProblem, Store, StoreError, TokenError,
-    UnixSeconds, check_token, token_is_prunable,
+    UnixSeconds, WorkloadRecord,
 };
 
 /// Values are JSON so that a record can gain fields without a migration.
 const TOKENS: TableDefinition<&str, &[u8]> = TableDefinition::new("tokens");
 const NODES: TableDefinition<&str, &[u8]> = TableDefinition::new("nodes");
 const CERTIFICATES: TableDefinition<&str, &[u8]> = TableDefinition::new("certificates");
+/// Pods registered by their nodes, keyed by pod uid: the directory agents route by.
+const WORKLOADS: TableDefinition<&str, &[u8]> = TableDefinition::new("workloads");
 /// (not_after, serial): pruning is a range scan of what expired rather than a scan of the whole
 /// ledger, which matters because pruning runs on the writer thread and holds up issuance.
 const BY_EXPIRY: TableDefinition<(u64, &str), ()> = TableDefinition::new("certificates_by_expiry");
@@ -190,6 +199,36 @@ impl Store for EmbeddedStore {
     async fn prune_certificates(&self, before: UnixSeconds) -> Result<usize, StoreError> {
         self.writer.submit(PruneCertificates { before }).await
     }
+
+    async fn put_workload(&self, workload: WorkloadRecord) -> Result<(), StoreError> {
+        let value = encode(&workload)?;
+        let put = PutWorkload {
+            uid: workload.uid,
+            value,
+        };
+        self.writer.submit(put).await
+    }
+
+    async fn delete_workload(&self, uid: &str) -> Result<bool, StoreError> {
+        let uid = uid.to_owned();
+        self.writer.submit(DeleteWorkload { uid }).await
+    }
+
+    async fn list_workloads(&self) -> Result<Vec<WorkloadRecord>, StoreError> {
+        self.read(|txn| {
+            let workloads = txn
+                .open_table(WORKLOADS)
+                .map_err(backend("open the workloads table"))?;
+            let entries = workloads.iter().map_err(backend("list workloads"))?;
+            entries
+                .map(|entry| {
+                    let (uid, value) = entry.map_err(backend("list workloads"))?;
+                    decode("workload", uid.value(), value.value())
+                })
+                .collect()
+        })
+        .await
+    }
 }
 
 fn open_database(path: &Path) -> Result<Database, StoreError> {
@@ -231,7 +270,8 @@ fn create_tables(db: &Database) -> Result<(), (OpenProblem, BoxError)> {
         .open_table(TOKENS)
         .and_then(|_| txn.open_table(NODES))
         .and_then(|_| txn.open_table(CERTIFICATES))
-        .and_then(|_| txn.open_table(BY_EXPIRY));
+        .and_then(|_| txn.open_table(BY_EXPIRY))
+        .and_then(|_| txn.open_table(WORKLOADS));
     opened.map_err(|e| (OpenProblem::Incompatible, e.into()))?;
     txn.commit().map_err(|e| io(e.into()))
 }
@@ -410,6 +450,7 @@ struct Tables<'txn> {
     nodes: Table<'txn, &'static str, &'static [u8]>,
     certificates: Table<'txn, &'static str, &'static [u8]>,
     by_expiry: Table<'txn, (u64, &'static str), ()>,
+    workloads: Table<'txn, &'static str, &'static [u8]>,
 }
 
 impl<'txn> Tables<'txn> {
@@ -421,6 +462,7 @@ impl<'txn> Tables<'txn> {
                 .open_table(CERTIFICATES)
                 .map_err(backend("open a table"))?,
             by_expiry: txn.open_table(BY_EXPIRY).map_err(backend("open a table"))?,
+            workloads: txn.open_table(WORKLOADS).map_err(backend("open a table"))?,
         })
     }
 }
@@ -459,170 +501,5 @@ impl<C: Command> Pending for Job<C> {
         let result = committed.and_then(|()| output.ok_or(StoreError::Closed));
         // The caller may have given up (its future was dropped); the write stands regardless.
         let _ = reply.send(result);
-    }
-}
-
-// ---- commands ----
-
-/// A token as stored: `used_at` is set once, by the winning `consume_token`.
-#[derive(Debug, Serialize, serde::Deserialize)]
-struct StoredToken {
-    token: JoinToken,
-    used_at: Option<UnixSeconds>,
-}
-
-struct CreateToken(JoinToken);
-
-impl Command for CreateToken {
-    type Output = Result<(), StoreError>;
-
-    fn apply(&self, t: &mut Tables<'_>) -> Result<Self::Output, StoreError> {
-        let id = self.0.id.as_str();
-        if t.tokens.get(id).map_err(backend("read a token"))?.is_some() {
-            return Ok(Err(StoreError::AlreadyExists {
-                table: "token",
-                key: id.to_owned(),
-            }));
-        }
-        let stored = StoredToken {
-            token: self.0.clone(),
-            used_at: None,
-        };
-        t.tokens
-            .insert(id, encode(&stored)?.as_slice())
-            .map_err(backend("write a token"))?;
-        Ok(Ok(()))
-    }
-}
-
-struct ConsumeToken {
-    id: String,
-    secret_sha256: [u8; 32],
-    now: UnixSeconds,
-}
-
-impl Command for ConsumeToken {
-    type Output = Result<JoinToken, TokenError>;
-
-    fn apply(&self, t: &mut Tables<'_>) -> Result<Self::Output, StoreError> {
-        let id = self.id.as_str();
-        let Some(value) = t.tokens.get(id).map_err(backend("read a token"))? else {
-            return Ok(Err(TokenError::Unknown));
-        };
-        let mut stored: StoredToken = decode("token", id, value.value())?;
-        drop(value);
-        let used = stored.used_at.is_some();
-        if let Err(refused) = check_token(&stored.token, used, &self.secret_sha256, self.now) {
-            return Ok(Err(refused));
-        }
-        stored.used_at = Some(self.now);
-        t.tokens
-            .insert(id, encode(&stored)?.as_slice())
-            .map_err(backend("mark a token used"))?;
-        Ok(Ok(stored.token))
-    }
-}
-
-struct PruneTokens {
-    now: UnixSeconds,
-}
-
-impl Command for PruneTokens {
-    type Output = usize;
-
-    fn apply(&self, t: &mut Tables<'_>) -> Result<usize, StoreError> {
-        // Join tokens are few (one per node joining), so a scan is cheap.
-        let mut prunable = Vec::new();
-        for entry in t.tokens.iter().map_err(backend("list tokens"))? {
-            let (id, value) = entry.map_err(backend("list tokens"))?;
-            let stored: StoredToken = decode("token", id.value(), value.value())?;
-            if token_is_prunable(stored.token.expires_at, self.now) {
-                prunable.push(stored.token.id);
-            }
-        }
-        for id in &prunable {
-            t.tokens
-                .remove(id.as_str())
-                .map_err(backend("remove a token"))?;
-        }
-        Ok(prunable.len())
-    }
-}
-
-struct PutNode {
-    name: String,
-    value: Vec<u8>,
-}
-
-impl Command for PutNode {
-    type Output = ();
-
-    fn apply(&self, t: &mut Tables<'_>) -> Result<(), StoreError> {
-        t.nodes
-            .insert(self.name.as_str(), self.value.as_slice())
-            .map_err(backend("write a node"))?;
-        Ok(())
-    }
-}
-
-struct RecordCertificate {
-    serial: String,
-    not_after: UnixSeconds,
-    value: Vec<u8>,
-}
-
-impl Command for RecordCertificate {
-    type Output = ();
-
-    fn apply(&self, t: &mut Tables<'_>) -> Result<(), StoreError> {
-        let serial = self.serial.as_str();
-        let replaced = t
-            .certificates
-            .insert(serial, self.value.as_slice())
-            .map_err(backend("write a certificate"))?
-            .map(|old| decode::<CertificateRecord>("certificate", serial, old.value()))
-            .transpose()?;
-        // Serials are unique in practice; if one is recorded again, keep the index consistent.
-        if let Some(old) = replaced {
-            t.by_expiry
-                .remove((old.not_after, serial))
-                .map_err(backend("update the certificate expiry index"))?;
-        }
-        t.by_expiry
-            .insert((self.not_after, serial), ())
-            .map_err(backend("update the certificate expiry index"))?;
-        Ok(())
-    }
-}
-
-struct PruneCertificates {
-    before: UnixSeconds,
-}
-
-impl Command for PruneCertificates {
-    type Output = usize;
-
-    fn apply(&self, t: &mut Tables<'_>) -> Result<usize, StoreError> {
-        // (before, "") is the smallest key with not_after == before, so this is not_after < before.
-        let range = t
-            .by_expiry
-            .range::<(u64, &str)>(..(self.before, ""))
-            .map_err(backend("scan the certificate expiry index"))?;
-        let expired = range
-            .map(|entry| {
-                let (key, _) = entry.map_err(backend("scan the certificate expiry index"))?;
-                let (not_after, serial) = key.value();
-                Ok((not_after, serial.to_owned()))
-            })
-            .collect::<Result<Vec<_>, StoreError>>()?;
-        for (not_after, serial) in &expired {
-            t.by_expiry
-                .remove((*not_after, serial.as_str()))
-                .map_err(backend("prune the certificate expiry index"))?;
-            t.certificates
-                .remove(serial.as_str())
-                .map_err(backend("prune certificates"))?;
-        }
-        Ok(expired.len())
     }
 }

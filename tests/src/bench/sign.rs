@@ -2,16 +2,13 @@
 //! over gRPC with mutual TLS, from many concurrent simulated agents, beside raw ECDSA P-256
 //! signatures per second measured in the same run.
 
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use aws_lc_rs::rand::SystemRandom;
 use aws_lc_rs::signature::{ECDSA_P256_SHA256_ASN1_SIGNING, EcdsaKeyPair};
 use ferrule_identity::SpiffeId;
 use ferrule_identity::csr::{build_csr, generate_workload_key};
-use ferrule_identity::tls::{CertSlot, crypto_provider};
-use ferrule_proto::v1::{self, identity_client::IdentityClient, node_client::NodeClient};
-use rustls_pki_types::CertificateDer;
+use ferrule_proto::v1::{self, identity_client::IdentityClient};
 
 use super::quantile;
 use crate::ControlPlaneFixture;
@@ -88,31 +85,6 @@ pub fn raw_signatures_per_second(for_how_long: Duration) -> f64 {
     count as f64 / start.elapsed().as_secs_f64()
 }
 
-async fn join(cp: &ControlPlaneFixture, node: &str) -> Arc<CertSlot> {
-    let token = cp
-        .join_token(
-            node,
-            &["spiffe://example.org/ns/bench/*"],
-            Duration::from_secs(600),
-        )
-        .await;
-    let key = generate_workload_key().expect("key");
-    let placeholder = SpiffeId::parse("spiffe://example.org/node/x").expect("id");
-    let csr = build_csr(&key, &placeholder).expect("csr");
-    let response = NodeClient::new(cp.channel(None))
-        .join(v1::JoinRequest { token, csr })
-        .await
-        .expect("join")
-        .into_inner();
-    let svid = response.svid.expect("svid");
-    let chain = std::iter::once(svid.leaf)
-        .chain(svid.chain)
-        .map(CertificateDer::from)
-        .collect();
-    let key = CertSlot::certified_key(&crypto_provider(), chain, key.serialize_der()).expect("key");
-    Arc::new(CertSlot::new(key))
-}
-
 /// CSRs are made before the clock starts: the benchmark measures the control plane, and each
 /// CSR is still verified by it on every request.
 fn csr_pool(agent: usize) -> Vec<(String, Vec<u8>)> {
@@ -129,7 +101,12 @@ fn csr_pool(agent: usize) -> Vec<(String, Vec<u8>)> {
 pub async fn run(cp: &ControlPlaneFixture, options: &Options) -> Report {
     let mut clients = Vec::new();
     for agent in 0..options.agents {
-        let node = join(cp, &format!("bench-{agent}")).await;
+        let node = cp
+            .join_node(
+                &format!("bench-{agent}"),
+                &["spiffe://example.org/ns/bench/*"],
+            )
+            .await;
         clients.push((IdentityClient::new(cp.channel(Some(node))), csr_pool(agent)));
     }
     let deadline = Instant::now() + options.duration;
