@@ -10,13 +10,18 @@ use tokio::sync::watch;
 
 use crate::config::Config;
 use crate::control::{self, ControlPlaneAuthority, JoinError};
+use crate::directory::Directory;
 use crate::identity::{IdentityManager, RenewalPolicy, WorkloadCert};
+use crate::keyring::NodeKeyring;
 
 #[derive(Debug, thiserror::Error)]
 pub enum AgentError {
     #[error("trust bundle {path}: {reason}")]
     Bundle { path: String, reason: String },
-    #[error("a join token is required to join the mesh (--join-token or FERRULE_JOIN_TOKEN)")]
+    #[error(
+        "no node identity in the kernel keyring: a join token is required to join the mesh \
+         (--join-token or FERRULE_JOIN_TOKEN)"
+    )]
     NoJoinToken,
     #[error(transparent)]
     Join(#[from] JoinError),
@@ -28,6 +33,10 @@ pub enum AgentError {
 pub struct Agent {
     pub node_id: SpiffeId,
     pub identities: IdentityManager,
+    /// mTLS channel to the control plane with the node identity.
+    pub channel: tonic::transport::Channel,
+    /// The workload directory, kept current from the control plane.
+    pub directory: Directory,
 }
 
 fn load_bundle(config: &Config) -> Result<TrustBundle, AgentError> {
@@ -45,8 +54,8 @@ pub async fn start(
     policy: RenewalPolicy,
 ) -> Result<Agent, AgentError> {
     let bundle = SharedBundle::new(load_bundle(config)?);
-    let token = join_token.ok_or(AgentError::NoJoinToken)?;
-    let (node_id, node_cert) = control::join(config.control_plane, &bundle, token).await?;
+    let keyring = NodeKeyring::new(&keyring_scope(config));
+    let (node_id, node_cert) = node_identity(config, &bundle, &keyring, join_token).await?;
     if let Some(expected) = &config.node_name
         && SpiffeId::node(&config.trust_domain, expected).ok().as_ref() != Some(&node_id)
     {
@@ -61,30 +70,75 @@ pub async fn start(
         "joined the mesh"
     );
     let node_slot = Arc::new(CertSlot::new(node_cert.certified.clone()));
-    let authority = ControlPlaneAuthority::new(config.control_plane, &bundle, node_slot.clone());
+    let channel = control::node_channel(config.control_plane, &bundle, node_slot.clone());
+    let authority = ControlPlaneAuthority::new(channel.clone());
     let identities = IdentityManager::new(Arc::new(authority), bundle, policy);
     let updates = identities.adopt(node_cert);
     tokio::spawn(follow_node_cert(
         updates,
         node_slot,
+        keyring,
         config.data_dir.clone(),
     ));
+    let directory = Directory::default();
+    directory.spawn_watch(channel.clone());
     Ok(Agent {
         node_id,
         identities,
+        channel,
+        directory,
     })
+}
+
+/// Agents of different control planes or nodes on one machine must not share an entry.
+pub fn keyring_scope(config: &Config) -> String {
+    format!(
+        "{}:{}:{}",
+        config.trust_domain,
+        config.node_name.as_deref().unwrap_or("-"),
+        config.control_plane
+    )
+}
+
+/// The node identity kept in the kernel keyring when still valid (an agent restart), otherwise a
+/// join with the token. Preferring the keyring keeps a restart with the same, now used, token
+/// (a DaemonSet's environment) working.
+async fn node_identity(
+    config: &Config,
+    bundle: &SharedBundle,
+    keyring: &NodeKeyring,
+    join_token: Option<&str>,
+) -> Result<(SpiffeId, WorkloadCert), AgentError> {
+    match keyring.load() {
+        Ok(Some(cert)) => {
+            tracing::info!(id = %cert.id, serial = %cert.serial, "node identity restored from the kernel keyring");
+            return Ok((cert.id.clone(), cert));
+        }
+        Ok(None) => {}
+        Err(e) => tracing::warn!(error = %e, "ignoring the keyring entry; joining with the token"),
+    }
+    let token = join_token.ok_or(AgentError::NoJoinToken)?;
+    let (id, cert) = control::join(config.control_plane, bundle, token).await?;
+    if let Err(e) = keyring.store(&cert) {
+        tracing::warn!(error = %e, "cannot keep the node identity in the kernel keyring; a restart will need a new token");
+    }
+    Ok((id, cert))
 }
 
 /// Presents each renewed node certificate to the control plane and records the public chain.
 async fn follow_node_cert(
     mut updates: watch::Receiver<Option<Arc<WorkloadCert>>>,
     slot: Arc<CertSlot>,
+    keyring: NodeKeyring,
     data_dir: Option<std::path::PathBuf>,
 ) {
     loop {
         let current = updates.borrow_and_update().clone();
         if let Some(cert) = current {
             slot.set(cert.certified.clone());
+            if let Err(e) = keyring.store(&cert) {
+                tracing::warn!(error = %e, "cannot update the node identity in the kernel keyring");
+            }
             if let Some(dir) = &data_dir {
                 write_public_chain(dir, &cert);
             }

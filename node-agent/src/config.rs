@@ -14,6 +14,31 @@ pub const ENV_CONTROL_PLANE: &str = "FERRULE_CONTROL_PLANE";
 pub const ENV_TRUST_DOMAIN: &str = "FERRULE_TRUST_DOMAIN";
 pub const ENV_BUNDLE: &str = "FERRULE_BUNDLE";
 pub const ENV_DATA_DIR: &str = "FERRULE_DATA_DIR";
+pub const ENV_ENROLL_SOCKET: &str = "FERRULE_ENROLL_SOCKET";
+pub const ENV_PIN_DIR: &str = "FERRULE_PIN_DIR";
+
+const DEFAULT_ENROLL_SOCKET: &str = "/run/ferrule/agent.sock";
+const DEFAULT_PIN_DIR: &str = "/sys/fs/bpf/ferrule";
+
+/// What the outbound proxy does with a destination that is not in the workload directory.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum NonMesh {
+    /// Connect to it directly, in plaintext, from the pod's network namespace.
+    #[default]
+    Passthrough,
+    /// Refuse the connection.
+    Deny,
+}
+
+/// Which connections the eBPF capture leaves alone.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct CaptureSettings {
+    /// bpffs directory where programs, maps and links are pinned so they outlive the agent.
+    pub pin_dir: PathBuf,
+    pub excluded_ports: Vec<u16>,
+    pub excluded_cidrs: Vec<(std::net::IpAddr, u8)>,
+}
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Config {
@@ -25,6 +50,10 @@ pub struct Config {
     pub bundle: PathBuf,
     /// Where the agent writes public state (its certificate chain). Never keys.
     pub data_dir: Option<PathBuf>,
+    /// Unix socket of the enrollment API (CNI plugin, harness).
+    pub enroll_socket: PathBuf,
+    pub capture: CaptureSettings,
+    pub non_mesh: NonMesh,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -35,6 +64,43 @@ struct RawConfig {
     trust_domain: Option<String>,
     bundle: Option<PathBuf>,
     data_dir: Option<PathBuf>,
+    enroll_socket: Option<PathBuf>,
+    #[serde(default)]
+    capture: RawCapture,
+    #[serde(default)]
+    non_mesh: NonMesh,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawCapture {
+    pin_dir: Option<PathBuf>,
+    #[serde(default)]
+    excluded_ports: Vec<u16>,
+    #[serde(default)]
+    excluded_cidrs: Vec<String>,
+}
+
+/// `10.0.0.0/8` or a bare address (a /32 or /128).
+fn parse_cidr(text: &str) -> Result<(std::net::IpAddr, u8), ConfigError> {
+    let field = "capture.excluded_cidrs";
+    let (ip, len) = match text.split_once('/') {
+        Some((ip, len)) => (ip, Some(len)),
+        None => (text, None),
+    };
+    let ip: std::net::IpAddr = parse_field(ip, field)?;
+    let max = if ip.is_ipv4() { 32 } else { 128 };
+    let len = match len {
+        Some(len) => parse_field::<u8>(len, field)?,
+        None => max,
+    };
+    if len > max {
+        return Err(ConfigError::invalid(
+            field,
+            format!("{text:?}: prefix longer than {max}"),
+        ));
+    }
+    Ok((ip, len))
 }
 
 impl Config {
@@ -63,6 +129,12 @@ impl Config {
         if let Some(v) = env.get(ENV_DATA_DIR) {
             raw.data_dir = Some(v.into());
         }
+        if let Some(v) = env.get(ENV_ENROLL_SOCKET) {
+            raw.enroll_socket = Some(v.into());
+        }
+        if let Some(v) = env.get(ENV_PIN_DIR) {
+            raw.capture.pin_dir = Some(v.into());
+        }
         raw.validate()
     }
 }
@@ -86,6 +158,23 @@ impl RawConfig {
             )?,
             bundle: required(self.bundle, "bundle")?,
             data_dir: self.data_dir,
+            enroll_socket: self
+                .enroll_socket
+                .unwrap_or_else(|| DEFAULT_ENROLL_SOCKET.into()),
+            capture: CaptureSettings {
+                pin_dir: self
+                    .capture
+                    .pin_dir
+                    .unwrap_or_else(|| DEFAULT_PIN_DIR.into()),
+                excluded_ports: self.capture.excluded_ports,
+                excluded_cidrs: self
+                    .capture
+                    .excluded_cidrs
+                    .iter()
+                    .map(|c| parse_cidr(c))
+                    .collect::<Result<_, _>>()?,
+            },
+            non_mesh: self.non_mesh,
         })
     }
 }
@@ -105,6 +194,18 @@ mod tests {
         .unwrap();
         assert_eq!(config.control_plane.port(), 9443);
         assert_eq!(config.bundle, PathBuf::from("/b.pem"));
+        assert_eq!(config.non_mesh, NonMesh::Passthrough);
+        assert_eq!(config.capture.pin_dir, PathBuf::from(DEFAULT_PIN_DIR));
+        let with_capture = Config::from_yaml(
+            "trust_domain: e.org\nbundle: /b\ncontrol_plane: 127.0.0.1:1\nnon_mesh: deny\ncapture: {excluded_ports: [22], excluded_cidrs: [10.0.0.0/8, '::1']}\n",
+            "agent.yaml",
+            &MapEnv::default(),
+        )
+        .unwrap();
+        assert_eq!(with_capture.non_mesh, NonMesh::Deny);
+        assert_eq!(with_capture.capture.excluded_ports, vec![22]);
+        assert_eq!(with_capture.capture.excluded_cidrs[0].1, 8);
+        assert_eq!(with_capture.capture.excluded_cidrs[1].1, 128);
     }
 
     #[test]
@@ -124,6 +225,18 @@ mod tests {
                 "node_name",
             ),
             ("trust_domain: e.org\nbundel: /b\n", "bundel"),
+            (
+                "trust_domain: e.org\nbundle: /b\ncontrol_plane: 127.0.0.1:1\ncapture: {excluded_cidrs: [10.0.0.0/33]}\n",
+                "capture.excluded_cidrs",
+            ),
+            (
+                "trust_domain: e.org\nbundle: /b\ncontrol_plane: 127.0.0.1:1\ncapture: {excluded_ports: [70000]}\n",
+                "capture.excluded_ports",
+            ),
+            (
+                "trust_domain: e.org\nbundle: /b\ncontrol_plane: 127.0.0.1:1\nnon_mesh: maybe\n",
+                "non_mesh",
+            ),
         ];
         for (text, field) in cases {
             let err = Config::from_yaml(text, "agent.yaml", &MapEnv::default()).unwrap_err();

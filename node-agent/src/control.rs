@@ -66,6 +66,12 @@ pub async fn join(
     Ok((id, cert))
 }
 
+/// The mTLS channel to the control plane with the node identity; it reconnects by itself and
+/// picks up a renewed node certificate on its next handshake.
+pub fn node_channel(addr: SocketAddr, bundle: &SharedBundle, node: Arc<CertSlot>) -> Channel {
+    ferrule_proto::channel::lazy(addr, tls_config(bundle, Some(node)))
+}
+
 /// Issues certificates through `Identity.Sign` over mTLS with the node identity.
 #[derive(Debug, Clone)]
 pub struct ControlPlaneAuthority {
@@ -73,8 +79,7 @@ pub struct ControlPlaneAuthority {
 }
 
 impl ControlPlaneAuthority {
-    pub fn new(addr: SocketAddr, bundle: &SharedBundle, node: Arc<CertSlot>) -> Self {
-        let channel = ferrule_proto::channel::lazy(addr, tls_config(bundle, Some(node)));
+    pub fn new(channel: Channel) -> Self {
         Self {
             client: IdentityClient::new(channel),
         }
@@ -104,7 +109,7 @@ impl CertificateAuthority for ControlPlaneAuthority {
     }
 }
 
-fn status_reason(status: &tonic::Status) -> String {
+pub fn status_reason(status: &tonic::Status) -> String {
     use std::error::Error;
     let mut reason = status.message().to_owned();
     let mut source = status.source();

@@ -25,6 +25,8 @@ pub struct ControlPlaneFixture {
     pub addr: SocketAddr,
     pub config_path: PathBuf,
     process: Option<Child>,
+    /// Agent configs written for this control plane; their keyring entries go on drop.
+    agent_configs: std::sync::Mutex<Vec<PathBuf>>,
 }
 
 impl ControlPlaneFixture {
@@ -48,6 +50,7 @@ impl ControlPlaneFixture {
             addr,
             config_path,
             process: None,
+            agent_configs: std::sync::Mutex::new(Vec::new()),
         }
     }
 
@@ -134,24 +137,57 @@ impl ControlPlaneFixture {
         Arc::new(CertSlot::new(key))
     }
 
-    /// Writes an agent config for this control plane into `dir`; returns its path.
+    /// Writes an agent config for this control plane into `dir`; returns its path. The agent's
+    /// enrollment socket and bpffs pins are its own, so agents of parallel tests never meet.
     pub fn agent_config(&self, dir: &Path, node: &str) -> PathBuf {
         let path = dir.join(format!("agent-{node}.yaml"));
+        let state = dir.join(format!("agent-{node}"));
         let text = format!(
-            "node_name: {node}\ncontrol_plane: {}\ntrust_domain: {}\nbundle: {}\ndata_dir: {}\n",
+            "node_name: {node}\ncontrol_plane: {}\ntrust_domain: {}\nbundle: {}\ndata_dir: {}\n\
+             enroll_socket: {}\ncapture:\n  pin_dir: {}\n",
             self.addr,
             self.trust_domain,
             self.layout.bundle().display(),
-            dir.join(format!("agent-{node}")).display()
+            state.display(),
+            state.join("agent.sock").display(),
+            self.pin_dir(node).display(),
         );
         std::fs::write(&path, text).expect("writing agent config");
+        self.agent_configs
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(path.clone());
         path
+    }
+
+    /// Where the agent for `node` pins its eBPF programs and maps.
+    pub fn pin_dir(&self, node: &str) -> PathBuf {
+        PathBuf::from(format!(
+            "/sys/fs/bpf/ferrule-test-{}-{}-{node}",
+            std::process::id(),
+            self.addr.port()
+        ))
     }
 }
 
 impl Drop for ControlPlaneFixture {
     fn drop(&mut self) {
         self.stop();
+        // Agents keep their node identity in root's kernel keyring; leave none behind.
+        let env = ferrule_node_agent::config::MapEnv::default();
+        for path in self
+            .agent_configs
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+        {
+            if let Ok(config) = ferrule_node_agent::config::Config::load(path, &env) {
+                let scope = ferrule_node_agent::app::keyring_scope(&config);
+                let _ = ferrule_node_agent::keyring::NodeKeyring::new(&scope).remove();
+                // Pinned programs outlive agents on purpose; the test's pins go with the test.
+                let _ = std::fs::remove_dir_all(&config.capture.pin_dir);
+            }
+        }
     }
 }
 

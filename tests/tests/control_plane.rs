@@ -99,11 +99,23 @@ async fn agent_joins_with_a_single_use_token_and_keeps_its_key_in_memory() {
         );
     }
 
-    // The same token again: refused.
-    let mut again = Child::spawn(
+    // A restart needs no token: the node identity waits in the kernel keyring, not on disk.
+    drop(agent);
+    let restarted = Child::spawn(
         std::process::Command::new(binary("ferrule-agent"))
             .arg("--config")
             .arg(&config)
+            .env("FERRULE_JOIN_TOKEN", &token),
+    );
+    restarted.wait_for_line("restored from the kernel keyring", Duration::from_secs(20));
+    drop(restarted);
+
+    // The same token for another agent: refused.
+    let other = cp.agent_config(work.path(), "n9");
+    let mut again = Child::spawn(
+        std::process::Command::new(binary("ferrule-agent"))
+            .arg("--config")
+            .arg(&other)
             .env("FERRULE_JOIN_TOKEN", &token),
     );
     assert_eq!(again.wait_exit(Duration::from_secs(20)), Some(1));

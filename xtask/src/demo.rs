@@ -116,7 +116,7 @@ fn demo(teardown: &Arc<Mutex<Teardown>>) -> anyhow::Result<()> {
 
     step("starting ferrule-agent on node-a with the token");
     let agent_dir = dir.join("agent-a");
-    let agent_config = write_agent_config(&dir, &ca, &addr, &agent_dir)?;
+    let agent_config = write_agent_config(&dir, &ca, &addr, &agent_dir, "node-a")?;
     let agent_log = dir.join("agent-a.log");
     spawn(
         teardown,
@@ -155,10 +155,11 @@ fn demo(teardown: &Arc<Mutex<Teardown>>) -> anyhow::Result<()> {
     run(ferrule(&["node", "list"]).env("FERRULE_CONTROL_PLANE", &addr))?;
     run(ferrule(&["certs"]).env("FERRULE_CONTROL_PLANE", &addr))?;
 
-    step("a second use of the same token is refused");
+    step("a second use of the same token (here by node-b) is refused");
+    let other_config = write_agent_config(&dir, &ca, &addr, &dir.join("agent-b"), "node-b")?;
     let second = Command::new(bin("ferrule-agent"))
         .arg("--config")
-        .arg(&agent_config)
+        .arg(&other_config)
         .env("FERRULE_JOIN_TOKEN", &token)
         .output()?;
     println!(
@@ -230,12 +231,14 @@ fn write_agent_config(
     ca: &Path,
     addr: &str,
     agent_dir: &Path,
+    node: &str,
 ) -> anyhow::Result<PathBuf> {
-    let path = dir.join("agent-a.yaml");
+    let path = dir.join(format!("{node}.yaml"));
     let text = format!(
-        "node_name: node-a\ncontrol_plane: {addr}\ntrust_domain: example.org\nbundle: {}\ndata_dir: {}\n",
+        "node_name: {node}\ncontrol_plane: {addr}\ntrust_domain: example.org\nbundle: {}\ndata_dir: {}\nenroll_socket: {}\n",
         ca.join("bundle.pem").display(),
-        agent_dir.display()
+        agent_dir.display(),
+        agent_dir.join("agent.sock").display()
     );
     std::fs::write(&path, text)?;
     Ok(path)

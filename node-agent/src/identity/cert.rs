@@ -22,6 +22,9 @@ pub struct WorkloadCert {
     pub received_at: SystemTime,
     /// Chain and signing key, ready for rustls.
     pub certified: Arc<CertifiedKey>,
+    /// The private key (PKCS#8 DER), only so that the node identity can be kept in the kernel
+    /// keyring across agent restarts; never written to disk.
+    pub(crate) pkcs8: Arc<Vec<u8>>,
 }
 
 /// A fresh key and a CSR for `id`.
@@ -44,9 +47,9 @@ impl WorkloadCert {
         if &got != id {
             return Err(bad(format!("asked for {id}, got {got}")));
         }
-        let certified =
-            CertSlot::certified_key(&crypto_provider(), signed.chain, key.serialize_der())
-                .map_err(|e| bad(e.to_string()))?;
+        let pkcs8 = Arc::new(key.serialize_der());
+        let certified = CertSlot::certified_key(&crypto_provider(), signed.chain, pkcs8.to_vec())
+            .map_err(|e| bad(e.to_string()))?;
         Ok(Self {
             id: id.clone(),
             serial: signed.serial,
@@ -54,6 +57,29 @@ impl WorkloadCert {
             not_after: signed.not_after,
             received_at: SystemTime::now(),
             certified,
+            pkcs8,
+        })
+    }
+
+    /// Rebuilds a certificate kept elsewhere (the kernel keyring) from its chain and key.
+    pub fn restore(
+        chain: Vec<rustls_pki_types::CertificateDer<'static>>,
+        pkcs8: Vec<u8>,
+    ) -> Result<Self, IdentityError> {
+        let bad = |reason: String| IdentityError::BadCertificate(reason);
+        let leaf = chain.first().ok_or_else(|| bad("empty chain".into()))?;
+        let info = CertInfo::parse(leaf).map_err(|e| bad(e.to_string()))?;
+        let id = info.spiffe_id().map_err(|e| bad(e.to_string()))?;
+        let certified = CertSlot::certified_key(&crypto_provider(), chain, pkcs8.clone())
+            .map_err(|e| bad(e.to_string()))?;
+        Ok(Self {
+            id,
+            serial: info.serial,
+            not_before: info.not_before,
+            not_after: info.not_after,
+            received_at: SystemTime::now(),
+            certified,
+            pkcs8: Arc::new(pkcs8),
         })
     }
 

@@ -1,0 +1,113 @@
+//! The local enrollment API: what a CNI plugin (or the test harness) calls to put a pod under the
+//! mesh or take it out. HTTP/1.1 + JSON on a Unix socket that only root can open:
+//!
+//! - `POST /v1/pods` with a [`PodSpec`] → `201` and the [`EnrolledPod`]
+//! - `DELETE /v1/pods/<uid>` → `204`, or `404` if unknown
+//! - `GET /v1/pods` → `200` and the list
+//!
+//! Errors are `{"error": "..."}` with 400 (bad spec), 403 (identity not allowed on this node),
+//! 409 (uid already enrolled with another spec) or 500.
+
+mod server;
+
+pub use server::serve;
+
+use std::net::IpAddr;
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+/// Whether an enrolled pod still accepts plaintext from outside the mesh.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Mode {
+    /// Only mesh (HBONE) traffic reaches the app; plaintext is dropped by eBPF.
+    #[default]
+    Strict,
+    /// Plaintext is accepted and counted, for migrations.
+    Permissive,
+}
+
+/// A pod as the CNI plugin describes it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PodSpec {
+    pub uid: String,
+    #[serde(default)]
+    pub name: String,
+    pub namespace: String,
+    pub service_account: String,
+    pub ips: Vec<IpAddr>,
+    /// e.g. /run/netns/<name> or /proc/<pid>/ns/net
+    pub netns: PathBuf,
+    /// The pod's cgroup v2 directory.
+    pub cgroup: PathBuf,
+    #[serde(default)]
+    pub mode: Mode,
+}
+
+/// An enrolled pod as the agent reports it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EnrolledPod {
+    #[serde(flatten)]
+    pub spec: PodSpec,
+    pub spiffe_id: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum EnrollError {
+    #[error("invalid pod spec: {0}")]
+    Invalid(String),
+    #[error("not allowed: {0}")]
+    Forbidden(String),
+    #[error("pod {0} is already enrolled with a different spec")]
+    Conflict(String),
+    #[error("{0}")]
+    Internal(String),
+}
+
+impl EnrollError {
+    pub fn status(&self) -> u16 {
+        match self {
+            Self::Invalid(_) => 400,
+            Self::Forbidden(_) => 403,
+            Self::Conflict(_) => 409,
+            Self::Internal(_) => 500,
+        }
+    }
+}
+
+/// What the API drives; the agent's pod manager implements it.
+#[tonic::async_trait]
+pub trait PodLifecycle: Send + Sync + 'static {
+    async fn enroll(&self, spec: PodSpec) -> Result<EnrolledPod, EnrollError>;
+    /// Returns whether the pod was enrolled.
+    async fn unenroll(&self, uid: &str) -> Result<bool, EnrollError>;
+    fn list(&self) -> Vec<EnrolledPod>;
+}
+
+impl PodSpec {
+    /// Checks what can be checked without touching the system.
+    pub fn validate(&self) -> Result<(), EnrollError> {
+        let invalid = |m: String| Err(EnrollError::Invalid(m));
+        if self.uid.is_empty()
+            || self.uid.len() > 128
+            || !self
+                .uid
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
+        {
+            return invalid(format!("uid {:?}: 1-128 of [A-Za-z0-9-_.]", self.uid));
+        }
+        if self.ips.is_empty() {
+            return invalid("ips: at least one pod IP is required".into());
+        }
+        if !self.netns.is_absolute() || !self.cgroup.is_absolute() {
+            return invalid("netns and cgroup must be absolute paths".into());
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests;

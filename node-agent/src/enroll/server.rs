@@ -1,0 +1,123 @@
+//! The HTTP side of the enrollment API.
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
+use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::rt::TokioIo;
+use tokio::net::UnixListener;
+
+use super::{EnrollError, PodLifecycle, PodSpec};
+
+/// Pod specs are small; anything bigger is a mistake or an attack.
+const MAX_BODY: usize = 64 * 1024;
+
+type Reply = Response<Full<Bytes>>;
+
+/// Serves the API on `listener` until `shutdown` completes.
+pub async fn serve(
+    listener: UnixListener,
+    pods: Arc<dyn PodLifecycle>,
+    shutdown: impl Future<Output = ()>,
+) {
+    tokio::pin!(shutdown);
+    loop {
+        let stream = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => stream,
+                Err(e) => {
+                    tracing::warn!(error = %e, "enrollment API accept failed");
+                    continue;
+                }
+            },
+            () = &mut shutdown => return,
+        };
+        let pods = pods.clone();
+        tokio::spawn(async move {
+            let service = hyper::service::service_fn(move |req| {
+                let pods = pods.clone();
+                async move { Ok::<_, Infallible>(route(pods.as_ref(), req).await) }
+            });
+            if let Err(e) = hyper::server::conn::http1::Builder::new()
+                .serve_connection(TokioIo::new(stream), service)
+                .await
+            {
+                tracing::debug!(error = %e, "enrollment API connection ended");
+            }
+        });
+    }
+}
+
+async fn route(pods: &dyn PodLifecycle, req: Request<Incoming>) -> Reply {
+    let path = req.uri().path().to_owned();
+    match (req.method().clone(), path.as_str()) {
+        (Method::POST, "/v1/pods") => enroll(pods, req).await,
+        (Method::GET, "/v1/pods") => json(StatusCode::OK, &pods.list()),
+        (Method::DELETE, p) if p.starts_with("/v1/pods/") => {
+            let uid = &p["/v1/pods/".len()..];
+            match pods.unenroll(uid).await {
+                Ok(true) => empty(StatusCode::NO_CONTENT),
+                Ok(false) => error(StatusCode::NOT_FOUND, &format!("pod {uid} is not enrolled")),
+                Err(e) => refusal(&e),
+            }
+        }
+        _ => error(
+            StatusCode::NOT_FOUND,
+            "no such endpoint; see POST/GET /v1/pods, DELETE /v1/pods/<uid>",
+        ),
+    }
+}
+
+async fn enroll(pods: &dyn PodLifecycle, req: Request<Incoming>) -> Reply {
+    let body = match Limited::new(req.into_body(), MAX_BODY).collect().await {
+        Ok(body) => body.to_bytes(),
+        Err(e) => return error(StatusCode::BAD_REQUEST, &format!("reading the body: {e}")),
+    };
+    let spec: PodSpec = match serde_json::from_slice(&body) {
+        Ok(spec) => spec,
+        Err(e) => return error(StatusCode::BAD_REQUEST, &format!("invalid pod spec: {e}")),
+    };
+    if let Err(e) = spec.validate() {
+        return refusal(&e);
+    }
+    let uid = spec.uid.clone();
+    match pods.enroll(spec).await {
+        Ok(pod) => {
+            tracing::info!(%uid, id = %pod.spiffe_id, "pod enrolled");
+            json(StatusCode::CREATED, &pod)
+        }
+        Err(e) => {
+            tracing::warn!(%uid, error = %e, "pod enrollment failed");
+            refusal(&e)
+        }
+    }
+}
+
+fn refusal(e: &EnrollError) -> Reply {
+    let status = StatusCode::from_u16(e.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    error(status, &e.to_string())
+}
+
+fn error(status: StatusCode, message: &str) -> Reply {
+    json(status, &serde_json::json!({ "error": message }))
+}
+
+fn json(status: StatusCode, value: &impl serde::Serialize) -> Reply {
+    let body = serde_json::to_vec(value).unwrap_or_else(|_| b"{}".to_vec());
+    Response::builder()
+        .status(status)
+        .header("content-type", "application/json")
+        .body(Full::new(Bytes::from(body)))
+        .expect("static response parts are valid")
+}
+
+fn empty(status: StatusCode) -> Reply {
+    Response::builder()
+        .status(status)
+        .body(Full::new(Bytes::new()))
+        .expect("static response parts are valid")
+}

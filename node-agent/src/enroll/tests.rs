@@ -1,0 +1,134 @@
+//! The API driven by curl, the way an operator or a CNI plugin would, against a recording fake.
+
+use std::process::Command;
+use std::sync::{Arc, Mutex};
+
+use super::*;
+
+#[derive(Default)]
+struct Recorder {
+    pods: Mutex<Vec<EnrolledPod>>,
+}
+
+#[tonic::async_trait]
+impl PodLifecycle for Recorder {
+    async fn enroll(&self, spec: PodSpec) -> Result<EnrolledPod, EnrollError> {
+        if spec.namespace == "forbidden" {
+            return Err(EnrollError::Forbidden("node n1 may not run it".into()));
+        }
+        let pod = EnrolledPod {
+            spiffe_id: format!(
+                "spiffe://example.org/ns/{}/sa/{}",
+                spec.namespace, spec.service_account
+            ),
+            spec,
+        };
+        self.pods.lock().unwrap().push(pod.clone());
+        Ok(pod)
+    }
+
+    async fn unenroll(&self, uid: &str) -> Result<bool, EnrollError> {
+        let mut pods = self.pods.lock().unwrap();
+        let before = pods.len();
+        pods.retain(|p| p.spec.uid != uid);
+        Ok(pods.len() < before)
+    }
+
+    fn list(&self) -> Vec<EnrolledPod> {
+        self.pods.lock().unwrap().clone()
+    }
+}
+
+/// Runs curl against the socket; returns (HTTP status, body).
+fn curl(socket: &std::path::Path, method: &str, path: &str, body: Option<&str>) -> (u16, String) {
+    let mut cmd = Command::new("curl");
+    cmd.args([
+        "-sS",
+        "-o",
+        "-",
+        "-w",
+        "\n%{http_code}",
+        "-X",
+        method,
+        "--unix-socket",
+    ])
+    .arg(socket)
+    .arg(format!("http://agent{path}"));
+    if let Some(body) = body {
+        cmd.args(["-H", "content-type: application/json", "--data", body]);
+    }
+    let out = cmd
+        .output()
+        .expect("curl is installed by cargo xtask setup");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let (body, status) = text.rsplit_once('\n').expect("status line");
+    (status.trim().parse().expect("status code"), body.to_owned())
+}
+
+const POD: &str = r#"{"uid":"u1","name":"web-0","namespace":"shop","service_account":"web",
+  "ips":["10.244.1.10"],"netns":"/run/netns/p1","cgroup":"/sys/fs/cgroup/unified/p1"}"#;
+
+#[tokio::test(flavor = "multi_thread")]
+async fn enroll_list_and_unenroll_over_the_unix_socket() {
+    let dir = tempfile::tempdir().unwrap();
+    let socket = dir.path().join("agent.sock");
+    let listener = tokio::net::UnixListener::bind(&socket).unwrap();
+    let recorder = Arc::new(Recorder::default());
+    let server = tokio::spawn(serve(listener, recorder.clone(), std::future::pending()));
+
+    let socket2 = socket.clone();
+    let results = tokio::task::spawn_blocking(move || {
+        let s = &socket2;
+        vec![
+            curl(s, "POST", "/v1/pods", Some(POD)),
+            curl(s, "GET", "/v1/pods", None),
+            curl(
+                s,
+                "POST",
+                "/v1/pods",
+                Some(&POD.replace("\"uid\":\"u1\"", "\"uid\":\"bad uid\"")),
+            ),
+            curl(
+                s,
+                "POST",
+                "/v1/pods",
+                Some(&POD.replace("\"name\"", "\"nmae\"")),
+            ),
+            curl(s, "POST", "/v1/pods", Some("{not json")),
+            curl(
+                s,
+                "POST",
+                "/v1/pods",
+                Some(&POD.replace("shop", "forbidden").replace("u1", "u2")),
+            ),
+            curl(s, "DELETE", "/v1/pods/u1", None),
+            curl(s, "DELETE", "/v1/pods/u1", None),
+            curl(s, "GET", "/v2/nothing", None),
+        ]
+    })
+    .await
+    .unwrap();
+    server.abort();
+
+    let (status, body) = &results[0];
+    assert_eq!(*status, 201, "{body}");
+    assert!(
+        body.contains("\"spiffe_id\":\"spiffe://example.org/ns/shop/sa/web\""),
+        "{body}"
+    );
+    assert!(results[1].1.contains("\"uid\":\"u1\""), "{:?}", results[1]);
+    assert_eq!(results[2].0, 400, "{:?}", results[2]);
+    assert!(results[2].1.contains("uid"), "{:?}", results[2]);
+    assert_eq!(results[3].0, 400, "{:?}", results[3]);
+    assert!(
+        results[3].1.contains("unknown field `nmae`"),
+        "{:?}",
+        results[3]
+    );
+    assert_eq!(results[4].0, 400, "{:?}", results[4]);
+    assert_eq!(results[5].0, 403, "{:?}", results[5]);
+    assert_eq!(results[6].0, 204, "{:?}", results[6]);
+    assert_eq!(results[7].0, 404, "{:?}", results[7]);
+    assert_eq!(results[8].0, 404, "{:?}", results[8]);
+    assert!(recorder.list().is_empty());
+}
