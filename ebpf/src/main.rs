@@ -1,29 +1,60 @@
 //! Ferrule's eBPF programs. Built for `bpfel-unknown-none` by `node-agent/build.rs`.
 //!
 //! Entry points stay thin: each calls a `try_*` function and maps its result to the kernel's
-//! verdict, so the logic reads as ordinary Rust.
+//! verdict, so the logic reads as ordinary Rust. All programs are attached to pod cgroups only.
 // `no_std`/`no_main` only for the BPF target: on the host this stays a normal (empty) binary, so
 // `cargo clippy/test --workspace` can type-check it even though feature unification there makes
 // `ferrule-ebpf-common` pull in aya and std, which would clash with our panic handler.
 #![cfg_attr(target_arch = "bpf", no_std)]
 #![cfg_attr(target_arch = "bpf", no_main)]
 
-mod connect4;
+mod connect;
+mod counters;
+mod ingress;
 mod kernel;
+mod maps;
+mod sock_ops;
 
-use aya_ebpf::{macros::cgroup_sock_addr, programs::SockAddrContext};
+use aya_ebpf::{
+    macros::{cgroup_skb, cgroup_sock_addr, sock_ops},
+    programs::{SkBuffContext, SockAddrContext, SockOpsContext},
+};
 
-/// `cgroup/connect4`: runs on every IPv4 `connect()` in an attached cgroup. For now it only
-/// counts TCP connects per network namespace and always allows them.
+/// `cgroup/connect4`: redirects captured IPv4 TCP connects to the agent.
 #[cgroup_sock_addr(connect4)]
 pub fn connect4_capture(ctx: SockAddrContext) -> i32 {
-    match connect4::try_connect4_capture(&ctx) {
+    match connect::try_connect4(&ctx) {
+        Ok(verdict) | Err(verdict) => verdict,
+    }
+}
+
+/// `cgroup/connect6`: redirects captured IPv6 (and v4-mapped) TCP connects to the agent.
+#[cgroup_sock_addr(connect6)]
+pub fn connect6_capture(ctx: SockAddrContext) -> i32 {
+    match connect::try_connect6(&ctx) {
+        Ok(verdict) | Err(verdict) => verdict,
+    }
+}
+
+/// `sockops`: binds a redirected socket's original destination to its local address.
+#[sock_ops]
+pub fn sock_ops_capture(ctx: SockOpsContext) -> u32 {
+    match sock_ops::try_sock_ops(&ctx) {
+        Ok(verdict) | Err(verdict) => verdict,
+    }
+}
+
+/// `cgroup_skb/ingress`: enforces the pod's inbound mode (strict drops, permissive counts).
+#[cgroup_skb(ingress)]
+pub fn ingress_guard(ctx: SkBuffContext) -> i32 {
+    match ingress::try_ingress(&ctx) {
         Ok(verdict) | Err(verdict) => verdict,
     }
 }
 
 /// The kernel refuses GPL-only helpers to programs without a GPL-compatible license string.
-/// Ferrule is Apache-2.0 and uses no GPL-only helper, so say exactly that.
+/// Ferrule is Apache-2.0 and uses no GPL-only helper (socket and netns cookies, sk_fullsock,
+/// skb_load_bytes, sock_ops_cb_flags_set are all available to any license), so say exactly that.
 #[allow(
     unsafe_code,
     reason = "the loader finds the license by this exact symbol and section"

@@ -1,4 +1,5 @@
 pub mod app;
+pub mod capture;
 pub mod config;
 pub mod control;
 pub mod directory;

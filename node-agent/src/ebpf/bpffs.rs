@@ -36,7 +36,8 @@ pub fn ensure_bpffs(path: &Path) -> Result<Bpffs, Error> {
     Ok(Bpffs::MountedNow)
 }
 
-fn is_bpffs(path: &Path) -> std::io::Result<bool> {
+/// Whether `path` is on a bpffs (a mount point or any directory inside one).
+pub fn is_bpffs(path: &Path) -> std::io::Result<bool> {
     let stat = statfs(path)?;
     // `f_type` is a signed word whose width depends on the libc; compare as the kernel's u32.
     #[allow(

@@ -1,0 +1,48 @@
+//! Every map the programs share with the agent. Names and value types come from
+//! `ferrule_ebpf_common`, whose constants document each map; the statics are named exactly
+//! like those constants because aya names maps after their static.
+
+use aya_ebpf::{
+    macros::map,
+    maps::{Array, HashMap, LpmTrie, LruHashMap, PerCpuHashMap},
+};
+use ferrule_ebpf_common::{
+    ConnectStats, EXCLUDED_CIDRS_MAX_ENTRIES, EXCLUDED_PORTS_MAX_ENTRIES, FLOW_MAX_ENTRIES,
+    FlowKey, InboundStats, OriginalDst, POD_IPS_MAX_ENTRIES, POD_MAX_ENTRIES, PodConfig, PodIpKey,
+    Settings,
+};
+
+#[map]
+pub(crate) static SETTINGS: Array<Settings> = Array::with_max_entries(1, 0);
+
+#[map]
+pub(crate) static EXCL_PORTS: HashMap<u16, u8> =
+    HashMap::with_max_entries(EXCLUDED_PORTS_MAX_ENTRIES, 0);
+
+#[map]
+pub(crate) static EXCL_CIDRS: LpmTrie<[u8; 16], u8> =
+    LpmTrie::with_max_entries(EXCLUDED_CIDRS_MAX_ENTRIES, 0);
+
+#[map]
+pub(crate) static POD_CONFIG: HashMap<u64, PodConfig> =
+    HashMap::with_max_entries(POD_MAX_ENTRIES, 0);
+
+#[map]
+pub(crate) static POD_IPS: HashMap<PodIpKey, u8> =
+    HashMap::with_max_entries(POD_IPS_MAX_ENTRIES, 0);
+
+#[map]
+pub(crate) static SOCKET_DST: LruHashMap<u64, OriginalDst> =
+    LruHashMap::with_max_entries(FLOW_MAX_ENTRIES, 0);
+
+#[map]
+pub(crate) static FLOW_DST: LruHashMap<FlowKey, OriginalDst> =
+    LruHashMap::with_max_entries(FLOW_MAX_ENTRIES, 0);
+
+#[map]
+pub(crate) static CONNECT_STATS: PerCpuHashMap<u64, ConnectStats> =
+    PerCpuHashMap::with_max_entries(POD_MAX_ENTRIES, 0);
+
+#[map]
+pub(crate) static INBOUND_STATS: PerCpuHashMap<u64, InboundStats> =
+    PerCpuHashMap::with_max_entries(POD_MAX_ENTRIES, 0);
