@@ -1,6 +1,7 @@
 //! Benchmarks that need the real binaries; each prints its result beside a baseline measured in
 //! the same run, because this machine is noisy and only ratios carry over.
 
+pub mod datapath;
 pub mod sign;
 
 use std::time::Duration;

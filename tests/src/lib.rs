@@ -5,6 +5,7 @@
 pub mod bench;
 pub mod cluster;
 pub mod control_plane;
+pub mod loadgen;
 pub mod process;
 
 pub use control_plane::ControlPlaneFixture;

@@ -1,11 +1,12 @@
 //! `cargo xtask bench <name> [ARGS]`: builds the release binaries and runs a benchmark against
 //! them. Each benchmark prints its figures beside a baseline measured in the same run.
 
-use crate::cmd::{cargo, run, workspace_root};
+use crate::cmd::{cargo, is_root, run, workspace_root};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// Which benchmark: `sign` (certificates/s through the control plane vs raw ECDSA signing).
+    /// Which benchmark: `sign` (certificates/s through the control plane vs raw ECDSA signing)
+    /// or `datapath` (the mesh data path vs plaintext pod to pod; root, like the tests).
     pub name: String,
     /// Passed to the benchmark, e.g. `-- --agents 64 --seconds 20`.
     #[arg(last = true)]
@@ -13,18 +14,29 @@ pub struct Args {
 }
 
 pub fn run_bench(args: Args) -> anyhow::Result<()> {
-    if args.name != "sign" {
-        anyhow::bail!("unknown benchmark {:?}; available: sign", args.name);
+    let packages: &[&str] = match args.name.as_str() {
+        "sign" => &["ferrule-control-plane", "ferrule-tests"],
+        // The mesh: the agent (with its eBPF programs), the CLI that makes join tokens, and
+        // ferrule-loadgen from the tests crate.
+        "datapath" => &[
+            "ferrule-control-plane",
+            "ferrule-node-agent",
+            "ferrule-cli",
+            "ferrule-tests",
+        ],
+        other => anyhow::bail!("unknown benchmark {other:?}; available: sign, datapath"),
+    };
+    if args.name == "datapath" && !is_root()? {
+        anyhow::bail!(
+            "bench datapath builds network namespaces, cgroups and eBPF programs: run it as root"
+        );
     }
-    run(cargo().args([
-        "build",
-        "--release",
-        "-p",
-        "ferrule-control-plane",
-        "-p",
-        "ferrule-tests",
-        "--bins",
-    ]))?;
+    let mut build = cargo();
+    build.args(["build", "--release", "--bins"]);
+    for package in packages {
+        build.args(["-p", package]);
+    }
+    run(&mut build)?;
     let bench = workspace_root().join("target/release/ferrule-bench");
     run(std::process::Command::new(bench)
         .arg(&args.name)

@@ -1,9 +1,10 @@
-//! `ferrule-bench sign [--agents N] [--seconds S]`; run through `cargo xtask bench sign`.
+//! `ferrule-bench sign [--agents N] [--seconds S]` and `ferrule-bench datapath [--seconds S]`;
+//! run through `cargo xtask bench <name>`, which builds the release binaries first.
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 use ferrule_tests::ControlPlaneFixture;
-use ferrule_tests::bench::sign;
+use ferrule_tests::bench::{datapath, sign};
 
 #[derive(Debug, Parser)]
 #[command(about = "Ferrule benchmarks against the real binaries")]
@@ -25,6 +26,22 @@ enum Bench {
         #[arg(long, default_value_t = 10)]
         seconds: u64,
     },
+    /// The mesh data path beside plaintext pod to pod, on one 2-node cluster: throughput,
+    /// latency, connection rate, agent CPU per GB and agent memory per idle connection.
+    Datapath {
+        /// Length of each measurement.
+        #[arg(long, default_value_t = 5.0)]
+        seconds: f64,
+        /// Parallel connections for the multi-stream throughput figure.
+        #[arg(long, default_value_t = 8)]
+        streams: usize,
+        /// Connection-making loops for the connection-rate figure.
+        #[arg(long, default_value_t = 8)]
+        concurrency: usize,
+        /// Idle connections held open for the memory figure.
+        #[arg(long, default_value_t = 1000)]
+        idle_connections: usize,
+    },
 }
 
 #[tokio::main]
@@ -44,6 +61,23 @@ async fn main() {
             cp.start();
             let report = sign::run(&cp, &options).await;
             report.print(&options);
+        }
+        Bench::Datapath {
+            seconds,
+            streams,
+            concurrency,
+            idle_connections,
+        } => {
+            let options = datapath::Options {
+                duration: Duration::from_secs_f64(seconds),
+                streams,
+                rr_size: 1024,
+                concurrency,
+                idle_connections,
+            };
+            // The mesh harness is synchronous (processes, /proc, sleeps).
+            let report = tokio::task::block_in_place(|| datapath::run(&options));
+            datapath::print(&report, &options);
         }
     }
 }
