@@ -35,3 +35,15 @@ pub async fn shutdown_signal() {
     }
     tracing::info!("shutting down");
 }
+
+/// `error` and every error it wraps, outermost first, as one line ("a: b: c").
+pub fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(inner) = source {
+        text.push_str(": ");
+        text.push_str(&inner.to_string());
+        source = inner.source();
+    }
+    text
+}

@@ -88,10 +88,16 @@ pub async fn serve(
         source,
     })?;
     let directory = Directory::load(store.as_ref()).await?;
+    let (closing_tx, closing) = tokio::sync::watch::channel(false);
+    let shutdown = async move {
+        shutdown.await;
+        let _ = closing_tx.send(true);
+    };
     let state = Arc::new(ControlPlane {
         trust_domain: config.trust_domain.clone(),
         ca: load_ca(config)?,
         directory,
+        closing,
         store,
         certificates: config.certificates.clone(),
         max_join_token_ttl: config.max_join_token_ttl,

@@ -20,6 +20,9 @@ pub struct ControlPlane {
     pub certificates: CertificateConfig,
     pub max_join_token_ttl: Duration,
     pub directory: Directory,
+    /// Turns true when the server starts shutting down, so long-lived streams end and the
+    /// graceful shutdown does not wait on them forever.
+    pub closing: tokio::sync::watch::Receiver<bool>,
 }
 
 impl ControlPlane {

@@ -1,6 +1,10 @@
 //! Starting the agent: authenticate the control plane with the configured bundle, join with the
 //! token, then keep the node identity (and every workload identity asked for) renewed.
 
+mod pods;
+
+pub use pods::serve as serve_pods;
+
 use std::path::Path;
 use std::sync::Arc;
 
@@ -27,6 +31,10 @@ pub enum AgentError {
     Join(#[from] JoinError),
     #[error("the join token is for {got}, but this agent is configured as node {expected:?}")]
     WrongNode { expected: String, got: SpiffeId },
+    #[error("loading the eBPF capture: {0}")]
+    Capture(String),
+    #[error("enrollment socket {path}: {reason}")]
+    EnrollSocket { path: String, reason: String },
 }
 
 /// A joined agent.
@@ -90,10 +98,13 @@ pub async fn start(
     })
 }
 
-/// Agents of different control planes or nodes on one machine must not share an entry.
+/// Agents of different meshes (trust bundles) or nodes on one machine must not share an entry.
 pub fn keyring_scope(config: &Config) -> String {
+    use sha2::Digest;
+    let bundle = std::fs::read(&config.bundle).unwrap_or_default();
+    let digest = hex::encode(&sha2::Sha256::digest(&bundle)[..8]);
     format!(
-        "{}:{}:{}",
+        "{}:{}:{}:{digest}",
         config.trust_domain,
         config.node_name.as_deref().unwrap_or("-"),
         config.control_plane
@@ -109,11 +120,25 @@ async fn node_identity(
     keyring: &NodeKeyring,
     join_token: Option<&str>,
 ) -> Result<(SpiffeId, WorkloadCert), AgentError> {
+    let verifies = |cert: &WorkloadCert| {
+        let chain = &cert.certified.cert;
+        bundle
+            .get()
+            .verify(
+                chain,
+                std::time::SystemTime::now(),
+                ferrule_identity::Usage::Client,
+            )
+            .is_ok()
+    };
     match keyring.load() {
-        Ok(Some(cert)) => {
+        Ok(Some(cert)) if verifies(&cert) => {
             tracing::info!(id = %cert.id, serial = %cert.serial, "node identity restored from the kernel keyring");
             return Ok((cert.id.clone(), cert));
         }
+        Ok(Some(_)) => tracing::warn!(
+            "the node identity in the keyring does not verify against the bundle; joining with the token"
+        ),
         Ok(None) => {}
         Err(e) => tracing::warn!(error = %e, "ignoring the keyring entry; joining with the token"),
     }

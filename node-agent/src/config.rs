@@ -16,6 +16,7 @@ pub const ENV_BUNDLE: &str = "FERRULE_BUNDLE";
 pub const ENV_DATA_DIR: &str = "FERRULE_DATA_DIR";
 pub const ENV_ENROLL_SOCKET: &str = "FERRULE_ENROLL_SOCKET";
 pub const ENV_PIN_DIR: &str = "FERRULE_PIN_DIR";
+pub const ENV_NON_MESH: &str = "FERRULE_NON_MESH";
 
 const DEFAULT_ENROLL_SOCKET: &str = "/run/ferrule/agent.sock";
 const DEFAULT_PIN_DIR: &str = "/sys/fs/bpf/ferrule";
@@ -134,6 +135,18 @@ impl Config {
         }
         if let Some(v) = env.get(ENV_PIN_DIR) {
             raw.capture.pin_dir = Some(v.into());
+        }
+        if let Some(v) = env.get(ENV_NON_MESH) {
+            raw.non_mesh = match v.as_str() {
+                "passthrough" => NonMesh::Passthrough,
+                "deny" => NonMesh::Deny,
+                other => {
+                    return Err(ConfigError::invalid(
+                        "non_mesh",
+                        format!("{other:?} (from {ENV_NON_MESH}): use passthrough or deny"),
+                    ));
+                }
+            };
         }
         raw.validate()
     }

@@ -52,6 +52,9 @@ pub struct EnrolledPod {
     #[serde(flatten)]
     pub spec: PodSpec,
     pub spiffe_id: String,
+    /// Plaintext connections accepted from outside the mesh (permissive mode), when listed.
+    #[serde(default)]
+    pub plaintext_accepted: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -7,3 +7,6 @@ pub mod ebpf;
 pub mod enroll;
 pub mod identity;
 pub mod keyring;
+pub mod netns;
+pub mod pods;
+pub mod proxy;

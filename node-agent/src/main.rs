@@ -33,12 +33,7 @@ async fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    // Capture (issue: eBPF data path) attaches these programs; report that they are built in.
-    tracing::info!(
-        bytes = ferrule_node_agent::ebpf::object().len(),
-        "eBPF capture programs embedded"
-    );
-    let _agent = match app::start(
+    let agent = match app::start(
         &config,
         args.join_token.as_deref(),
         RenewalPolicy::default(),
@@ -51,6 +46,22 @@ async fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let api = match app::serve_pods(&config, &agent, async {
+        let _ = stopped.await;
+    })
+    .await
+    {
+        Ok(api) => api,
+        Err(e) => {
+            eprintln!("ferrule-agent: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
     ferrule_config::process::shutdown_signal().await;
+    // Capture stays attached (pinned): until the next agent is up, captured connections fail
+    // closed rather than leave in plaintext.
+    let _ = stop.send(());
+    let _ = api.await;
     ExitCode::SUCCESS
 }

@@ -32,11 +32,15 @@ pub struct ControlPlaneFixture {
 impl ControlPlaneFixture {
     /// A fresh CA for `trust_domain` and a config; the control plane is not started yet.
     pub fn new(trust_domain: &str) -> Self {
+        Self::listening_on(trust_domain, free_port())
+    }
+
+    /// Like [`Self::new`], listening on `addr` (e.g. a node's address inside a test cluster).
+    pub fn listening_on(trust_domain: &str, addr: SocketAddr) -> Self {
         let dir = tempfile::tempdir().expect("temporary directory");
         let layout = CaLayout::new(dir.path().join("ca"));
         let td = TrustDomain::new(trust_domain).expect("trust domain");
         ca::init(&layout, &CaInitOptions::new(td.clone())).expect("ca init");
-        let addr = free_port();
         let config_path = dir.path().join("control-plane.yaml");
         std::fs::write(
             &config_path,
@@ -55,11 +59,12 @@ impl ControlPlaneFixture {
     }
 
     pub fn start(&mut self) -> &Child {
-        let child = Child::spawn(
-            Command::new(binary("ferrule-control-plane"))
-                .arg("--config")
-                .arg(&self.config_path),
-        );
+        self.start_with(Command::new(binary("ferrule-control-plane")))
+    }
+
+    /// Starts the control plane through `command` (the binary, maybe wrapped to run in a netns).
+    pub fn start_with(&mut self, mut command: Command) -> &Child {
+        let child = Child::spawn(command.arg("--config").arg(&self.config_path));
         // Logged after the listener is bound.
         child.wait_for_line("control plane serving", Duration::from_secs(20));
         self.process.insert(child)
@@ -162,11 +167,15 @@ impl ControlPlaneFixture {
 
     /// Where the agent for `node` pins its eBPF programs and maps.
     pub fn pin_dir(&self, node: &str) -> PathBuf {
-        PathBuf::from(format!(
-            "/sys/fs/bpf/ferrule-test-{}-{}-{node}",
-            std::process::id(),
-            self.addr.port()
-        ))
+        // The temporary directory's name is unique among running tests; bpffs refuses dots.
+        let unique = self
+            .dir
+            .path()
+            .file_name()
+            .unwrap_or_default()
+            .to_string_lossy()
+            .replace('.', "");
+        PathBuf::from(format!("/sys/fs/bpf/ferrule-test{unique}-{node}"))
     }
 }
 

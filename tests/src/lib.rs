@@ -5,7 +5,9 @@
 pub mod bench;
 pub mod cluster;
 pub mod control_plane;
+pub mod demo;
 pub mod loadgen;
+pub mod mesh;
 pub mod process;
 
 pub use control_plane::ControlPlaneFixture;

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use ferrule_identity::SpiffeId;
 use ferrule_proto::v1::{self, workloads_server::Workloads};
 use futures::Stream;
-use tokio_stream::StreamExt;
+use futures::StreamExt;
 use tokio_stream::wrappers::WatchStream;
 use tonic::{Request, Response, Status};
 
@@ -137,8 +137,13 @@ impl Workloads for WorkloadsService {
     ) -> Result<Response<Self::WatchDirectoryStream>, Status> {
         let node = require_node(&request)?;
         tracing::debug!(%node, "directory watch started");
-        let stream =
-            WatchStream::new(self.0.directory.subscribe()).map(|snapshot| Ok(snapshot.to_proto()));
+        let mut closing = self.0.closing.clone();
+        let closed = async move {
+            let _ = closing.wait_for(|closing| *closing).await;
+        };
+        let stream = WatchStream::new(self.0.directory.subscribe())
+            .map(|snapshot| Ok(snapshot.to_proto()))
+            .take_until(Box::pin(closed));
         Ok(Response::new(Box::pin(stream)))
     }
 }

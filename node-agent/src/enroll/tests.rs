@@ -22,6 +22,7 @@ impl PodLifecycle for Recorder {
                 spec.namespace, spec.service_account
             ),
             spec,
+            plaintext_accepted: 0,
         };
         self.pods.lock().unwrap().push(pod.clone());
         Ok(pod)

@@ -1,0 +1,306 @@
+//! Enrolled pods: what the agent does when a pod joins the mesh, and undoes when it leaves.
+//! Enrolling registers the pod with the control plane, obtains its identity's certificate, opens
+//! the in-pod listeners (outbound 15001, inbound HBONE 15008) inside the pod's network namespace,
+//! and attaches the eBPF capture to its cgroup.
+
+mod inbound;
+mod outbound;
+
+use std::collections::HashMap;
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use ferrule_identity::tls::{self, CertSlot, SpiffeClientVerifier};
+use ferrule_identity::{SharedBundle, SpiffeId, TrustDomain};
+use ferrule_proto::v1::{self, workloads_client::WorkloadsClient};
+use tokio::task::JoinHandle;
+use tonic::transport::Channel;
+
+use crate::capture::{Capture, InboundMode, PodCapture};
+use crate::config::NonMesh;
+use crate::directory::Directory;
+use crate::enroll::{EnrollError, EnrolledPod, Mode, PodLifecycle, PodSpec};
+use crate::identity::IdentityManager;
+use crate::netns::Netns;
+use crate::proxy::{PoolConfig, TunnelPool};
+
+pub const OUTBOUND_PORT: u16 = 15001;
+pub const INBOUND_PORT: u16 = 15008;
+/// How long enrollment waits for the pod's first certificate.
+const CERT_WAIT: Duration = Duration::from_secs(15);
+
+/// What every pod's proxies share.
+pub struct Shared {
+    pub trust_domain: TrustDomain,
+    pub capture: Arc<Capture>,
+    pub identities: IdentityManager,
+    pub directory: Directory,
+    pub bundle: SharedBundle,
+    pub pool: TunnelPool,
+    pub non_mesh: NonMesh,
+    pub control: Channel,
+}
+
+struct Pod {
+    enrolled: EnrolledPod,
+    id: SpiffeId,
+    cookie: u64,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl Drop for Pod {
+    fn drop(&mut self) {
+        // Closing the listeners: the tasks own them.
+        self.tasks.iter().for_each(JoinHandle::abort);
+    }
+}
+
+pub struct PodManager {
+    shared: Arc<Shared>,
+    pods: Mutex<HashMap<String, Pod>>,
+    /// Where the enrolled pods' specs are kept so a restarted agent serves them again.
+    state_file: Option<PathBuf>,
+}
+
+impl PodManager {
+    pub fn new(shared: Shared, state_file: Option<PathBuf>) -> Self {
+        Self {
+            shared: Arc::new(shared),
+            pods: Mutex::new(HashMap::new()),
+            state_file,
+        }
+    }
+
+    /// Writes the enrolled pods' specs (public data) atomically.
+    fn save(&self) {
+        let Some(file) = &self.state_file else {
+            return;
+        };
+        let specs: Vec<PodSpec> = self
+            .lock()
+            .values()
+            .map(|p| p.enrolled.spec.clone())
+            .collect();
+        let tmp = file.with_extension("json.tmp");
+        let result = serde_json::to_vec_pretty(&specs)
+            .map_err(std::io::Error::other)
+            .and_then(|json| {
+                if let Some(dir) = file.parent() {
+                    std::fs::create_dir_all(dir)?;
+                }
+                std::fs::write(&tmp, json)
+            })
+            .and_then(|()| std::fs::rename(&tmp, file));
+        if let Err(e) = result {
+            tracing::warn!(file = %file.display(), error = %e, "cannot record enrolled pods");
+        }
+    }
+
+    pub fn default_pool() -> TunnelPool {
+        TunnelPool::new(PoolConfig::default())
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Pod>> {
+        self.pods.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    async fn register(&self, spec: &PodSpec) -> Result<String, EnrollError> {
+        let workload = v1::Workload {
+            uid: spec.uid.clone(),
+            name: spec.name.clone(),
+            namespace: spec.namespace.clone(),
+            service_account: spec.service_account.clone(),
+            ips: spec.ips.iter().map(|ip| ip.to_string()).collect(),
+            ..Default::default()
+        };
+        let response = WorkloadsClient::new(self.shared.control.clone())
+            .register(v1::RegisterWorkloadRequest {
+                workload: Some(workload),
+            })
+            .await
+            .map_err(|status| match status.code() {
+                tonic::Code::PermissionDenied => EnrollError::Forbidden(status.message().into()),
+                tonic::Code::InvalidArgument => EnrollError::Invalid(status.message().into()),
+                _ => EnrollError::Internal(format!(
+                    "registering with the control plane: {}",
+                    crate::control::status_reason(&status)
+                )),
+            })?
+            .into_inner();
+        // Serve this pod only once our own directory knows it (and so do peers on this node).
+        let directory = self.shared.directory.clone();
+        let _ = tokio::time::timeout(
+            Duration::from_secs(5),
+            directory.wait_for_version(response.version),
+        )
+        .await;
+        Ok(response.spiffe_id)
+    }
+
+    async fn unregister(&self, uid: &str) {
+        let request = v1::UnregisterWorkloadRequest {
+            uid: uid.to_owned(),
+        };
+        if let Err(status) = WorkloadsClient::new(self.shared.control.clone())
+            .unregister(request)
+            .await
+        {
+            tracing::warn!(%uid, error = %crate::control::status_reason(&status), "unregistering from the control plane failed");
+        }
+    }
+
+    /// Everything after registration; on error the caller unregisters.
+    async fn start(&self, spec: &PodSpec, id: &SpiffeId) -> Result<Pod, EnrollError> {
+        let internal =
+            |what: &str, e: &dyn std::fmt::Display| EnrollError::Internal(format!("{what}: {e}"));
+        let netns =
+            Arc::new(Netns::open(&spec.netns).map_err(|e| EnrollError::Invalid(e.to_string()))?);
+        let cookie = netns.cookie().map_err(|e| internal("netns cookie", &e))?;
+        let cert = self
+            .shared
+            .identities
+            .certificate(id, CERT_WAIT)
+            .await
+            .map_err(|e| internal("workload certificate", &e))?;
+        let outbound = netns
+            .tcp_listener(SocketAddr::from((Ipv4Addr::LOCALHOST, OUTBOUND_PORT)))
+            .map_err(|e| internal("outbound listener", &e))?;
+        // IPv6 connects are redirected to [::1]; a pod without IPv6 simply has no such listener.
+        let outbound6 = netns
+            .tcp_listener(SocketAddr::from((Ipv6Addr::LOCALHOST, OUTBOUND_PORT)))
+            .map_err(|e| tracing::debug!(error = %e, "no IPv6 outbound listener"))
+            .ok();
+        let inbound = netns
+            .tcp_listener(SocketAddr::from((Ipv4Addr::UNSPECIFIED, INBOUND_PORT)))
+            .map_err(|e| internal("inbound listener", &e))?;
+        let mode = match spec.mode {
+            Mode::Strict => InboundMode::Strict,
+            Mode::Permissive => InboundMode::Permissive,
+        };
+        let capture = PodCapture {
+            cgroup: spec.cgroup.clone(),
+            netns_cookie: cookie,
+            ips: spec.ips.clone(),
+            mode,
+        };
+        self.shared
+            .capture
+            .enroll(&capture)
+            .map_err(|e| internal("attaching capture", &e))?;
+        let slot = Arc::new(CertSlot::new(cert.certified.clone()));
+        let server_tls = Arc::new(tls::server_config(
+            slot.clone(),
+            SpiffeClientVerifier::required(self.shared.bundle.clone()),
+            &[b"h2"],
+        ));
+        let mut tasks = vec![
+            tokio::spawn(follow_certificate(self.shared.identities.watch(id), slot)),
+            tokio::spawn(outbound::serve(
+                self.shared.clone(),
+                outbound,
+                netns.clone(),
+                cookie,
+                id.clone(),
+            )),
+            tokio::spawn(inbound::serve(
+                inbound,
+                server_tls,
+                netns.clone(),
+                spec.ips.clone(),
+            )),
+        ];
+        if let Some(outbound6) = outbound6 {
+            let task = outbound::serve(self.shared.clone(), outbound6, netns, cookie, id.clone());
+            tasks.push(tokio::spawn(task));
+        }
+        Ok(Pod {
+            enrolled: EnrolledPod {
+                spec: spec.clone(),
+                spiffe_id: id.to_string(),
+                plaintext_accepted: 0,
+            },
+            id: id.clone(),
+            cookie,
+            tasks,
+        })
+    }
+}
+
+/// Renewed certificates reach the pod's inbound listener on its next handshake.
+async fn follow_certificate(
+    mut updates: tokio::sync::watch::Receiver<Option<Arc<crate::identity::WorkloadCert>>>,
+    slot: Arc<CertSlot>,
+) {
+    while updates.changed().await.is_ok() {
+        if let Some(cert) = updates.borrow_and_update().clone() {
+            slot.set(cert.certified.clone());
+        }
+    }
+}
+
+#[tonic::async_trait]
+impl PodLifecycle for PodManager {
+    async fn enroll(&self, spec: PodSpec) -> Result<EnrolledPod, EnrollError> {
+        if let Some(existing) = self.lock().get(&spec.uid) {
+            return if existing.enrolled.spec == spec {
+                Ok(existing.enrolled.clone())
+            } else {
+                Err(EnrollError::Conflict(spec.uid.clone()))
+            };
+        }
+        let id = SpiffeId::workload(
+            &self.shared.trust_domain,
+            &spec.namespace,
+            &spec.service_account,
+        )
+        .map_err(|e| EnrollError::Invalid(format!("namespace/service account: {e}")))?;
+        self.register(&spec).await?;
+        match self.start(&spec, &id).await {
+            Ok(pod) => {
+                let enrolled = pod.enrolled.clone();
+                tracing::info!(uid = %spec.uid, %id, cookie = pod.cookie, "pod enrolled");
+                self.lock().insert(spec.uid.clone(), pod);
+                self.save();
+                Ok(enrolled)
+            }
+            Err(e) => {
+                self.unregister(&spec.uid).await;
+                Err(e)
+            }
+        }
+    }
+
+    async fn unenroll(&self, uid: &str) -> Result<bool, EnrollError> {
+        let Some(pod) = self.lock().remove(uid) else {
+            return Ok(false);
+        };
+        let result = self
+            .shared
+            .capture
+            .unenroll(&pod.enrolled.spec.cgroup, pod.cookie);
+        let id = pod.id.clone();
+        drop(pod);
+        if !self.lock().values().any(|p| p.id == id) {
+            self.shared.identities.release(&id);
+        }
+        self.save();
+        self.unregister(uid).await;
+        tracing::info!(%uid, %id, "pod unenrolled");
+        result
+            .map(|()| true)
+            .map_err(|e| EnrollError::Internal(format!("detaching capture: {e}")))
+    }
+
+    fn list(&self) -> Vec<EnrolledPod> {
+        let capture = &self.shared.capture;
+        self.lock()
+            .values()
+            .map(|p| EnrolledPod {
+                plaintext_accepted: capture.plaintext_accepted(p.cookie),
+                ..p.enrolled.clone()
+            })
+            .collect()
+    }
+}

@@ -1,0 +1,126 @@
+//! A pod's outbound listener: connections the eBPF capture redirected here go to their original
+//! destination, through an HBONE tunnel when it is a mesh workload.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use ferrule_identity::SpiffeId;
+use tokio::net::{TcpListener, TcpStream};
+
+use super::{INBOUND_PORT, Shared};
+use crate::config::NonMesh;
+use crate::netns::Netns;
+use crate::proxy::{TunnelKey, relay};
+
+const CERT_WAIT: Duration = Duration::from_secs(5);
+
+pub(super) async fn serve(
+    shared: Arc<Shared>,
+    listener: TcpListener,
+    netns: Arc<Netns>,
+    cookie: u64,
+    source: SpiffeId,
+) {
+    loop {
+        match listener.accept().await {
+            Ok((tcp, peer)) => {
+                let (shared, netns, source) = (shared.clone(), netns.clone(), source.clone());
+                tokio::spawn(async move {
+                    handle(&shared, &netns, cookie, &source, tcp, peer).await;
+                });
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "outbound accept failed");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    }
+}
+
+async fn handle(
+    shared: &Shared,
+    netns: &Netns,
+    cookie: u64,
+    source: &SpiffeId,
+    tcp: TcpStream,
+    peer: SocketAddr,
+) {
+    let _ = tcp.set_nodelay(true);
+    let Some(original) = shared.capture.original_destination(cookie, peer) else {
+        tracing::warn!(%source, %peer, "no original destination recorded; closing");
+        return;
+    };
+    match shared.directory.lookup(original.ip()) {
+        Some(destination) => mesh(shared, source, destination.id, tcp, original).await,
+        None => non_mesh(shared, netns, source, tcp, original).await,
+    }
+}
+
+async fn mesh(
+    shared: &Shared,
+    source: &SpiffeId,
+    destination: SpiffeId,
+    tcp: TcpStream,
+    original: SocketAddr,
+) {
+    let started = Instant::now();
+    let cert = match shared.identities.certificate(source, CERT_WAIT).await {
+        Ok(cert) => cert,
+        Err(e) => {
+            tracing::warn!(%source, dst = %original, error = %e, "no certificate; closing");
+            return;
+        }
+    };
+    let key = TunnelKey {
+        source: source.clone(),
+        destination: destination.clone(),
+        address: SocketAddr::new(original.ip(), INBOUND_PORT),
+    };
+    let stream = match shared
+        .pool
+        .connect(&key, &cert, &shared.bundle, original)
+        .await
+    {
+        Ok(stream) => stream,
+        Err(e) => {
+            tracing::warn!(src = %source, dst = %destination, addr = %original, error = %e, "outbound tunnel failed");
+            return;
+        }
+    };
+    let relayed = relay(stream, tcp).await;
+    tracing::info!(
+        src = %source, dst = %destination, addr = %original,
+        sent = relayed.tcp_to_tunnel, received = relayed.tunnel_to_tcp,
+        duration_ms = started.elapsed().as_millis() as u64,
+        result = ?relayed.result.err(),
+        "outbound connection closed"
+    );
+}
+
+async fn non_mesh(
+    shared: &Shared,
+    netns: &Netns,
+    source: &SpiffeId,
+    mut tcp: TcpStream,
+    original: SocketAddr,
+) {
+    if shared.non_mesh == NonMesh::Deny {
+        tracing::info!(%source, dst = %original, "non-mesh destination refused (non_mesh: deny)");
+        return;
+    }
+    // From the pod's own netns, so the destination sees the pod's address as before.
+    let upstream = match netns.tcp_socket(original.is_ipv6()) {
+        Ok(socket) => socket.connect(original).await,
+        Err(e) => Err(e),
+    };
+    match upstream {
+        Ok(mut upstream) => {
+            let copied = tokio::io::copy_bidirectional(&mut tcp, &mut upstream).await;
+            tracing::info!(%source, dst = %original, result = ?copied, "passthrough connection closed");
+        }
+        Err(e) => {
+            tracing::info!(%source, dst = %original, error = %e, "passthrough connect failed")
+        }
+    }
+}

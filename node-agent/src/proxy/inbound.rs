@@ -1,0 +1,99 @@
+//! The HBONE server: mutual TLS, then one `CONNECT` stream per tunnelled connection.
+
+mod connect;
+mod connection;
+
+use std::io;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use ferrule_identity::SpiffeId;
+use http::StatusCode;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+use tokio_rustls::TlsAcceptor;
+use tracing::{info, warn};
+
+/// How long open tunnels may keep running after shutdown was asked for.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
+/// Pause after a failed `accept` (out of file descriptors, say) so the loop does not spin.
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
+
+/// Decides a tunnelled connection and, when allowed, opens it to the app.
+#[tonic::async_trait]
+pub trait InboundTarget: Send + Sync + 'static {
+    /// `peer` is the SPIFFE ID from the peer's verified certificate; `dst` the `:authority`.
+    async fn connect(&self, peer: &SpiffeId, dst: SocketAddr) -> Result<TcpStream, InboundRefusal>;
+}
+
+/// Why a `CONNECT` was not opened; each maps to the status ztunnel answers with.
+#[derive(Debug, thiserror::Error)]
+pub enum InboundRefusal {
+    #[error("denied by policy: {0}")]
+    Forbidden(String),
+    #[error("destination unreachable: {0}")]
+    Unreachable(#[from] io::Error),
+    #[error("bad request: {0}")]
+    BadRequest(String),
+}
+
+impl InboundRefusal {
+    /// ztunnel answers a policy denial with 401 (not 403); peers may key on it, so we match.
+    pub fn status(&self) -> StatusCode {
+        match self {
+            Self::Forbidden(_) => StatusCode::UNAUTHORIZED,
+            Self::Unreachable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Self::BadRequest(_) => StatusCode::BAD_REQUEST,
+        }
+    }
+
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Self::Forbidden(_) => "forbidden",
+            Self::Unreachable(_) => "unreachable",
+            Self::BadRequest(_) => "bad_request",
+        }
+    }
+}
+
+/// Serves HBONE on `listener` until `shutdown` completes, then stops accepting, asks every
+/// connection to finish (GOAWAY) and waits up to [`DRAIN_TIMEOUT`] for their streams.
+pub async fn serve_inbound(
+    listener: TcpListener,
+    tls: Arc<rustls::ServerConfig>,
+    target: Arc<dyn InboundTarget>,
+    shutdown: impl Future<Output = ()>,
+) {
+    let acceptor = TlsAcceptor::from(tls);
+    let (drain, draining) = watch::channel(false);
+    let mut connections = JoinSet::new();
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            () = &mut shutdown => break,
+            accepted = listener.accept() => match accepted {
+                Ok((tcp, addr)) => {
+                    let conn = connection::serve(tcp, addr, acceptor.clone(), target.clone(), draining.clone());
+                    connections.spawn(conn);
+                }
+                Err(e) => {
+                    warn!(error = %e, "HBONE accept failed");
+                    tokio::time::sleep(ACCEPT_BACKOFF).await;
+                }
+            },
+            // Reap finished connections so the set does not grow with the node's uptime.
+            Some(_) = connections.join_next(), if !connections.is_empty() => {}
+        }
+    }
+    drop(listener);
+    let _ = drain.send(true);
+    let drained = async { while connections.join_next().await.is_some() {} };
+    if tokio::time::timeout(DRAIN_TIMEOUT, drained).await.is_err() {
+        info!(
+            open = connections.len(),
+            "HBONE drain timed out; closing the rest"
+        );
+    }
+}

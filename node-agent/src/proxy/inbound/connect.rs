@@ -1,0 +1,105 @@
+//! One `CONNECT` stream: check the request, ask the target, answer, relay.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use bytes::Bytes;
+use ferrule_identity::SpiffeId;
+use h2::RecvStream;
+use h2::server::SendResponse;
+use http::{Method, Request, Response, StatusCode};
+use tracing::{debug, info, warn};
+
+use super::{InboundRefusal, InboundTarget};
+use crate::proxy::{HboneStream, relay};
+
+pub(super) async fn handle(
+    request: Request<RecvStream>,
+    mut respond: SendResponse<Bytes>,
+    peer: Arc<SpiffeId>,
+    target: Arc<dyn InboundTarget>,
+) {
+    let (parts, recv) = request.into_parts();
+    let dst = match destination(&parts.method, &parts.uri) {
+        Ok(dst) => dst,
+        Err(refusal) => return refuse(&mut respond, &peer, &parts.uri.to_string(), &refusal),
+    };
+    let tcp = match target.connect(&peer, dst).await {
+        Ok(tcp) => tcp,
+        Err(refusal) => return refuse(&mut respond, &peer, &dst.to_string(), &refusal),
+    };
+    let _ = tcp.set_nodelay(true);
+    let send = match respond.send_response(response(StatusCode::OK), false) {
+        Ok(send) => send,
+        Err(e) => return debug!(%peer, %dst, error = %e, "peer gone before the CONNECT answer"),
+    };
+    let started = Instant::now();
+    let relayed = relay(HboneStream::new(send, recv, None), tcp).await;
+    info!(
+        direction = "inbound",
+        %peer,
+        %dst,
+        bytes_received = relayed.tunnel_to_tcp,
+        bytes_sent = relayed.tcp_to_tunnel,
+        duration_ms = started.elapsed().as_millis() as u64,
+        error = relayed.result.as_ref().err().map(tracing::field::display),
+        "HBONE connection closed"
+    );
+}
+
+/// The original destination from `:authority`; HBONE carries `ip:port`, never a host name.
+fn destination(method: &Method, uri: &http::Uri) -> Result<SocketAddr, InboundRefusal> {
+    if method != Method::CONNECT {
+        return Err(InboundRefusal::BadRequest(format!(
+            "method {method}, expected CONNECT"
+        )));
+    }
+    let authority = uri
+        .authority()
+        .ok_or_else(|| InboundRefusal::BadRequest("no :authority".into()))?;
+    authority
+        .as_str()
+        .parse()
+        .map_err(|_| InboundRefusal::BadRequest(format!(":authority {authority} is not ip:port")))
+}
+
+fn refuse(respond: &mut SendResponse<Bytes>, peer: &SpiffeId, dst: &str, refusal: &InboundRefusal) {
+    let status = refusal.status();
+    warn!(%peer, %dst, reason = refusal.reason(), status = status.as_u16(), error = %refusal, "HBONE CONNECT refused");
+    let _ = respond.send_response(response(status), true);
+}
+
+fn response(status: StatusCode) -> Response<()> {
+    let mut response = Response::new(());
+    *response.status_mut() = status;
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn authority_must_be_a_socket_address() {
+        let connect = |uri: &str| destination(&Method::CONNECT, &uri.parse().unwrap());
+        assert_eq!(
+            connect("10.0.0.7:8080").unwrap(),
+            "10.0.0.7:8080".parse().unwrap()
+        );
+        assert_eq!(
+            connect("[fd00::7]:443").unwrap(),
+            "[fd00::7]:443".parse().unwrap()
+        );
+        for bad in ["svc.ns.svc.cluster.local:80", "10.0.0.7"] {
+            let refusal = connect(bad).map(|a| a.to_string()).expect_err(bad);
+            assert_eq!(
+                refusal.status(),
+                StatusCode::BAD_REQUEST,
+                "{bad}: {refusal}"
+            );
+        }
+        let get = destination(&Method::GET, &"10.0.0.7:80".parse().unwrap()).unwrap_err();
+        assert_eq!(get.status(), StatusCode::BAD_REQUEST, "{get}");
+    }
+}

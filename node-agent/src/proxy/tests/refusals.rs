@@ -1,0 +1,193 @@
+//! What the ends refuse: the wrong server, denied or unreachable destinations, TLS 1.2, clients
+//! without a certificate, and bytes that are not TLS at all.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use ferrule_identity::VerifyError;
+use ferrule_identity::tls::{self, ExpectedServer, SpiffeServerVerifier};
+use http::StatusCode;
+use rustls::AlertDescription;
+use rustls_pki_types::ServerName;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio_rustls::TlsConnector;
+
+use super::{CLIENT, Direct, Mesh, SERVER, echo_app, id, issue};
+use crate::proxy::{ALPN_H2, HandshakeError, OutboundError};
+
+const WAIT: Duration = Duration::from_secs(10);
+
+/// The tunnel works at all: a refusal test that passes against a dead server proves nothing.
+async fn assert_serving(mesh: &Mesh, addr: std::net::SocketAddr) {
+    let app = echo_app().await;
+    let mut stream = mesh
+        .pool
+        .connect(&mesh.key(addr), &mesh.client, &mesh.bundle, app)
+        .await
+        .expect("server stopped serving");
+    stream.write_all(b"ok").await.unwrap();
+    let mut back = [0u8; 2];
+    stream.read_exact(&mut back).await.unwrap();
+    assert_eq!(&back, b"ok");
+}
+
+#[tokio::test]
+async fn a_server_with_another_identity_is_refused_naming_both() {
+    let mesh = Mesh::new();
+    let server = mesh.server(Direct::default()).await;
+    let expected = "spiffe://example.org/ns/b/sa/someone-else";
+    let mut key = mesh.key(server.addr);
+    key.destination = id(expected);
+    let err = mesh
+        .pool
+        .connect(&key, &mesh.client, &mesh.bundle, echo_app().await)
+        .await
+        .expect_err("wrong server accepted");
+    match &err {
+        OutboundError::Handshake {
+            source: HandshakeError::Certificate(VerifyError::WrongId { expected: e, got }),
+            ..
+        } => {
+            assert_eq!((e.as_str(), got.as_str()), (expected, SERVER));
+        }
+        other => panic!("expected a wrong-identity handshake error, got {other:?}"),
+    }
+    let message = err.to_string();
+    assert!(
+        message.contains(expected) && message.contains(SERVER),
+        "message names both IDs: {message}"
+    );
+}
+
+#[tokio::test]
+async fn a_policy_denial_is_401_and_an_unreachable_app_503() {
+    let mesh = Mesh::new();
+    let denying = mesh
+        .server(Direct {
+            deny: Some(id(CLIENT)),
+        })
+        .await;
+    let err = mesh
+        .pool
+        .connect(
+            &mesh.key(denying.addr),
+            &mesh.client,
+            &mesh.bundle,
+            echo_app().await,
+        )
+        .await
+        .expect_err("denied peer got through");
+    assert_eq!(err.status(), Some(StatusCode::UNAUTHORIZED), "{err}");
+
+    let allowing = mesh.server(Direct::default()).await;
+    let closed = TcpListener::bind("127.0.0.1:0")
+        .await
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let err = mesh
+        .pool
+        .connect(&mesh.key(allowing.addr), &mesh.client, &mesh.bundle, closed)
+        .await
+        .expect_err("connected to a closed port");
+    assert_eq!(err.status(), Some(StatusCode::SERVICE_UNAVAILABLE), "{err}");
+    // A refused stream does not take the tunnel down.
+    assert_serving(&mesh, allowing.addr).await;
+}
+
+/// `openssl s_client` against the server; returns whether it exited successfully and its output.
+async fn s_client(addr: std::net::SocketAddr, args: &[&str]) -> (bool, String) {
+    let out = tokio::process::Command::new("openssl")
+        .arg("s_client")
+        .arg("-connect")
+        .arg(addr.to_string())
+        .args(args)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .await
+        .expect("run openssl");
+    let text =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    (out.status.success(), text)
+}
+
+#[tokio::test]
+async fn a_tls12_client_is_refused() {
+    let mesh = Mesh::new();
+    let server = mesh.server(Direct::default()).await;
+    let (cert, key) = issue(&mesh.ca, CLIENT);
+    let dir = tempfile::tempdir().unwrap();
+    let (cert_pem, key_pem) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+    std::fs::write(
+        &cert_pem,
+        ferrule_identity::pem_encode_certs(&cert.certified.cert),
+    )
+    .unwrap();
+    std::fs::write(&key_pem, key.serialize_pem()).unwrap();
+    let files = [
+        "-cert",
+        cert_pem.to_str().unwrap(),
+        "-key",
+        key_pem.to_str().unwrap(),
+    ];
+
+    // Same client, same certificate: TLS 1.3 gets through, TLS 1.2 does not.
+    let (ok, text) = s_client(server.addr, &[&files[..], &["-tls1_3"]].concat()).await;
+    assert!(
+        ok && text.contains("TLSv1.3"),
+        "TLS 1.3 control handshake failed:\n{text}"
+    );
+    let (ok, text) = s_client(server.addr, &[&files[..], &["-tls1_2"]].concat()).await;
+    assert!(!ok, "TLS 1.2 handshake succeeded:\n{text}");
+    assert!(
+        text.contains("protocol version"),
+        "expected a protocol_version alert:\n{text}"
+    );
+    assert_serving(&mesh, server.addr).await;
+}
+
+#[tokio::test]
+async fn a_client_without_certificate_is_refused() {
+    let mesh = Mesh::new();
+    let server = mesh.server(Direct::default()).await;
+    let verifier =
+        SpiffeServerVerifier::new(mesh.bundle.clone(), ExpectedServer::Exact(id(SERVER)));
+    let config = tls::client_config(None, verifier, &[ALPN_H2]);
+    let tcp = TcpStream::connect(server.addr).await.unwrap();
+    let name = ServerName::from(server.addr.ip());
+    // In TLS 1.3 the client finishes first; the refusal arrives as an alert on the next read.
+    let failure = match TlsConnector::from(Arc::new(config))
+        .connect(name, tcp)
+        .await
+    {
+        Err(e) => e,
+        Ok(mut tls) => {
+            let read = tokio::time::timeout(WAIT, tls.read(&mut [0u8; 64]))
+                .await
+                .expect("no answer");
+            read.expect_err("the server accepted a client without a certificate")
+        }
+    };
+    match HandshakeError::from(failure) {
+        HandshakeError::Tls(rustls::Error::AlertReceived(
+            AlertDescription::CertificateRequired,
+        )) => {}
+        other => panic!("expected a certificate_required alert, got {other:?}"),
+    }
+    assert_serving(&mesh, server.addr).await;
+}
+
+#[tokio::test]
+async fn garbage_is_dropped_and_the_server_keeps_serving() {
+    let mesh = Mesh::new();
+    let server = mesh.server(Direct::default()).await;
+    let mut tcp = TcpStream::connect(server.addr).await.unwrap();
+    tcp.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n\x00\x01\x02garbage")
+        .await
+        .unwrap();
+    let mut rest = Vec::new();
+    let closed = tokio::time::timeout(WAIT, tcp.read_to_end(&mut rest)).await;
+    assert!(closed.is_ok(), "the server kept a garbage connection open");
+    assert_serving(&mesh, server.addr).await;
+}

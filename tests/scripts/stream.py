@@ -1,0 +1,89 @@
+"""Deterministic bulk and many-connection traffic for the mesh tests, as an unmodified app.
+
+serve PORT BYTES        send BYTES of a seeded pseudo-random stream to each client; print its sha256
+fetch HOST PORT         read until EOF; print byte count and sha256
+echo PORT               echo server (one line per connection), for many concurrent connections
+many HOST PORT N        open N connections at once, send a line on each, expect it back
+"""
+import asyncio
+import hashlib
+import random
+import socket
+import sys
+
+CHUNK = 1 << 20
+
+
+def serve(port, total):
+    srv = socket.socket()
+    srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    srv.bind(("0.0.0.0", port))
+    srv.listen(16)
+    print("ready", flush=True)
+    while True:
+        conn, _ = srv.accept()
+        rng = random.Random(42)
+        digest = hashlib.sha256()
+        left = total
+        while left:
+            block = rng.randbytes(min(CHUNK, left))
+            digest.update(block)
+            conn.sendall(block)
+            left -= len(block)
+        conn.close()
+        print("sent", total, digest.hexdigest(), flush=True)
+
+
+def fetch(host, port):
+    conn = socket.create_connection((host, port))
+    digest = hashlib.sha256()
+    count = 0
+    while True:
+        data = conn.recv(CHUNK)
+        if not data:
+            break
+        digest.update(data)
+        count += len(data)
+    print("received", count, digest.hexdigest(), flush=True)
+
+
+async def echo(port):
+    async def handle(reader, writer):
+        line = await reader.readline()
+        writer.write(line)
+        await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(handle, "0.0.0.0", port, backlog=2048)
+    print("ready", flush=True)
+    await server.serve_forever()
+
+
+async def many(host, port, n):
+    async def one(i):
+        reader, writer = await asyncio.open_connection(host, port)
+        return reader, writer, i
+
+    conns = await asyncio.gather(*(one(i) for i in range(n)))
+    print("open", len(conns), flush=True)
+    await asyncio.sleep(float(sys.argv[5]) if len(sys.argv) > 5 else 0)
+    ok = 0
+    for reader, writer, i in conns:
+        writer.write(f"conn-{i}\n".encode())
+    for reader, writer, i in conns:
+        line = await reader.readline()
+        ok += line == f"conn-{i}\n".encode()
+        writer.close()
+    print("echoed", ok, flush=True)
+
+
+if __name__ == "__main__":
+    cmd = sys.argv[1]
+    if cmd == "serve":
+        serve(int(sys.argv[2]), int(sys.argv[3]))
+    elif cmd == "fetch":
+        fetch(sys.argv[2], int(sys.argv[3]))
+    elif cmd == "echo":
+        asyncio.run(echo(int(sys.argv[2])))
+    elif cmd == "many":
+        asyncio.run(many(sys.argv[2], int(sys.argv[3]), int(sys.argv[4])))

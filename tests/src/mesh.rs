@@ -1,0 +1,208 @@
+//! A whole mesh on one machine: a [`Cluster`] of namespace nodes and pods, the control plane in
+//! node 0's netns, and one real `ferrule-agent` per node, joined with tokens made by the real
+//! `ferrule` CLI. Pods are enrolled through each agent's enrollment API with curl.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::{Command, Output};
+use std::time::Duration;
+
+use crate::cluster::{Cluster, Node, Pod};
+use crate::control_plane::ControlPlaneFixture;
+use crate::process::{Child, binary};
+
+pub const TRUST_DOMAIN: &str = "example.org";
+pub const NAMESPACE: &str = "shop";
+const CP_PORT: u16 = 8443;
+
+pub struct Mesh {
+    /// Extra environment for every agent (e.g. `FERRULE_NON_MESH=deny`).
+    agent_env: Vec<(String, String)>,
+    pub cluster: Cluster,
+    pub cp: ControlPlaneFixture,
+    agents: Vec<Option<Child>>,
+    pub work: tempfile::TempDir,
+}
+
+impl Mesh {
+    /// Builds the cluster, starts the control plane and one agent per node.
+    pub fn start(nodes: usize, pods_per_node: usize) -> Self {
+        Self::start_with(nodes, pods_per_node, &[])
+    }
+
+    /// Like [`Self::start`], with extra environment for the agents.
+    pub fn start_with(nodes: usize, pods_per_node: usize, agent_env: &[(&str, &str)]) -> Self {
+        // Leftovers of killed runs (their owner process is gone) only; live clusters stay.
+        if let Err(e) = crate::cluster::cleanup_stale(crate::cluster::CLUSTER_PREFIX) {
+            eprintln!("cleaning up stale test clusters: {e}");
+        }
+        let cluster = Cluster::builder()
+            .nodes(nodes)
+            .pods_per_node(pods_per_node)
+            .namespace(NAMESPACE)
+            .build()
+            .expect("building the test cluster");
+        let addr = SocketAddr::from((cluster.node(0).underlay_ip, CP_PORT));
+        let mut cp = ControlPlaneFixture::listening_on(TRUST_DOMAIN, addr);
+        cp.start_with(cluster.node(0).command(binary("ferrule-control-plane")));
+        let mut mesh = Self {
+            agent_env: agent_env
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            agents: (0..nodes).map(|_| None).collect(),
+            cluster,
+            cp,
+            work: tempfile::tempdir().expect("temporary directory"),
+        };
+        for node in 0..nodes {
+            let token = mesh.join_token(&mesh.cluster.node(node).name.clone());
+            mesh.start_agent(node, Some(&token));
+        }
+        mesh
+    }
+
+    /// `ferrule ARGS` as the operator, next to the control plane (node 0's netns).
+    pub fn ferrule(&self, args: &[&str]) -> Output {
+        self.cluster
+            .node(0)
+            .command(binary("ferrule"))
+            .args(args)
+            .env("FERRULE_CA_DIR", self.cp.layout.dir())
+            .env("FERRULE_CONTROL_PLANE", self.cp.addr.to_string())
+            .output()
+            .expect("running ferrule")
+    }
+
+    fn join_token(&self, node: &str) -> String {
+        let allow = format!("spiffe://{TRUST_DOMAIN}/ns/{NAMESPACE}/*");
+        let out = self.ferrule(&[
+            "node", "token", "create", "--node", node, "--allow", &allow, "--ttl", "10m",
+        ]);
+        assert!(
+            out.status.success(),
+            "token: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout)
+            .expect("utf-8")
+            .trim()
+            .to_owned()
+    }
+
+    pub fn node(&self, node: usize) -> &Node {
+        self.cluster.node(node)
+    }
+
+    pub fn pod(&self, node: usize, pod: usize) -> &Pod {
+        self.cluster.pod(node, pod)
+    }
+
+    pub fn agent_config(&self, node: usize) -> PathBuf {
+        let name = &self.cluster.node(node).name;
+        let path = self.work.path().join(format!("agent-{name}.yaml"));
+        if !path.exists() {
+            self.cp.agent_config(self.work.path(), name);
+        }
+        path
+    }
+
+    pub fn enroll_socket(&self, node: usize) -> PathBuf {
+        let name = &self.cluster.node(node).name;
+        self.work.path().join(format!("agent-{name}/agent.sock"))
+    }
+
+    /// Starts node `node`'s agent (in the node's netns) and waits for its enrollment API.
+    pub fn start_agent(&mut self, node: usize, token: Option<&str>) -> &Child {
+        let config = self.agent_config(node);
+        let mut command = self.cluster.node(node).command(binary("ferrule-agent"));
+        command.arg("--config").arg(&config).env(
+            "RUST_LOG",
+            std::env::var("FERRULE_TEST_AGENT_LOG").unwrap_or_else(|_| "info".into()),
+        );
+        if let Some(token) = token {
+            command.env("FERRULE_JOIN_TOKEN", token);
+        }
+        command.envs(self.agent_env.iter().map(|(k, v)| (k, v)));
+        let child = Child::spawn(&mut command);
+        child.wait_for_line("enrollment API listening", Duration::from_secs(30));
+        self.agents[node].insert(child)
+    }
+
+    pub fn stop_agent(&mut self, node: usize) -> Option<String> {
+        self.agents[node].take().map(|mut child| {
+            child.kill();
+            child.output()
+        })
+    }
+
+    pub fn agent(&self, node: usize) -> &Child {
+        self.agents[node].as_ref().expect("agent running")
+    }
+
+    /// Enrolls pod `(node, pod)` with its agent; returns the HTTP status and body.
+    pub fn enroll(&self, node: usize, pod: usize, mode: &str) -> (u16, String) {
+        let p = self.cluster.pod(node, pod);
+        let spec = format!(
+            r#"{{"uid":"{}","name":"{}","namespace":"{}","service_account":"{}","ips":["{}"],"netns":"{}","cgroup":"{}","mode":"{mode}"}}"#,
+            p.uid,
+            p.name,
+            p.namespace,
+            p.service_account,
+            p.ip,
+            p.netns.display(),
+            p.cgroup.display()
+        );
+        self.api(node, "POST", "/v1/pods", Some(&spec))
+    }
+
+    pub fn unenroll(&self, node: usize, pod: usize) -> (u16, String) {
+        let uid = self.cluster.pod(node, pod).uid.clone();
+        self.api(node, "DELETE", &format!("/v1/pods/{uid}"), None)
+    }
+
+    fn api(&self, node: usize, method: &str, path: &str, body: Option<&str>) -> (u16, String) {
+        let mut cmd = Command::new("curl");
+        cmd.args([
+            "-sS",
+            "-o",
+            "-",
+            "-w",
+            "\n%{http_code}",
+            "-X",
+            method,
+            "--unix-socket",
+        ])
+        .arg(self.enroll_socket(node))
+        .arg(format!("http://agent{path}"));
+        if let Some(body) = body {
+            cmd.args(["-H", "content-type: application/json", "--data", body]);
+        }
+        let out = cmd.output().expect("curl");
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        let (body, status) = text.rsplit_once('\n').unwrap_or(("", "0"));
+        (status.trim().parse().unwrap_or(0), body.to_owned())
+    }
+
+    /// Enrolls every pod, asserting success.
+    pub fn enroll_all(&self, mode: &str) {
+        for node in 0..self.cluster.nodes().len() {
+            for pod in 0..self.cluster.pods_on(node).len() {
+                let (status, body) = self.enroll(node, pod, mode);
+                assert_eq!(
+                    status,
+                    201,
+                    "enrolling pod ({node},{pod}): {body}\nagent log:\n{}",
+                    self.agent(node).output()
+                );
+            }
+        }
+    }
+}
+
+impl Mesh {
+    /// The agent's view of its pods (`GET /v1/pods`), as JSON text.
+    pub fn pods_json(&self, node: usize) -> String {
+        self.api(node, "GET", "/v1/pods", None).1
+    }
+}
