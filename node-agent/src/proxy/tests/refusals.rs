@@ -96,49 +96,81 @@ async fn a_policy_denial_is_401_and_an_unreachable_app_503() {
     assert_serving(&mesh, allowing.addr).await;
 }
 
+/// HTTP/2 preface, empty SETTINGS, GOAWAY: the server answers and then closes, so a client
+/// that waits for the close (`-ign_eof`) has seen whether its certificate was accepted.
+const H2_HELLO_GOODBYE: &[u8] =
+    b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\0\0\0\x04\0\0\0\0\0\0\0\x08\x07\0\0\0\0\0\0\0\0\0\0\0\0\0";
+
 /// `openssl s_client` against the server; returns whether it exited successfully and its output.
 async fn s_client(addr: std::net::SocketAddr, args: &[&str]) -> (bool, String) {
-    let out = tokio::process::Command::new("openssl")
-        .arg("s_client")
-        .arg("-connect")
-        .arg(addr.to_string())
+    let mut child = tokio::process::Command::new("openssl")
+        .args(["s_client", "-ign_eof", "-connect", &addr.to_string()])
         .args(args)
-        .stdin(std::process::Stdio::null())
-        .output()
-        .await
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
         .expect("run openssl");
-    let text =
-        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
-    (out.status.success(), text)
+    let mut stdin = child.stdin.take().unwrap();
+    let _ = stdin.write_all(H2_HELLO_GOODBYE).await;
+    let out = tokio::time::timeout(WAIT, child.wait_with_output())
+        .await
+        .expect("openssl did not finish")
+        .unwrap();
+    drop(stdin);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    (
+        out.status.success(),
+        stdout.into_owned() + &String::from_utf8_lossy(&out.stderr),
+    )
+}
+
+/// The client's certificate and key as files, the chain apart as `s_client` wants it.
+fn client_files(mesh: &Mesh, dir: &std::path::Path) -> Vec<String> {
+    let (cert, key) = issue(&mesh.ca, CLIENT);
+    let (leaf, chain) = cert.certified.cert.split_first().unwrap();
+    let files = [
+        (
+            "-cert",
+            "cert.pem",
+            ferrule_identity::pem_encode_certs(std::slice::from_ref(leaf)),
+        ),
+        (
+            "-cert_chain",
+            "chain.pem",
+            ferrule_identity::pem_encode_certs(chain),
+        ),
+        ("-key", "key.pem", key.serialize_pem()),
+    ];
+    let mut args = Vec::new();
+    for (flag, name, pem) in files {
+        let path = dir.join(name);
+        std::fs::write(&path, pem).unwrap();
+        args.extend([flag.to_string(), path.display().to_string()]);
+    }
+    args
 }
 
 #[tokio::test]
 async fn a_tls12_client_is_refused() {
     let mesh = Mesh::new();
     let server = mesh.server(Direct::default()).await;
-    let (cert, key) = issue(&mesh.ca, CLIENT);
     let dir = tempfile::tempdir().unwrap();
-    let (cert_pem, key_pem) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
-    std::fs::write(
-        &cert_pem,
-        ferrule_identity::pem_encode_certs(&cert.certified.cert),
-    )
-    .unwrap();
-    std::fs::write(&key_pem, key.serialize_pem()).unwrap();
-    let files = [
-        "-cert",
-        cert_pem.to_str().unwrap(),
-        "-key",
-        key_pem.to_str().unwrap(),
-    ];
+    let files = client_files(&mesh, dir.path());
+    let with = |version: &'static str| {
+        let mut args: Vec<&str> = files.iter().map(String::as_str).collect();
+        args.push(version);
+        args
+    };
 
     // Same client, same certificate: TLS 1.3 gets through, TLS 1.2 does not.
-    let (ok, text) = s_client(server.addr, &[&files[..], &["-tls1_3"]].concat()).await;
+    let (ok, text) = s_client(server.addr, &with("-tls1_3")).await;
     assert!(
-        ok && text.contains("TLSv1.3"),
+        ok && text.contains("TLSv1.3") && !text.contains("alert"),
         "TLS 1.3 control handshake failed:\n{text}"
     );
-    let (ok, text) = s_client(server.addr, &[&files[..], &["-tls1_2"]].concat()).await;
+    let (ok, text) = s_client(server.addr, &with("-tls1_2")).await;
     assert!(!ok, "TLS 1.2 handshake succeeded:\n{text}");
     assert!(
         text.contains("protocol version"),
