@@ -5,7 +5,6 @@
 //! does nothing but `socket()`; binding, listening and connecting then happen from any Tokio task.
 //! Tokio's own threads never change namespace, so nothing else the agent does can leak into a pod.
 
-mod sys;
 #[cfg(test)]
 mod tests;
 mod worker;
@@ -93,12 +92,12 @@ impl Netns {
         if let Some(cookie) = self.cookie.get() {
             return Ok(*cookie);
         }
-        let cookie = sys::netns_cookie(&self.tcp_socket(false)?)?;
+        let cookie = crate::capture::netns_cookie_of(&self.tcp_socket(false)?)?;
         Ok(*self.cookie.get_or_init(|| cookie))
     }
 }
 
 /// The cookie of the calling thread's own network namespace (the node's, for the agent).
 pub fn current_cookie() -> io::Result<u64> {
-    sys::netns_cookie(&TcpSocket::new_v4()?)
+    crate::capture::netns_cookie_of(&TcpSocket::new_v4()?)
 }
