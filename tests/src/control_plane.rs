@@ -25,8 +25,9 @@ pub struct ControlPlaneFixture {
     pub addr: SocketAddr,
     pub config_path: PathBuf,
     process: Option<Child>,
-    /// Agent configs written for this control plane; their keyring entries go on drop.
-    agent_configs: std::sync::Mutex<Vec<PathBuf>>,
+    /// Keyring scopes and pin directories of the agents configured for this control plane,
+    /// removed on drop (recorded now: the config files may be gone by then).
+    agent_leftovers: std::sync::Mutex<Vec<(String, PathBuf)>>,
 }
 
 impl ControlPlaneFixture {
@@ -54,7 +55,7 @@ impl ControlPlaneFixture {
             addr,
             config_path,
             process: None,
-            agent_configs: std::sync::Mutex::new(Vec::new()),
+            agent_leftovers: std::sync::Mutex::new(Vec::new()),
         }
     }
 
@@ -158,10 +159,13 @@ impl ControlPlaneFixture {
             self.pin_dir(node).display(),
         );
         std::fs::write(&path, text).expect("writing agent config");
-        self.agent_configs
+        let env = ferrule_node_agent::config::MapEnv::default();
+        let config = ferrule_node_agent::config::Config::load(&path, &env).expect("agent config");
+        let scope = ferrule_node_agent::app::keyring_scope(&config);
+        self.agent_leftovers
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .push(path.clone());
+            .push((scope, config.capture.pin_dir));
         path
     }
 
@@ -182,20 +186,16 @@ impl ControlPlaneFixture {
 impl Drop for ControlPlaneFixture {
     fn drop(&mut self) {
         self.stop();
-        // Agents keep their node identity in root's kernel keyring; leave none behind.
-        let env = ferrule_node_agent::config::MapEnv::default();
-        for path in self
-            .agent_configs
+        // Agents keep their node identity in root's kernel keyring; leave none behind. Pinned
+        // programs outlive agents on purpose; the test's pins go with the test.
+        for (scope, pin_dir) in self
+            .agent_leftovers
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .iter()
         {
-            if let Ok(config) = ferrule_node_agent::config::Config::load(path, &env) {
-                let scope = ferrule_node_agent::app::keyring_scope(&config);
-                let _ = ferrule_node_agent::keyring::NodeKeyring::new(&scope).remove();
-                // Pinned programs outlive agents on purpose; the test's pins go with the test.
-                let _ = std::fs::remove_dir_all(&config.capture.pin_dir);
-            }
+            let _ = ferrule_node_agent::keyring::NodeKeyring::new(scope).remove();
+            let _ = std::fs::remove_dir_all(pin_dir);
         }
     }
 }
