@@ -112,7 +112,7 @@ pub fn keyring_scope(config: &Config) -> String {
 }
 
 /// The node identity kept in the kernel keyring when still valid (an agent restart), otherwise a
-/// join with the token. Preferring the keyring keeps a restart with the same, now used, token
+/// join with the token (`follow_node_cert` then stores it in the keyring). Preferring the keyring keeps a restart with the same, now used, token
 /// (a DaemonSet's environment) working.
 async fn node_identity(
     config: &Config,
@@ -144,9 +144,6 @@ async fn node_identity(
     }
     let token = join_token.ok_or(AgentError::NoJoinToken)?;
     let (id, cert) = control::join(config.control_plane, bundle, token).await?;
-    if let Err(e) = keyring.store(&cert) {
-        tracing::warn!(error = %e, "cannot keep the node identity in the kernel keyring; a restart will need a new token");
-    }
     Ok((id, cert))
 }
 
@@ -162,7 +159,7 @@ async fn follow_node_cert(
         if let Some(cert) = current {
             slot.set(cert.certified.clone());
             if let Err(e) = keyring.store(&cert) {
-                tracing::warn!(error = %e, "cannot update the node identity in the kernel keyring");
+                tracing::warn!(error = %e, "cannot keep the node identity in the kernel keyring; a restart will need a new token");
             }
             if let Some(dir) = &data_dir {
                 write_public_chain(dir, &cert);

@@ -7,13 +7,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use ferrule_identity::ca::{self, CaInitOptions, CaLayout};
-use ferrule_identity::csr::{build_csr, generate_workload_key};
 use ferrule_identity::tls::{self, CertSlot, ExpectedServer, SpiffeServerVerifier};
 use ferrule_identity::{SharedBundle, SpiffeId, TrustBundle, TrustDomain};
-use ferrule_proto::v1::JoinRequest;
 use ferrule_proto::v1::admin_client::AdminClient;
-use ferrule_proto::v1::node_client::NodeClient;
-use rustls_pki_types::CertificateDer;
 use tonic::transport::Channel;
 
 use crate::process::{Child, binary, free_port};
@@ -121,26 +117,14 @@ impl ControlPlaneFixture {
     /// Joins as `node` directly over gRPC, as an agent would; returns the node's mTLS identity.
     pub async fn join_node(&self, node: &str, allow: &[&str]) -> Arc<CertSlot> {
         let token = self.join_token(node, allow, Duration::from_secs(600)).await;
-        let key = generate_workload_key().expect("key");
-        let placeholder = SpiffeId::node(&self.trust_domain, "joining").expect("id");
-        let csr = build_csr(&key, &placeholder).expect("csr");
-        let response = NodeClient::new(self.channel(None))
-            .join(JoinRequest { token, csr })
+        let (id, cert) = ferrule_node_agent::control::join(self.addr, &self.bundle(), &token)
             .await
-            .expect("join")
-            .into_inner();
+            .expect("join");
         assert_eq!(
-            response.spiffe_id,
+            id.to_string(),
             format!("spiffe://{}/node/{node}", self.trust_domain)
         );
-        let svid = response.svid.expect("svid");
-        let chain = std::iter::once(svid.leaf)
-            .chain(svid.chain)
-            .map(CertificateDer::from)
-            .collect();
-        let key = CertSlot::certified_key(&tls::crypto_provider(), chain, key.serialize_der())
-            .expect("node key");
-        Arc::new(CertSlot::new(key))
+        Arc::new(CertSlot::new(cert.certified.clone()))
     }
 
     /// Writes an agent config for this control plane into `dir`; returns its path. The agent's
