@@ -6,6 +6,7 @@ pub mod app;
 pub mod auth;
 pub mod config;
 pub mod directory;
+pub mod public;
 pub mod service;
 pub mod state;
 pub mod store;

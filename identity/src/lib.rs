@@ -1,10 +1,11 @@
 //! SPIFFE identities and X.509-SVIDs for Ferrule: IDs and patterns, the layered CA and its
-//! `Signer`, CSRs, trust bundles, verification with typed failure reasons, and the mesh's TLS
-//! settings (TLS 1.3 only, mandatory client certificates, post-quantum hybrid key exchange).
+//! `Signer`, CSRs, CRLs, trust bundles, verification with typed failure reasons, and the mesh's
+//! TLS settings (TLS 1.3 only, mandatory client certificates, post-quantum hybrid key exchange).
 #![forbid(unsafe_code)]
 
 pub mod bundle;
 pub mod ca;
+pub mod crl;
 pub mod csr;
 pub mod signer;
 pub mod spiffe;
@@ -15,6 +16,7 @@ pub mod verify;
 pub mod testing;
 
 pub use bundle::{SharedBundle, TrustBundle};
+pub use crl::{Crl, RevocationReason, RevokedSerial};
 pub use spiffe::{IdKind, IdPattern, SpiffeId, SpiffeIdError, TrustDomain};
 pub use verify::{CertInfo, Usage, VerifiedSvid, VerifyError};
 

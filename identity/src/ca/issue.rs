@@ -124,6 +124,11 @@ impl IssuingCa {
         self.not_after
     }
 
+    /// The issuer that signs through the [`Signer`] (certificates here, CRLs in `crate::crl`).
+    pub(crate) fn issuer(&self) -> &Issuer<'static, RcgenSigner> {
+        &self.issuer
+    }
+
     pub fn issue(&self, req: &SvidRequest<'_>) -> Result<IssuedSvid, CaError> {
         let public_key = SubjectPublicKeyInfo::from_der(req.public_key_spki)
             .map_err(|e| CaError::BadRequest(format!("public key: {e}")))?;

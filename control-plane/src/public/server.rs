@@ -1,0 +1,230 @@
+//! The accept loop: one task per connection (TLS handshake, then HTTP/1.1 or HTTP/2), bounded in
+//! number and time, so a slow, hostile or garbage-sending client affects only itself.
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::io;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use hyper::Request;
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{Semaphore, watch};
+use tokio::task::JoinSet;
+use tokio_rustls::TlsAcceptor;
+use tokio_rustls::server::TlsStream;
+
+use super::{PublicDocuments, routes};
+
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+/// Connections are closed (gracefully) after this long, so idle keep-alives cannot pile up.
+const MAX_CONNECTION_AGE: Duration = Duration::from_secs(300);
+/// How long shutdown waits for requests in flight before dropping their connections.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+const MAX_CONNECTIONS: usize = 1024;
+const MAX_H2_STREAMS: u32 = 32;
+
+/// Serves [`PublicDocuments`] over HTTPS on `listener` until `shutdown` completes; every request
+/// gets the latest value of `documents`. Returns once open connections have finished (or after a
+/// short grace period).
+pub async fn serve_public(
+    listener: TcpListener,
+    tls: Arc<rustls::ServerConfig>,
+    documents: watch::Receiver<Arc<PublicDocuments>>,
+    shutdown: impl Future<Output = ()>,
+) {
+    let acceptor = TlsAcceptor::from(tls);
+    let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    let (closing_tx, closing) = watch::channel(false);
+    let mut connections = JoinSet::new();
+    if let Ok(addr) = listener.local_addr() {
+        tracing::info!(%addr, "public CRL and bundle endpoint serving");
+    }
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            () = &mut shutdown => break,
+            Some(done) = connections.join_next(), if !connections.is_empty() => {
+                if let Err(e) = done
+                    && e.is_panic()
+                {
+                    tracing::error!(error = %e, "public endpoint connection task panicked");
+                }
+            }
+            accepted = listener.accept() => {
+                let (tcp, remote) = match accepted {
+                    Ok(accepted) => accepted,
+                    Err(e) => {
+                        // EMFILE and friends: back off instead of spinning.
+                        tracing::warn!(error = %e, "public endpoint accept failed");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                };
+                let Ok(slot) = slots.clone().try_acquire_owned() else {
+                    tracing::warn!(%remote, reason = "connection_limit", "public endpoint refused a connection");
+                    continue;
+                };
+                let conn = Connection {
+                    acceptor: acceptor.clone(),
+                    remote,
+                    documents: documents.clone(),
+                    closing: closing.clone(),
+                };
+                connections.spawn(async move {
+                    conn.run(tcp).await;
+                    drop(slot);
+                });
+            }
+        }
+    }
+    drop(listener);
+    let _ = closing_tx.send(true);
+    let drained = tokio::time::timeout(SHUTDOWN_GRACE, async {
+        while connections.join_next().await.is_some() {}
+    })
+    .await;
+    if drained.is_err() {
+        tracing::info!(
+            open = connections.len(),
+            "public endpoint dropping connections still open after the grace period"
+        );
+        connections.shutdown().await;
+    }
+}
+
+struct Connection {
+    acceptor: TlsAcceptor,
+    remote: SocketAddr,
+    documents: watch::Receiver<Arc<PublicDocuments>>,
+    closing: watch::Receiver<bool>,
+}
+
+impl Connection {
+    async fn run(mut self, tcp: TcpStream) {
+        if let Some(tls) = self.handshake(tcp).await {
+            self.serve(tls).await;
+        }
+    }
+
+    /// `None` when the handshake failed (logged here) or the server is shutting down.
+    async fn handshake(&mut self, tcp: TcpStream) -> Option<TlsStream<TcpStream>> {
+        let remote = self.remote;
+        let _ = tcp.set_nodelay(true);
+        let handshake = tokio::time::timeout(HANDSHAKE_TIMEOUT, self.acceptor.accept(tcp));
+        let done = tokio::select! {
+            done = handshake => done,
+            _ = self.closing.wait_for(|closing| *closing) => return None,
+        };
+        match done {
+            Ok(Ok(tls)) => Some(tls),
+            Ok(Err(e)) => {
+                match handshake_failure(&e) {
+                    // A TCP health check connects and closes without a word: not worth a line.
+                    reason @ ("eof" | "reset") => {
+                        tracing::debug!(%remote, reason, error = %e, "public endpoint TLS handshake failed");
+                    }
+                    reason => {
+                        tracing::info!(%remote, reason, error = %e, "public endpoint TLS handshake failed");
+                    }
+                }
+                None
+            }
+            Err(_) => {
+                tracing::info!(%remote, reason = "handshake_timeout", "public endpoint TLS handshake timed out");
+                None
+            }
+        }
+    }
+
+    /// HTTP/1.1 or HTTP/2 until the client leaves, the connection gets too old, or shutdown.
+    async fn serve(self, tls: TlsStream<TcpStream>) {
+        let documents = self.documents;
+        let service = service_fn(move |request: Request<Incoming>| {
+            let docs = documents.borrow().clone();
+            let response = routes::respond(
+                request.method(),
+                request.uri().path(),
+                &docs,
+                SystemTime::now(),
+            );
+            async move { Ok::<_, Infallible>(response) }
+        });
+        let mut builder = auto::Builder::new(TokioExecutor::new());
+        builder
+            .http1()
+            .timer(TokioTimer::new())
+            .header_read_timeout(HEADER_READ_TIMEOUT);
+        builder
+            .http2()
+            .timer(TokioTimer::new())
+            .max_concurrent_streams(MAX_H2_STREAMS);
+        let conn = builder.serve_connection(TokioIo::new(tls), service);
+        tokio::pin!(conn);
+        let mut closing = self.closing;
+        let stop = async {
+            tokio::select! {
+                _ = closing.wait_for(|closing| *closing) => {}
+                () = tokio::time::sleep(MAX_CONNECTION_AGE) => {}
+            }
+        };
+        let served = tokio::select! {
+            served = conn.as_mut() => served,
+            () = stop => {
+                conn.as_mut().graceful_shutdown();
+                match tokio::time::timeout(SHUTDOWN_GRACE, conn.as_mut()).await {
+                    Ok(served) => served,
+                    Err(_) => return,
+                }
+            }
+        };
+        if let Err(e) = served {
+            let remote = self.remote;
+            match http_failure(e.as_ref()) {
+                // Clients going away mid-request are routine; speaking garbage or stalling is not.
+                reason @ ("bad_request" | "timeout") => {
+                    tracing::info!(%remote, reason, error = %e, "public endpoint HTTP error");
+                }
+                reason => {
+                    tracing::debug!(%remote, reason, error = %e, "public endpoint connection ended");
+                }
+            }
+        }
+    }
+}
+
+/// A short, stable label for logs and metrics.
+fn handshake_failure(e: &io::Error) -> &'static str {
+    let tls = e
+        .get_ref()
+        .and_then(|inner| inner.downcast_ref::<rustls::Error>());
+    match tls {
+        // Not TLS at all (plain HTTP, a port scanner, random bytes) or a corrupt handshake.
+        Some(rustls::Error::InvalidMessage(_)) => "malformed",
+        Some(rustls::Error::PeerIncompatible(_)) => "incompatible",
+        Some(rustls::Error::NoApplicationProtocol) => "no_common_alpn",
+        Some(rustls::Error::AlertReceived(_)) => "alert_received",
+        Some(_) => "tls_error",
+        None => match e.kind() {
+            io::ErrorKind::UnexpectedEof => "eof",
+            io::ErrorKind::ConnectionReset => "reset",
+            _ => "io_error",
+        },
+    }
+}
+
+fn http_failure(e: &(dyn std::error::Error + 'static)) -> &'static str {
+    match e.downcast_ref::<hyper::Error>() {
+        Some(e) if e.is_parse() || e.is_parse_too_large() => "bad_request",
+        Some(e) if e.is_timeout() => "timeout",
+        Some(e) if e.is_incomplete_message() => "incomplete",
+        Some(_) => "http_error",
+        None => "other",
+    }
+}
