@@ -167,16 +167,20 @@ impl SpiffeId {
         &self.uri[self.path_start..]
     }
 
+    /// Allocation-free: authorization classifies the source of every new stream.
     pub fn kind(&self) -> IdKind<'_> {
-        let segments: Vec<&str> = self.path().split('/').skip(1).collect();
-        match segments.as_slice() {
-            ["ns", namespace, "sa", service_account] => IdKind::Workload {
-                namespace,
-                service_account,
-            },
-            ["node", name] => IdKind::Node(name),
-            ["ferrule", "control-plane"] => IdKind::ControlPlane,
-            ["ferrule", "admin", name] => IdKind::Admin(name),
+        let mut segments = self.path().split('/').skip(1);
+        let mut next = || segments.next();
+        match (next(), next(), next(), next(), next()) {
+            (Some("ns"), Some(namespace), Some("sa"), Some(service_account), None) => {
+                IdKind::Workload {
+                    namespace,
+                    service_account,
+                }
+            }
+            (Some("node"), Some(name), None, ..) => IdKind::Node(name),
+            (Some("ferrule"), Some("control-plane"), None, ..) => IdKind::ControlPlane,
+            (Some("ferrule"), Some("admin"), Some(name), None, _) => IdKind::Admin(name),
             _ => IdKind::Other,
         }
     }
@@ -327,6 +331,21 @@ mod tests {
             IdKind::Node("n1")
         );
         assert_eq!(SpiffeId::control_plane(&td()).kind(), IdKind::ControlPlane);
+        assert_eq!(
+            SpiffeId::admin(&td(), "ops").unwrap().kind(),
+            IdKind::Admin("ops")
+        );
+        for other in [
+            "spiffe://example.org",
+            "spiffe://example.org/ns/shop/sa/web/extra",
+            "spiffe://example.org/ns/shop/sb/web",
+            "spiffe://example.org/ns/shop",
+            "spiffe://example.org/node/n1/x",
+            "spiffe://example.org/ferrule/admin",
+        ] {
+            let id = SpiffeId::parse(other).unwrap();
+            assert_eq!(id.kind(), IdKind::Other, "{other}");
+        }
         assert!(
             SpiffeId::node(&td(), "a/b").is_err(),
             "one segment per part"
