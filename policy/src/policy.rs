@@ -10,6 +10,7 @@ use std::fmt;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
+use crate::de::unique_keys;
 use crate::eval::Workload;
 use crate::key::PolicyKey;
 use crate::names::{DnsLabel, DnsSubdomain, LabelKey, LabelValue};
@@ -89,7 +90,7 @@ pub struct Selector {
     service_account: Option<DnsSubdomain>,
     #[serde(
         default,
-        deserialize_with = "null_as_default",
+        deserialize_with = "unique_keys",
         skip_serializing_if = "BTreeMap::is_empty"
     )]
     match_labels: BTreeMap<LabelKey, LabelValue>,

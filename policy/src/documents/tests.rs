@@ -386,6 +386,13 @@ fn refuses_bad_label_keys_and_values() {
         )
     );
     assert_eq!(
+        labels("{app: api, tier: backend, app: web}"),
+        format!(
+            "{AT}: field spec.selector.matchLabels (line 10 column 7): key \"app\" appears \
+             twice"
+        )
+    );
+    assert_eq!(
         labels("app: -api"),
         format!(
             "{AT}: field spec.selector.matchLabels.app (line 10 column 12): \"-api\" is not a \
