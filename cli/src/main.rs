@@ -5,8 +5,12 @@
 mod ca;
 mod certs;
 mod client;
+mod explain;
 mod node;
 mod output;
+mod policy;
+mod revoke;
+mod status;
 
 use std::process::ExitCode;
 
@@ -36,6 +40,12 @@ enum Command {
     Node(node::NodeCommand),
     // Documented on `CertsArgs`, next to the columns it describes.
     Certs(certs::CertsArgs),
+    /// Authorization policies: apply, get, delete.
+    #[command(subcommand)]
+    Policy(policy::PolicyCommand),
+    Revoke(revoke::RevokeArgs),
+    Explain(explain::ExplainArgs),
+    Status(status::StatusArgs),
 }
 
 #[tokio::main(flavor = "current_thread")]
@@ -45,6 +55,10 @@ async fn main() -> ExitCode {
         Command::Ca(cmd) => ca::run(cmd, cli.output),
         Command::Node(cmd) => node::run(cmd, cli.output).await,
         Command::Certs(args) => certs::run(args, cli.output).await,
+        Command::Policy(cmd) => policy::run(cmd, cli.output).await,
+        Command::Revoke(args) => revoke::run(args, cli.output).await,
+        Command::Explain(args) => explain::run(args, cli.output).await,
+        Command::Status(args) => status::run(args, cli.output).await,
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -25,6 +25,14 @@ pub enum NodeCommand {
         #[command(flatten)]
         connect: ConnectArgs,
     },
+    /// Offboard a node: revoke it and every certificate issued through it, and drop its
+    /// workloads from the directory. It can join again only after `ferrule revoke --lift --node`.
+    Remove {
+        #[arg(value_name = "NAME", value_parser = parse_node_name)]
+        name: String,
+        #[command(flatten)]
+        connect: ConnectArgs,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -57,6 +65,7 @@ pub async fn run(cmd: NodeCommand, format: Format) -> anyhow::Result<()> {
     match cmd {
         NodeCommand::Token(TokenCommand::Create(args)) => create_token(args, format).await,
         NodeCommand::List { connect } => list(&connect, format).await,
+        NodeCommand::Remove { name, connect } => remove(name, &connect, format).await,
     }
 }
 
@@ -132,6 +141,28 @@ fn check_trust_domain(allow: &[IdPattern], td: &TrustDomain) -> anyhow::Result<(
         );
     }
     Ok(())
+}
+
+async fn remove(node: String, connect: &ConnectArgs, format: Format) -> anyhow::Result<()> {
+    let cp = ControlPlane::connect(connect).await?;
+    let request = v1::RemoveNodeRequest { node: node.clone() };
+    let response = cp
+        .call(|mut admin| async move { admin.remove_node(request).await })
+        .await?;
+    match format {
+        Format::Json => output::print_json(&serde_json::json!({
+            "node": node,
+            "version": response.version,
+            "revoked_serials": response.serials,
+            "workloads_removed": response.workloads,
+        })),
+        Format::Table => output::print(&format!(
+            "node {node} removed: {} certificate(s) revoked, {} workload(s) dropped (configuration version {})\n",
+            response.serials.len(),
+            response.workloads,
+            response.version
+        )),
+    }
 }
 
 #[derive(Debug, Serialize)]

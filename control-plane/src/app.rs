@@ -11,18 +11,20 @@ use ferrule_identity::signer::{InMemorySigner, Signer};
 use ferrule_identity::tls::{self, CertSlot, SpiffeClientVerifier};
 use ferrule_identity::{SharedBundle, SpiffeId, TrustBundle};
 use ferrule_proto::v1::{
-    admin_server::AdminServer, identity_server::IdentityServer, node_server::NodeServer,
-    workloads_server::WorkloadsServer,
+    self as v1, admin_server::AdminServer, config_server::ConfigServer,
+    identity_server::IdentityServer, node_server::NodeServer, workloads_server::WorkloadsServer,
 };
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
+use crate::agents::AgentSessions;
 use crate::config::{Config, SignerConfig};
-use crate::directory::Directory;
-use crate::service::{AdminService, IdentityService, NodeService, WorkloadsService};
+use crate::mesh_config::{Change, MeshConfig};
+use crate::service::{AdminService, ConfigService, IdentityService, NodeService, WorkloadsService};
 use crate::state::ControlPlane;
 use crate::store::{EmbeddedStore, Store, StoreError};
 use crate::tls_incoming;
+use crate::{public, published};
 
 #[derive(Debug, thiserror::Error)]
 pub enum AppError {
@@ -37,6 +39,8 @@ pub enum AppError {
     },
     #[error("serving certificate: {0}")]
     ServingCert(String),
+    #[error("publishing the CRL: {0}")]
+    Publish(String),
     #[error("gRPC server: {0}")]
     Serve(#[from] tonic::transport::Error),
 }
@@ -44,6 +48,8 @@ pub enum AppError {
 /// A started control plane.
 pub struct Running {
     pub grpc_addr: SocketAddr,
+    /// The public HTTPS endpoint (CRL, bundle), when configured.
+    pub public_addr: Option<SocketAddr>,
     pub state: Arc<ControlPlane>,
     pub server: JoinHandle<Result<(), AppError>>,
 }
@@ -87,7 +93,12 @@ pub async fn serve(
         addr: config.listen,
         source,
     })?;
-    let directory = Directory::load(store.as_ref()).await?;
+    let ca = load_ca(config)?;
+    let mesh_config = MeshConfig::load(store.as_ref()).await?;
+    // Agents learn the bundle (and a rotation adding a root) through their watch.
+    mesh_config
+        .apply(store.as_ref(), vec![Change::Put(bundle_resource(&ca))])
+        .await?;
     let (closing_tx, closing) = tokio::sync::watch::channel(false);
     let shutdown = async move {
         shutdown.await;
@@ -95,8 +106,10 @@ pub async fn serve(
     };
     let state = Arc::new(ControlPlane {
         trust_domain: config.trust_domain.clone(),
-        ca: load_ca(config)?,
-        directory,
+        verify_bundle: SharedBundle::new(ca.bundle().clone()),
+        ca,
+        config: mesh_config,
+        agents: Arc::new(AgentSessions::default()),
         closing,
         store,
         certificates: config.certificates.clone(),
@@ -104,19 +117,23 @@ pub async fn serve(
     });
     let slot = serving_identity(config, &state.ca)?;
     // Background work ends with the server, so a stopped control plane releases its store.
-    let background = [
+    let mut background = vec![
         spawn_serving_cert_rotation(config.clone(), state.ca.clone(), slot.clone()),
-        spawn_store_maintenance(state.store.clone()),
+        spawn_store_maintenance(state.clone()),
     ];
-    let verifier = SpiffeClientVerifier::optional(SharedBundle::new(state.ca.bundle().clone()));
+    crate::revocations::refresh(&state);
+    let public = start_public(config, &state, slot.clone()).await?;
+    let verifier = SpiffeClientVerifier::optional(state.verify_bundle.clone());
     let tls = Arc::new(tls::server_config(slot, verifier, &[b"h2"]));
     let router = tonic::transport::Server::builder()
         .tcp_nodelay(true)
         .add_service(NodeServer::new(NodeService(state.clone())))
         .add_service(IdentityServer::new(IdentityService(state.clone())))
         .add_service(AdminServer::new(AdminService(state.clone())))
-        .add_service(WorkloadsServer::new(WorkloadsService(state.clone())));
+        .add_service(WorkloadsServer::new(WorkloadsService(state.clone())))
+        .add_service(ConfigServer::new(ConfigService(state.clone())));
     let incoming = tls_incoming::incoming(listener, tls);
+    background.extend(public.tasks);
     let server = tokio::spawn(async move {
         let served = router
             .serve_with_incoming_shutdown(incoming, shutdown)
@@ -130,9 +147,56 @@ pub async fn serve(
     tracing::info!(%grpc_addr, trust_domain = %config.trust_domain, "control plane serving");
     Ok(Running {
         grpc_addr,
+        public_addr: public.addr,
         state,
         server,
     })
+}
+
+struct Public {
+    addr: Option<SocketAddr>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+/// The CRL publisher always runs (it is cheap and keeps signing exercised); the HTTPS listener
+/// only when `public_listen` is set.
+async fn start_public(
+    config: &Config,
+    state: &Arc<ControlPlane>,
+    slot: Arc<CertSlot>,
+) -> Result<Public, AppError> {
+    let (documents, publisher) =
+        published::start(state.clone()).map_err(|e| AppError::Publish(e.to_string()))?;
+    let mut tasks = vec![publisher];
+    let Some(addr) = config.public_listen else {
+        tracing::info!("public HTTPS (CRL, trust bundle) is off; set public_listen to serve it");
+        return Ok(Public { addr: None, tasks });
+    };
+    let listener = TcpListener::bind(addr)
+        .await
+        .map_err(|source| AppError::Bind { addr, source })?;
+    let bound = listener.local_addr().ok();
+    let mut closing = state.closing.clone();
+    let shutdown = async move {
+        let _ = closing.wait_for(|closing| *closing).await;
+    };
+    let tls = public::public_server_config(slot);
+    tasks.push(tokio::spawn(public::serve_public(
+        listener, tls, documents, shutdown,
+    )));
+    tracing::info!(addr = ?bound, "public HTTPS serving the CRL and trust bundle");
+    Ok(Public { addr: bound, tasks })
+}
+
+fn bundle_resource(ca: &IssuingCa) -> v1::Resource {
+    let bundle = ca.bundle();
+    v1::Resource {
+        key: bundle.trust_domain().to_string(),
+        kind: Some(v1::resource::Kind::Bundle(v1::TrustBundle {
+            trust_domain: bundle.trust_domain().to_string(),
+            roots: bundle.roots().iter().map(|r| r.to_vec()).collect(),
+        })),
+    }
 }
 
 fn issue_serving_cert(
@@ -180,13 +244,21 @@ fn spawn_serving_cert_rotation(
 }
 
 /// Expired certificates stay listed for a week (for `ferrule certs` and audits), then go; used
-/// and expired join tokens are dropped a day after expiry.
-fn spawn_store_maintenance(store: Arc<dyn Store>) -> JoinHandle<()> {
+/// and expired join tokens are dropped a day after expiry; revocations of expired certificates
+/// leave the pushed configuration (and the CRL).
+fn spawn_store_maintenance(state: Arc<ControlPlane>) -> JoinHandle<()> {
     const EVERY: Duration = Duration::from_secs(3600);
     const KEEP_EXPIRED: u64 = 7 * 24 * 3600;
+    let store = state.store.clone();
     tokio::spawn(async move {
         loop {
             let now = crate::state::now();
+            let expired = crate::revocations::expired(&state, now);
+            if !expired.is_empty()
+                && let Err(e) = crate::revocations::apply(&state, expired).await
+            {
+                tracing::warn!(error = %e, "dropping revocations of expired certificates failed");
+            }
             if let Err(e) = store
                 .prune_certificates(now.saturating_sub(KEEP_EXPIRED))
                 .await

@@ -10,7 +10,9 @@ use std::time::Duration;
 use ferrule_identity::TrustDomain;
 
 pub use ferrule_config::{ConfigError, Env, MapEnv, ProcessEnv};
-pub use raw::{ENV_DATA_DIR, ENV_LISTEN, ENV_NODE_TTL, ENV_TRUST_DOMAIN, ENV_WORKLOAD_TTL};
+pub use raw::{
+    ENV_DATA_DIR, ENV_LISTEN, ENV_NODE_TTL, ENV_PUBLIC_LISTEN, ENV_TRUST_DOMAIN, ENV_WORKLOAD_TTL,
+};
 
 /// The shortest certificate lifetime the control plane will issue: renewal at half-life must
 /// leave time for retries.
@@ -44,6 +46,9 @@ pub struct CertificateConfig {
 pub struct Config {
     pub trust_domain: TrustDomain,
     pub listen: SocketAddr,
+    /// HTTPS without client certificates for the CRL and trust bundle (gateways, openssl);
+    /// `None` (unset or `off`) serves neither.
+    pub public_listen: Option<SocketAddr>,
     pub data_dir: PathBuf,
     pub ca: CaConfig,
     pub certificates: CertificateConfig,

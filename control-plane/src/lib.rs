@@ -2,11 +2,14 @@
 //! for entitled nodes, and operator calls, all over gRPC with mutual TLS.
 #![forbid(unsafe_code)]
 
+pub mod agents;
 pub mod app;
 pub mod auth;
 pub mod config;
-pub mod directory;
+pub mod mesh_config;
 pub mod public;
+pub mod published;
+pub mod revocations;
 pub mod service;
 pub mod state;
 pub mod store;

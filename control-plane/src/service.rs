@@ -1,11 +1,13 @@
 //! The gRPC services of the control plane.
 
 mod admin;
+mod config;
 mod identity;
 mod node;
-mod workloads;
+pub mod workloads;
 
 pub use admin::AdminService;
+pub use config::ConfigService;
 pub use identity::IdentityService;
 pub use node::NodeService;
 pub use workloads::WorkloadsService;

@@ -4,12 +4,13 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use ferrule_identity::ca::{IssuedSvid, IssuingCa, SvidRequest};
-use ferrule_identity::{SpiffeId, TrustDomain};
+use ferrule_identity::{SharedBundle, SpiffeId, TrustDomain};
 use ferrule_proto::v1;
 use tonic::Status;
 
+use crate::agents::AgentSessions;
 use crate::config::CertificateConfig;
-use crate::directory::Directory;
+use crate::mesh_config::MeshConfig;
 use crate::store::{CertificateRecord, Store, StoreError, UnixSeconds};
 
 #[derive(Debug)]
@@ -19,7 +20,11 @@ pub struct ControlPlane {
     pub store: Arc<dyn Store>,
     pub certificates: CertificateConfig,
     pub max_join_token_ttl: Duration,
-    pub directory: Directory,
+    /// The configuration every agent watches: directory, policies, revocations, bundle.
+    pub config: MeshConfig,
+    pub agents: Arc<AgentSessions>,
+    /// The bundle this control plane verifies callers with, revocations included.
+    pub verify_bundle: SharedBundle,
     /// Turns true when the server starts shutting down, so long-lived streams end and the
     /// graceful shutdown does not wait on them forever.
     pub closing: tokio::sync::watch::Receiver<bool>,

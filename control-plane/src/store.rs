@@ -1,5 +1,6 @@
 //! The control plane's persistent state behind the [`Store`] trait: join tokens, joined nodes, the
-//! ledger of issued certificates, and the workload directory.
+//! ledger of issued certificates, and the versioned mesh configuration (workload directory,
+//! policies, revocations, trust bundle) that agents watch.
 //!
 //! The trait is async and says nothing about transactions or files, so that the embedded redb
 //! backend ([`EmbeddedStore`], one process) and a replicated etcd backend can both sit behind it.
@@ -10,10 +11,12 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
+pub mod config;
 mod embedded;
 #[cfg(test)]
 mod tests;
 
+pub use config::{ConfigChange, ConfigLog, ConfigRecord, ResourceKind};
 pub use embedded::EmbeddedStore;
 
 /// Seconds since the Unix epoch; callers pass `now` so that tests control the clock.
@@ -54,19 +57,6 @@ pub struct CertificateRecord {
     pub node: String,
     pub not_before: UnixSeconds,
     pub not_after: UnixSeconds,
-}
-
-/// A pod registered by the node it runs on: the directory agents use to route by destination IP.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct WorkloadRecord {
-    pub uid: String,
-    pub name: String,
-    pub namespace: String,
-    pub service_account: String,
-    pub spiffe_id: String,
-    pub node: String,
-    pub ips: Vec<String>,
-    pub registered_at: UnixSeconds,
 }
 
 /// A failure of the storage backend. Messages carry their cause because callers print `{e}`.
@@ -174,10 +164,13 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
     ) -> Result<Vec<CertificateRecord>, StoreError>;
     /// Drops certificate records that expired before `before`; returns how many.
     async fn prune_certificates(&self, before: UnixSeconds) -> Result<usize, StoreError>;
-    async fn put_workload(&self, workload: WorkloadRecord) -> Result<(), StoreError>;
-    /// Returns whether a workload with that uid existed.
-    async fn delete_workload(&self, uid: &str) -> Result<bool, StoreError>;
-    async fn list_workloads(&self) -> Result<Vec<WorkloadRecord>, StoreError>;
+    /// Writes `changes` atomically under the next configuration version and returns it; changes
+    /// that would not change anything are skipped, and if none is left the version stays.
+    async fn apply_config(&self, changes: Vec<ConfigChange>) -> Result<u64, StoreError>;
+    /// The whole configuration, tombstones included.
+    async fn load_config(&self) -> Result<ConfigLog, StoreError>;
+    /// Forgets tombstones up to version `through`; agents older than that get a snapshot.
+    async fn compact_config(&self, through: u64) -> Result<usize, StoreError>;
 }
 
 /// The checks every backend applies, in this order, when a token is presented. The secret comes

@@ -6,6 +6,7 @@ use std::sync::{Arc, RwLock};
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, TrustAnchor};
 
+use crate::revocation::RevocationList;
 use crate::spiffe::TrustDomain;
 use crate::verify::VerifyError;
 
@@ -14,6 +15,7 @@ pub struct TrustBundle {
     trust_domain: TrustDomain,
     roots: Vec<CertificateDer<'static>>,
     anchors: Vec<TrustAnchor<'static>>,
+    revocations: Arc<RevocationList>,
 }
 
 impl TrustBundle {
@@ -36,6 +38,7 @@ impl TrustBundle {
             trust_domain,
             roots,
             anchors,
+            revocations: Arc::default(),
         })
     }
 
@@ -58,6 +61,16 @@ impl TrustBundle {
         &self.anchors
     }
 
+    /// The same roots, refusing the certificates and identities in `revocations`.
+    pub fn with_revocations(mut self, revocations: Arc<RevocationList>) -> Self {
+        self.revocations = revocations;
+        self
+    }
+
+    pub fn revocations(&self) -> &RevocationList {
+        &self.revocations
+    }
+
     pub fn to_pem(&self) -> String {
         crate::pem_encode_certs(&self.roots)
     }
@@ -76,7 +89,16 @@ impl SharedBundle {
         self.0.read().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
+    /// Replaces the roots; the revocation list in force stays (it is pushed separately).
     pub fn set(&self, bundle: TrustBundle) {
-        *self.0.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(bundle);
+        let mut current = self.0.write().unwrap_or_else(|e| e.into_inner());
+        let revocations = current.revocations.clone();
+        *current = Arc::new(bundle.with_revocations(revocations));
+    }
+
+    /// Replaces the revocation list every later verification consults.
+    pub fn set_revocations(&self, revocations: Arc<RevocationList>) {
+        let mut current = self.0.write().unwrap_or_else(|e| e.into_inner());
+        *current = Arc::new((**current).clone().with_revocations(revocations));
     }
 }

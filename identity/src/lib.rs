@@ -7,6 +7,7 @@ pub mod bundle;
 pub mod ca;
 pub mod crl;
 pub mod csr;
+pub mod revocation;
 pub mod signer;
 pub mod spiffe;
 pub mod tls;
@@ -17,6 +18,7 @@ pub mod testing;
 
 pub use bundle::{SharedBundle, TrustBundle};
 pub use crl::{Crl, RevocationReason, RevokedSerial};
+pub use revocation::RevocationList;
 pub use spiffe::{IdKind, IdPattern, SpiffeId, SpiffeIdError, TrustDomain};
 pub use verify::{CertInfo, Usage, VerifiedSvid, VerifyError};
 

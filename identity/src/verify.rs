@@ -222,11 +222,13 @@ impl TrustBundle {
                 got: id.trust_domain_str().to_owned(),
             });
         }
-        Ok(VerifiedSvid {
+        let svid = VerifiedSvid {
             id,
             serial: info.serial,
             not_before: info.not_before,
             not_after: info.not_after,
-        })
+        };
+        self.revocations().check(&svid)?;
+        Ok(svid)
     }
 }

@@ -14,9 +14,9 @@ use tokio::sync::watch;
 
 use crate::config::Config;
 use crate::control::{self, ControlPlaneAuthority, JoinError};
-use crate::directory::Directory;
 use crate::identity::{IdentityManager, RenewalPolicy, WorkloadCert};
 use crate::keyring::NodeKeyring;
+use crate::mesh_config::MeshConfig;
 
 #[derive(Debug, thiserror::Error)]
 pub enum AgentError {
@@ -43,8 +43,12 @@ pub struct Agent {
     pub identities: IdentityManager,
     /// mTLS channel to the control plane with the node identity.
     pub channel: tonic::transport::Channel,
-    /// The workload directory, kept current from the control plane.
-    pub directory: Directory,
+    /// The mesh configuration (directory, policies, revocations), kept current from the
+    /// control plane.
+    pub mesh: MeshConfig,
+    /// The bundle every handshake of this agent verifies against; the watch keeps its roots
+    /// and revocations current.
+    pub bundle: SharedBundle,
 }
 
 fn load_bundle(config: &Config) -> Result<TrustBundle, AgentError> {
@@ -80,7 +84,7 @@ pub async fn start(
     let node_slot = Arc::new(CertSlot::new(node_cert.certified.clone()));
     let channel = control::node_channel(config.control_plane, &bundle, node_slot.clone());
     let authority = ControlPlaneAuthority::new(channel.clone());
-    let identities = IdentityManager::new(Arc::new(authority), bundle, policy);
+    let identities = IdentityManager::new(Arc::new(authority), bundle.clone(), policy);
     let updates = identities.adopt(node_cert);
     tokio::spawn(follow_node_cert(
         updates,
@@ -88,13 +92,14 @@ pub async fn start(
         keyring,
         config.data_dir.clone(),
     ));
-    let directory = Directory::default();
-    directory.spawn_watch(channel.clone());
+    let mesh = MeshConfig::default();
+    mesh.spawn_watch(channel.clone(), config.trust_domain.clone(), bundle.clone());
     Ok(Agent {
         node_id,
         identities,
         channel,
-        directory,
+        mesh,
+        bundle,
     })
 }
 

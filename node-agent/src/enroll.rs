@@ -4,6 +4,7 @@
 //! - `POST /v1/pods` with a [`PodSpec`] → `201` and the [`EnrolledPod`]
 //! - `DELETE /v1/pods/<uid>` → `204`, or `404` if unknown
 //! - `GET /v1/pods` → `200` and the list
+//! - `GET /v1/config` → `200` and the applied configuration version and its sync state
 //!
 //! Errors are `{"error": "..."}` with 400 (bad spec), 403 (identity not allowed on this node),
 //! 409 (uid already enrolled with another spec) or 500.
@@ -12,6 +13,7 @@ mod server;
 
 pub use server::serve;
 
+use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::path::PathBuf;
 
@@ -44,6 +46,9 @@ pub struct PodSpec {
     pub cgroup: PathBuf,
     #[serde(default)]
     pub mode: Mode,
+    /// Selected by authorization policies (`spec.selector.matchLabels`).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub labels: BTreeMap<String, String>,
 }
 
 /// An enrolled pod as the agent reports it.
@@ -87,6 +92,10 @@ pub trait PodLifecycle: Send + Sync + 'static {
     /// Returns whether the pod was enrolled.
     async fn unenroll(&self, uid: &str) -> Result<bool, EnrollError>;
     fn list(&self) -> Vec<EnrolledPod>;
+    /// The applied mesh configuration and its sync state (`GET /v1/config`).
+    fn config(&self) -> crate::mesh_config::SyncStats {
+        crate::mesh_config::SyncStats::default()
+    }
 }
 
 impl PodSpec {

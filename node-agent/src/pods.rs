@@ -20,9 +20,9 @@ use tonic::transport::Channel;
 
 use crate::capture::{Capture, InboundMode, PodCapture};
 use crate::config::NonMesh;
-use crate::directory::Directory;
 use crate::enroll::{EnrollError, EnrolledPod, Mode, PodLifecycle, PodSpec};
 use crate::identity::IdentityManager;
+use crate::mesh_config::MeshConfig;
 use crate::netns::Netns;
 use crate::proxy::{PoolConfig, TunnelPool};
 
@@ -36,7 +36,7 @@ pub struct Shared {
     pub trust_domain: TrustDomain,
     pub capture: Arc<Capture>,
     pub identities: IdentityManager,
-    pub directory: Directory,
+    pub mesh: MeshConfig,
     pub bundle: SharedBundle,
     pub pool: TunnelPool,
     pub non_mesh: NonMesh,
@@ -113,6 +113,7 @@ impl PodManager {
             namespace: spec.namespace.clone(),
             service_account: spec.service_account.clone(),
             ips: spec.ips.iter().map(|ip| ip.to_string()).collect(),
+            labels: spec.labels.clone(),
             ..Default::default()
         };
         let response = WorkloadsClient::new(self.shared.control.clone())
@@ -130,10 +131,10 @@ impl PodManager {
             })?
             .into_inner();
         // Serve this pod only once our own directory knows it (and so do peers on this node).
-        let directory = self.shared.directory.clone();
+        let mesh = self.shared.mesh.clone();
         let _ = tokio::time::timeout(
             Duration::from_secs(5),
-            directory.wait_for_version(response.version),
+            mesh.wait_for_version(response.version),
         )
         .await;
         Ok(response.spiffe_id)
@@ -209,6 +210,13 @@ impl PodManager {
                 server_tls,
                 netns.clone(),
                 spec.ips.clone(),
+                inbound::PodWorkload {
+                    id: id.clone(),
+                    namespace: spec.namespace.clone(),
+                    service_account: spec.service_account.clone(),
+                    labels: spec.labels.clone(),
+                },
+                self.shared.mesh.clone(),
             )),
         ];
         if let Some(outbound6) = outbound6 {
@@ -226,6 +234,27 @@ impl PodManager {
             tasks,
         })
     }
+}
+
+/// Outbound tunnels from or to an identity the control plane revoked are cut at once (the
+/// destination also cuts tunnels whose client certificate it sees revoked).
+pub fn spawn_revoked_tunnel_closer(pool: TunnelPool, mesh: MeshConfig) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut versions = mesh.subscribe();
+        let mut closed = std::collections::HashSet::new();
+        while versions.changed().await.is_ok() {
+            let revoked = versions.borrow_and_update().revocations().clone();
+            for id in revoked.identities() {
+                if closed.insert(id.to_owned())
+                    && let Ok(id) = SpiffeId::parse(id)
+                {
+                    tracing::warn!(%id, "closing outbound tunnels of a revoked identity");
+                    pool.close_identity(&id);
+                }
+            }
+            closed.retain(|id: &String| revoked.identity_revoked(id));
+        }
+    })
 }
 
 /// Renewed certificates reach the pod's inbound listener on its next handshake.
@@ -291,6 +320,10 @@ impl PodLifecycle for PodManager {
         result
             .map(|()| true)
             .map_err(|e| EnrollError::Internal(format!("detaching capture: {e}")))
+    }
+
+    fn config(&self) -> crate::mesh_config::SyncStats {
+        self.shared.mesh.stats()
     }
 
     fn list(&self) -> Vec<EnrolledPod> {

@@ -25,9 +25,9 @@ use ferrule_identity::VerifyError;
 use ferrule_identity::tls::verify_error_of;
 use http::StatusCode;
 
-pub use inbound::{InboundRefusal, InboundTarget, serve_inbound};
+pub use inbound::{Admitted, InboundRefusal, InboundTarget, Peer, Revoked, serve_inbound};
 pub use outbound::{PoolConfig, TunnelKey, TunnelPool};
-pub use relay::{Relayed, relay};
+pub use relay::{Relayed, relay, relay_until};
 pub use stream::HboneStream;
 use stream::StreamSlot;
 

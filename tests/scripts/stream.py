@@ -4,6 +4,9 @@ serve PORT BYTES        send BYTES of a seeded pseudo-random stream to each clie
 fetch HOST PORT         read until EOF; print byte count and sha256
 echo PORT               echo server (one line per connection), for many concurrent connections
 many HOST PORT N        open N connections at once, send a line on each, expect it back
+chat PORT               echo server that echoes every line for as long as a connection lasts
+hold HOST PORT          keep one connection chatting every 20 ms; print when and how it ends
+once HOST PORT          one line there and back: print "ok", or "refused" and why
 """
 import asyncio
 import hashlib
@@ -77,6 +80,54 @@ async def many(host, port, n):
     print("echoed", ok, flush=True)
 
 
+async def chat(port):
+    async def handle(reader, writer):
+        try:
+            while line := await reader.readline():
+                writer.write(line)
+                await writer.drain()
+        except ConnectionError:
+            pass
+        writer.close()
+
+    server = await asyncio.start_server(handle, "0.0.0.0", port, backlog=256)
+    print("ready", flush=True)
+    await server.serve_forever()
+
+
+def hold(host, port):
+    import time
+
+    conn = socket.create_connection((host, port), timeout=5)
+    conn.settimeout(5)
+    n = 0
+    reason = "eof"
+    try:
+        while True:
+            conn.sendall(f"ping {n}\n".encode())
+            data = conn.recv(4096)
+            if not data:
+                break
+            if n == 0:
+                print("open", flush=True)
+            n += 1
+            time.sleep(0.02)
+    except OSError as e:
+        reason = type(e).__name__
+    print("closed", f"{time.time():.3f}", reason, "after", n, flush=True)
+
+
+def once(host, port):
+    try:
+        conn = socket.create_connection((host, port), timeout=5)
+        conn.settimeout(5)
+        conn.sendall(b"hello\n")
+        data = conn.recv(4096)
+        print("ok" if data == b"hello\n" else f"refused eof {data!r}", flush=True)
+    except OSError as e:
+        print("refused", type(e).__name__, e, flush=True)
+
+
 if __name__ == "__main__":
     cmd = sys.argv[1]
     if cmd == "serve":
@@ -85,5 +136,11 @@ if __name__ == "__main__":
         fetch(sys.argv[2], int(sys.argv[3]))
     elif cmd == "echo":
         asyncio.run(echo(int(sys.argv[2])))
+    elif cmd == "chat":
+        asyncio.run(chat(int(sys.argv[2])))
+    elif cmd == "hold":
+        hold(sys.argv[2], int(sys.argv[3]))
+    elif cmd == "once":
+        once(sys.argv[2], int(sys.argv[3]))
     elif cmd == "many":
         asyncio.run(many(sys.argv[2], int(sys.argv[3]), int(sys.argv[4])))

@@ -205,4 +205,42 @@ impl Mesh {
     pub fn pods_json(&self, node: usize) -> String {
         self.api(node, "GET", "/v1/pods", None).1
     }
+
+    /// The agent's applied configuration and sync counters (`GET /v1/config`).
+    pub fn config_status(&self, node: usize) -> serde_json::Value {
+        let (status, body) = self.api(node, "GET", "/v1/config", None);
+        assert_eq!(status, 200, "GET /v1/config on node {node}: {body}");
+        serde_json::from_str(&body).expect("config status is JSON")
+    }
+
+    /// Waits until every agent has applied configuration `version` (or later).
+    pub fn wait_for_version(&self, version: u64, timeout: Duration) {
+        let deadline = std::time::Instant::now() + timeout;
+        for node in 0..self.cluster.nodes().len() {
+            loop {
+                let applied = self.config_status(node)["version"].as_u64().unwrap_or(0);
+                if applied >= version {
+                    break;
+                }
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "node {node} applied version {applied}, not {version}, within {timeout:?}\nagent log:\n{}",
+                    self.agent(node).output()
+                );
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+    }
+
+    pub fn stop_control_plane(&mut self) {
+        self.cp.stop();
+    }
+
+    pub fn start_control_plane(&mut self) {
+        let command = self
+            .cluster
+            .node(0)
+            .command(binary("ferrule-control-plane"));
+        self.cp.start_with(command);
+    }
 }

@@ -134,6 +134,78 @@ impl admin_server::Admin for FakeAdmin {
             .collect();
         Ok(Response::new(v1::ListCertificatesResponse { certificates }))
     }
+
+    async fn apply_policies(
+        &self,
+        _: Request<v1::ApplyPoliciesRequest>,
+    ) -> Result<Response<v1::ApplyPoliciesResponse>, Status> {
+        Err(Status::unimplemented(
+            "not faked: the real control plane is tested end to end",
+        ))
+    }
+
+    async fn list_policies(
+        &self,
+        _: Request<v1::ListPoliciesRequest>,
+    ) -> Result<Response<v1::ListPoliciesResponse>, Status> {
+        Err(Status::unimplemented(
+            "not faked: the real control plane is tested end to end",
+        ))
+    }
+
+    async fn delete_policies(
+        &self,
+        _: Request<v1::DeletePoliciesRequest>,
+    ) -> Result<Response<v1::DeletePoliciesResponse>, Status> {
+        Err(Status::unimplemented(
+            "not faked: the real control plane is tested end to end",
+        ))
+    }
+
+    async fn revoke(
+        &self,
+        _: Request<v1::RevokeRequest>,
+    ) -> Result<Response<v1::RevokeResponse>, Status> {
+        Err(Status::unimplemented(
+            "not faked: the real control plane is tested end to end",
+        ))
+    }
+
+    async fn list_revocations(
+        &self,
+        _: Request<v1::ListRevocationsRequest>,
+    ) -> Result<Response<v1::ListRevocationsResponse>, Status> {
+        Err(Status::unimplemented(
+            "not faked: the real control plane is tested end to end",
+        ))
+    }
+
+    async fn remove_node(
+        &self,
+        _: Request<v1::RemoveNodeRequest>,
+    ) -> Result<Response<v1::RemoveNodeResponse>, Status> {
+        Err(Status::unimplemented(
+            "not faked: the real control plane is tested end to end",
+        ))
+    }
+
+    async fn explain(
+        &self,
+        _: Request<v1::ExplainRequest>,
+    ) -> Result<Response<v1::ExplainResponse>, Status> {
+        Err(Status::unimplemented(
+            "not faked: the real control plane is tested end to end",
+        ))
+    }
+
+    async fn status(
+        &self,
+        _: Request<v1::StatusRequest>,
+    ) -> Result<Response<v1::StatusResponse>, Status> {
+        Err(Status::unimplemented(
+            "not faked: the real control plane is tested end to end",
+        ))
+    }
 }
 
 /// The client's SPIFFE ID, attached to each request by tonic.

@@ -12,6 +12,7 @@ use super::{CaConfig, CertificateConfig, Config, MIN_CERT_TTL, SignerConfig};
 
 pub const ENV_TRUST_DOMAIN: &str = "FERRULE_TRUST_DOMAIN";
 pub const ENV_LISTEN: &str = "FERRULE_LISTEN";
+pub const ENV_PUBLIC_LISTEN: &str = "FERRULE_PUBLIC_LISTEN";
 pub const ENV_DATA_DIR: &str = "FERRULE_DATA_DIR";
 pub const ENV_WORKLOAD_TTL: &str = "FERRULE_WORKLOAD_TTL";
 pub const ENV_NODE_TTL: &str = "FERRULE_NODE_TTL";
@@ -23,6 +24,7 @@ const HOUR: Duration = Duration::from_secs(3600);
 pub(super) struct RawConfig {
     trust_domain: Option<String>,
     listen: Option<String>,
+    public_listen: Option<String>,
     data_dir: Option<PathBuf>,
     ca: Option<RawCa>,
     #[serde(default)]
@@ -91,6 +93,7 @@ impl RawConfig {
         };
         set(&mut self.trust_domain, ENV_TRUST_DOMAIN);
         set(&mut self.listen, ENV_LISTEN);
+        set(&mut self.public_listen, ENV_PUBLIC_LISTEN);
         set(&mut self.certificates.workload_ttl, ENV_WORKLOAD_TTL);
         set(&mut self.certificates.node_ttl, ENV_NODE_TTL);
         if let Some(v) = env.get(ENV_DATA_DIR) {
@@ -104,6 +107,10 @@ impl RawConfig {
             "trust_domain",
         )?;
         let listen: SocketAddr = parse_field(&required(self.listen, "listen")?, "listen")?;
+        let public_listen = match self.public_listen.as_deref() {
+            None | Some("" | "off") => None,
+            Some(addr) => Some(parse_field::<SocketAddr>(addr, "public_listen")?),
+        };
         let data_dir = required(self.data_dir, "data_dir")?;
         let ca = required(self.ca, "ca")?;
         let server_ip_addresses = self
@@ -115,6 +122,7 @@ impl RawConfig {
         Ok(Config {
             trust_domain,
             listen,
+            public_listen,
             data_dir,
             ca: CaConfig {
                 chain: ca.chain,

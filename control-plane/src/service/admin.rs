@@ -7,6 +7,9 @@ use ferrule_identity::{IdPattern, SpiffeId};
 use ferrule_proto::v1::{self, admin_server::Admin};
 use tonic::{Request, Response, Status};
 
+mod policies;
+mod revoke;
+
 use crate::auth::require_admin;
 use crate::state::{ControlPlane, now, store_status};
 use crate::token;
@@ -58,6 +61,14 @@ impl Admin for AdminService {
         let admin = require_admin(&request)?;
         let body = request.into_inner();
         let ttl = self.validate_token_request(&body)?;
+        let node_id = SpiffeId::node(&self.0.trust_domain, &body.node)
+            .map_err(|e| Status::invalid_argument(e.to_string()))?;
+        if crate::revocations::identity_revoked(&self.0, node_id.as_str()) {
+            return Err(Status::failed_precondition(format!(
+                "node {} is revoked; lift it first (ferrule revoke --lift --node {})",
+                body.node, body.node
+            )));
+        }
         let (token, record) = token::generate(&body.node, body.allow, ttl, now());
         let expires_at = record.expires_at as i64;
         tracing::info!(%admin, node = %body.node, token_id = %record.id, "join token created");
@@ -114,5 +125,77 @@ impl Admin for AdminService {
             })
             .collect();
         Ok(Response::new(v1::ListCertificatesResponse { certificates }))
+    }
+
+    async fn apply_policies(
+        &self,
+        request: Request<v1::ApplyPoliciesRequest>,
+    ) -> Result<Response<v1::ApplyPoliciesResponse>, Status> {
+        require_admin(&request)?;
+        policies::apply(&self.0, request.into_inner())
+            .await
+            .map(Response::new)
+    }
+
+    async fn list_policies(
+        &self,
+        request: Request<v1::ListPoliciesRequest>,
+    ) -> Result<Response<v1::ListPoliciesResponse>, Status> {
+        require_admin(&request)?;
+        Ok(Response::new(policies::list(&self.0)))
+    }
+
+    async fn delete_policies(
+        &self,
+        request: Request<v1::DeletePoliciesRequest>,
+    ) -> Result<Response<v1::DeletePoliciesResponse>, Status> {
+        require_admin(&request)?;
+        policies::delete(&self.0, request.into_inner().keys)
+            .await
+            .map(Response::new)
+    }
+
+    async fn revoke(
+        &self,
+        request: Request<v1::RevokeRequest>,
+    ) -> Result<Response<v1::RevokeResponse>, Status> {
+        let admin = require_admin(&request)?;
+        revoke::revoke(&self.0, &admin, request.into_inner())
+            .await
+            .map(Response::new)
+    }
+
+    async fn list_revocations(
+        &self,
+        request: Request<v1::ListRevocationsRequest>,
+    ) -> Result<Response<v1::ListRevocationsResponse>, Status> {
+        require_admin(&request)?;
+        Ok(Response::new(revoke::list(&self.0)))
+    }
+
+    async fn remove_node(
+        &self,
+        request: Request<v1::RemoveNodeRequest>,
+    ) -> Result<Response<v1::RemoveNodeResponse>, Status> {
+        let admin = require_admin(&request)?;
+        revoke::remove_node(&self.0, &admin, request.into_inner().node)
+            .await
+            .map(Response::new)
+    }
+
+    async fn explain(
+        &self,
+        request: Request<v1::ExplainRequest>,
+    ) -> Result<Response<v1::ExplainResponse>, Status> {
+        require_admin(&request)?;
+        policies::explain(&self.0, request.into_inner()).map(Response::new)
+    }
+
+    async fn status(
+        &self,
+        request: Request<v1::StatusRequest>,
+    ) -> Result<Response<v1::StatusResponse>, Status> {
+        require_admin(&request)?;
+        Ok(Response::new(revoke::status(&self.0)))
     }
 }

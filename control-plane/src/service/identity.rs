@@ -8,6 +8,7 @@ use ferrule_proto::v1::{self, identity_server::Identity};
 use tonic::{Request, Response, Status};
 
 use crate::auth::{entitled, require_node};
+use crate::revocations;
 use crate::state::{ControlPlane, store_status, svid_proto};
 
 #[derive(Debug, Clone)]
@@ -37,6 +38,14 @@ impl Identity for IdentityService {
             return Err(Status::permission_denied(format!(
                 "node {node_name} may not obtain {id}"
             )));
+        }
+        for revoked in [id.as_str(), node.spiffe_id.as_str()] {
+            if revocations::identity_revoked(cp, revoked) {
+                tracing::warn!(node = %node_name, %id, revoked, "certificate request for a revoked identity");
+                return Err(Status::permission_denied(format!(
+                    "{revoked} is revoked: no certificates until an operator lifts it (ferrule revoke --lift)"
+                )));
+            }
         }
         let csr =
             verify_csr(&body.csr).map_err(|e| Status::invalid_argument(format!("csr: {e}")))?;

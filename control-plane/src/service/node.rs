@@ -41,6 +41,13 @@ impl Node for NodeService {
         let cp = &self.0;
         let id = SpiffeId::node(&cp.trust_domain, &token.node)
             .map_err(|e| Status::invalid_argument(e.to_string()))?;
+        if crate::revocations::identity_revoked(cp, id.as_str()) {
+            tracing::warn!(node = %token.node, ?remote, "join refused: the node is revoked");
+            return Err(Status::permission_denied(format!(
+                "node {} is revoked; an operator must lift it first (ferrule revoke --lift --node {})",
+                token.node, token.node
+            )));
+        }
         let svid = cp
             .issue(
                 &id,

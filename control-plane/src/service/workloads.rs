@@ -1,19 +1,17 @@
-//! `Workloads`: nodes register the pods they run; every agent watches the directory.
+//! `Workloads`: nodes register the pods they run; the directory reaches every agent through
+//! `Config.Watch`.
 
 use std::net::IpAddr;
-use std::pin::Pin;
 use std::sync::Arc;
 
 use ferrule_identity::SpiffeId;
 use ferrule_proto::v1::{self, workloads_server::Workloads};
-use futures::Stream;
-use futures::StreamExt;
-use tokio_stream::wrappers::WatchStream;
 use tonic::{Request, Response, Status};
 
 use crate::auth::{entitled, require_node};
+use crate::mesh_config::Change;
 use crate::state::{ControlPlane, now, store_status};
-use crate::store::WorkloadRecord;
+use crate::store::ResourceKind;
 
 #[derive(Debug, Clone)]
 pub struct WorkloadsService(pub Arc<ControlPlane>);
@@ -28,7 +26,7 @@ fn valid_uid(uid: &str) -> bool {
 
 impl WorkloadsService {
     /// Checks the request and builds the record the control plane stores (node and ID are ours).
-    async fn record(&self, node: &str, w: v1::Workload) -> Result<WorkloadRecord, Status> {
+    async fn record(&self, node: &str, w: v1::Workload) -> Result<v1::Workload, Status> {
         let cp = &self.0;
         if !valid_uid(&w.uid) {
             return Err(Status::invalid_argument(format!(
@@ -56,20 +54,48 @@ impl WorkloadsService {
                 "node {node} may not run {id}"
             )));
         }
-        Ok(WorkloadRecord {
-            uid: w.uid,
-            name: w.name,
-            namespace: w.namespace,
-            service_account: w.service_account,
+        validate_labels(&w.labels)?;
+        Ok(v1::Workload {
             spiffe_id: id.to_string(),
             node: node.to_owned(),
-            ips: w.ips,
-            registered_at: now(),
+            registered_at: now() as i64,
+            ..w
         })
     }
 }
 
-type DirectoryStream = Pin<Box<dyn Stream<Item = Result<v1::Directory, Status>> + Send>>;
+/// Label keys and values as Kubernetes allows them (prefix/name ≤ 253/63, values ≤ 63).
+fn validate_labels(labels: &std::collections::BTreeMap<String, String>) -> Result<(), Status> {
+    let token = |s: &str| {
+        s.len() <= 63
+            && s.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
+    };
+    for (key, value) in labels {
+        let name = key.rsplit('/').next().unwrap_or(key);
+        if key.is_empty() || key.len() > 253 || name.is_empty() || !token(name) || !token(value) {
+            return Err(Status::invalid_argument(format!(
+                "label {key:?}={value:?}: keys and values are up to 63 of [A-Za-z0-9-_.] (keys may have a DNS prefix/)"
+            )));
+        }
+    }
+    Ok(())
+}
+
+pub fn workload_resource(workload: v1::Workload) -> v1::Resource {
+    v1::Resource {
+        key: workload.uid.clone(),
+        kind: Some(v1::resource::Kind::Workload(workload)),
+    }
+}
+
+/// The workload with `uid` in the directory.
+pub fn find_workload(cp: &ControlPlane, uid: &str) -> Option<v1::Workload> {
+    match cp.config.get(ResourceKind::Workload, uid)?.kind {
+        Some(v1::resource::Kind::Workload(w)) => Some(w),
+        _ => None,
+    }
+}
 
 #[tonic::async_trait]
 impl Workloads for WorkloadsService {
@@ -86,9 +112,10 @@ impl Workloads for WorkloadsService {
         let spiffe_id = record.spiffe_id.clone();
         let cp = &self.0;
         tracing::info!(%node, uid = %record.uid, id = %spiffe_id, ips = ?record.ips, "workload registered");
-        let ((), version) = cp
-            .directory
-            .change(cp.store.as_ref(), cp.store.put_workload(record))
+        let change = Change::Put(workload_resource(record));
+        let version = cp
+            .config
+            .apply(cp.store.as_ref(), vec![change])
             .await
             .map_err(store_status)?;
         Ok(Response::new(v1::RegisterWorkloadResponse {
@@ -104,22 +131,17 @@ impl Workloads for WorkloadsService {
         let node = require_node(&request)?;
         let uid = request.into_inner().uid;
         let cp = &self.0;
-        let owner = cp
-            .directory
-            .subscribe()
-            .borrow()
-            .workloads
-            .iter()
-            .find(|w| w.uid == uid)
-            .map(|w| w.node.clone());
-        if owner.as_ref().is_some_and(|owner| owner != &node) {
+        let existing = find_workload(cp, &uid);
+        if existing.as_ref().is_some_and(|w| w.node != node) {
             return Err(Status::permission_denied(format!(
                 "workload {uid} runs on another node"
             )));
         }
-        let (existed, version) = cp
-            .directory
-            .change(cp.store.as_ref(), cp.store.delete_workload(&uid))
+        let existed = existing.is_some();
+        let change = Change::Remove(ResourceKind::Workload, uid.clone());
+        let version = cp
+            .config
+            .apply(cp.store.as_ref(), vec![change])
             .await
             .map_err(store_status)?;
         tracing::info!(%node, %uid, existed, "workload unregistered");
@@ -127,23 +149,5 @@ impl Workloads for WorkloadsService {
             existed,
             version,
         }))
-    }
-
-    type WatchDirectoryStream = DirectoryStream;
-
-    async fn watch_directory(
-        &self,
-        request: Request<v1::WatchDirectoryRequest>,
-    ) -> Result<Response<Self::WatchDirectoryStream>, Status> {
-        let node = require_node(&request)?;
-        tracing::debug!(%node, "directory watch started");
-        let mut closing = self.0.closing.clone();
-        let closed = async move {
-            let _ = closing.wait_for(|closing| *closing).await;
-        };
-        let stream = WatchStream::new(self.0.directory.subscribe())
-            .map(|snapshot| Ok(snapshot.to_proto()))
-            .take_until(Box::pin(closed));
-        Ok(Response::new(Box::pin(stream)))
     }
 }

@@ -24,23 +24,27 @@ use serde::de::DeserializeOwned;
 use tokio::sync::{mpsc, oneshot};
 
 mod commands;
+mod config;
 
 use commands::{
-    ConsumeToken, CreateToken, DeleteWorkload, PruneCertificates, PruneTokens, PutNode,
-    PutWorkload, RecordCertificate,
+    ConsumeToken, CreateToken, PruneCertificates, PruneTokens, PutNode, RecordCertificate,
 };
+use config::{ApplyConfig, CompactConfig};
 
+use super::config::{ConfigChange, ConfigLog};
 use super::{
     BoxError, CertificateRecord, JoinToken, NodeRecord, OpenProblem, Store, StoreError, TokenError,
-    UnixSeconds, WorkloadRecord,
+    UnixSeconds,
 };
 
 /// Values are JSON so that a record can gain fields without a migration.
 const TOKENS: TableDefinition<&str, &[u8]> = TableDefinition::new("tokens");
 const NODES: TableDefinition<&str, &[u8]> = TableDefinition::new("nodes");
 const CERTIFICATES: TableDefinition<&str, &[u8]> = TableDefinition::new("certificates");
-/// Pods registered by their nodes, keyed by pod uid: the directory agents route by.
-const WORKLOADS: TableDefinition<&str, &[u8]> = TableDefinition::new("workloads");
+/// Mesh configuration resources keyed by (kind, key); see `store::config`.
+const CONFIG: TableDefinition<(u8, &str), &[u8]> = TableDefinition::new("config");
+/// The configuration's epoch, version and compaction mark.
+const CONFIG_META: TableDefinition<&str, &[u8]> = TableDefinition::new("config_meta");
 /// (not_after, serial): pruning is a range scan of what expired rather than a scan of the whole
 /// ledger, which matters because pruning runs on the writer thread and holds up issuance.
 const BY_EXPIRY: TableDefinition<(u64, &str), ()> = TableDefinition::new("certificates_by_expiry");
@@ -200,34 +204,16 @@ impl Store for EmbeddedStore {
         self.writer.submit(PruneCertificates { before }).await
     }
 
-    async fn put_workload(&self, workload: WorkloadRecord) -> Result<(), StoreError> {
-        let value = encode(&workload)?;
-        let put = PutWorkload {
-            uid: workload.uid,
-            value,
-        };
-        self.writer.submit(put).await
+    async fn apply_config(&self, changes: Vec<ConfigChange>) -> Result<u64, StoreError> {
+        self.writer.submit(ApplyConfig(changes)).await
     }
 
-    async fn delete_workload(&self, uid: &str) -> Result<bool, StoreError> {
-        let uid = uid.to_owned();
-        self.writer.submit(DeleteWorkload { uid }).await
+    async fn load_config(&self) -> Result<ConfigLog, StoreError> {
+        self.read(config::load).await
     }
 
-    async fn list_workloads(&self) -> Result<Vec<WorkloadRecord>, StoreError> {
-        self.read(|txn| {
-            let workloads = txn
-                .open_table(WORKLOADS)
-                .map_err(backend("open the workloads table"))?;
-            let entries = workloads.iter().map_err(backend("list workloads"))?;
-            entries
-                .map(|entry| {
-                    let (uid, value) = entry.map_err(backend("list workloads"))?;
-                    decode("workload", uid.value(), value.value())
-                })
-                .collect()
-        })
-        .await
+    async fn compact_config(&self, through: u64) -> Result<usize, StoreError> {
+        self.writer.submit(CompactConfig { through }).await
     }
 }
 
@@ -271,8 +257,22 @@ fn create_tables(db: &Database) -> Result<(), (OpenProblem, BoxError)> {
         .and_then(|_| txn.open_table(NODES))
         .and_then(|_| txn.open_table(CERTIFICATES))
         .and_then(|_| txn.open_table(BY_EXPIRY))
-        .and_then(|_| txn.open_table(WORKLOADS));
+        .and_then(|_| txn.open_table(CONFIG).map(|_| ()));
     opened.map_err(|e| (OpenProblem::Incompatible, e.into()))?;
+    {
+        let mut meta = txn
+            .open_table(CONFIG_META)
+            .map_err(|e| (OpenProblem::Incompatible, e.into()))?;
+        let has_epoch = meta
+            .get(config::META_EPOCH)
+            .map_err(|e| io(e.into()))?
+            .is_some();
+        if !has_epoch {
+            let epoch = hex::encode(rand::random::<[u8; 8]>());
+            meta.insert(config::META_EPOCH, epoch.as_bytes())
+                .map_err(|e| io(e.into()))?;
+        }
+    }
     txn.commit().map_err(|e| io(e.into()))
 }
 
@@ -450,7 +450,8 @@ struct Tables<'txn> {
     nodes: Table<'txn, &'static str, &'static [u8]>,
     certificates: Table<'txn, &'static str, &'static [u8]>,
     by_expiry: Table<'txn, (u64, &'static str), ()>,
-    workloads: Table<'txn, &'static str, &'static [u8]>,
+    config: Table<'txn, (u8, &'static str), &'static [u8]>,
+    config_meta: Table<'txn, &'static str, &'static [u8]>,
 }
 
 impl<'txn> Tables<'txn> {
@@ -462,7 +463,10 @@ impl<'txn> Tables<'txn> {
                 .open_table(CERTIFICATES)
                 .map_err(backend("open a table"))?,
             by_expiry: txn.open_table(BY_EXPIRY).map_err(backend("open a table"))?,
-            workloads: txn.open_table(WORKLOADS).map_err(backend("open a table"))?,
+            config: txn.open_table(CONFIG).map_err(backend("open a table"))?,
+            config_meta: txn
+                .open_table(CONFIG_META)
+                .map_err(backend("open a table"))?,
         })
     }
 }

@@ -12,7 +12,7 @@ use super::{Agent, AgentError};
 use crate::capture::{Capture, CaptureConfig};
 use crate::config::Config;
 use crate::enroll::{self, PodLifecycle, PodSpec};
-use crate::pods::{OUTBOUND_PORT, PodManager, Shared};
+use crate::pods::{OUTBOUND_PORT, PodManager, Shared, spawn_revoked_tunnel_closer};
 
 /// Loads capture, re-enrolls remembered pods and serves the enrollment API until `shutdown`.
 pub async fn serve(
@@ -28,14 +28,16 @@ pub async fn serve(
     })
     .map_err(|e| AgentError::Capture(ferrule_config::process::error_chain(&e)))?;
     let state_file = config.data_dir.as_ref().map(|d| d.join("pods.json"));
+    let pool = PodManager::default_pool();
+    spawn_revoked_tunnel_closer(pool.clone(), agent.mesh.clone());
     let manager = Arc::new(PodManager::new(
         Shared {
             trust_domain: config.trust_domain.clone(),
             capture: Arc::new(capture),
             identities: agent.identities.clone(),
-            directory: agent.directory.clone(),
+            mesh: agent.mesh.clone(),
             bundle: agent.identities.bundle().clone(),
-            pool: PodManager::default_pool(),
+            pool,
             non_mesh: config.non_mesh,
             control: agent.channel.clone(),
         },

@@ -57,6 +57,7 @@ async fn route(pods: &dyn PodLifecycle, req: Request<Incoming>) -> Reply {
     match (req.method().clone(), path.as_str()) {
         (Method::POST, "/v1/pods") => enroll(pods, req).await,
         (Method::GET, "/v1/pods") => json(StatusCode::OK, &pods.list()),
+        (Method::GET, "/v1/config") => json(StatusCode::OK, &pods.config()),
         (Method::DELETE, p) if p.starts_with("/v1/pods/") => {
             let uid = &p["/v1/pods/".len()..];
             match pods.unenroll(uid).await {

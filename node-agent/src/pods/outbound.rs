@@ -51,7 +51,7 @@ async fn handle(
         tracing::warn!(%source, %peer, "no original destination recorded; closing");
         return;
     };
-    match shared.directory.lookup(original.ip()) {
+    match shared.mesh.lookup(original.ip()) {
         Some(destination) => mesh(shared, source, destination.id, tcp, original).await,
         None => non_mesh(shared, netns, source, tcp, original).await,
     }

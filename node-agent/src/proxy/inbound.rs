@@ -5,6 +5,7 @@ mod connection;
 
 use std::io;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -21,11 +22,34 @@ const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 /// Pause after a failed `accept` (out of file descriptors, say) so the loop does not spin.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 
+/// The client of a tunnel, from its verified certificate.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Peer {
+    pub id: SpiffeId,
+    pub serial: String,
+}
+
+/// Completes, with the reason, when what was allowed no longer is (revocation, policy change).
+pub type Revoked = Pin<Box<dyn Future<Output = String> + Send>>;
+
+/// A `CONNECT` the target accepted: the socket to the app, the decision for the access log, and
+/// the future that ends the connection when it stops being allowed.
+pub struct Admitted {
+    pub tcp: TcpStream,
+    pub decision: String,
+    pub until: Revoked,
+}
+
 /// Decides a tunnelled connection and, when allowed, opens it to the app.
 #[tonic::async_trait]
 pub trait InboundTarget: Send + Sync + 'static {
-    /// `peer` is the SPIFFE ID from the peer's verified certificate; `dst` the `:authority`.
-    async fn connect(&self, peer: &SpiffeId, dst: SocketAddr) -> Result<TcpStream, InboundRefusal>;
+    /// `dst` is the `:authority` of the `CONNECT`.
+    async fn connect(&self, peer: &Peer, dst: SocketAddr) -> Result<Admitted, InboundRefusal>;
+
+    /// Completes when the peer's certificate is revoked: the whole tunnel is then closed.
+    fn peer_revoked(&self, _peer: &Peer) -> Revoked {
+        Box::pin(std::future::pending())
+    }
 }
 
 /// Why a `CONNECT` was not opened; each maps to the status ztunnel answers with.

@@ -41,7 +41,17 @@ pub struct Relayed {
 
 /// Relays until both directions have ended. On an error in either direction both sides are
 /// aborted (RST_STREAM, TCP RST), so neither peer mistakes an abort for a clean end.
-pub async fn relay(stream: HboneStream, mut tcp: TcpStream) -> Relayed {
+pub async fn relay(stream: HboneStream, tcp: TcpStream) -> Relayed {
+    relay_until(stream, tcp, std::future::pending()).await
+}
+
+/// [`relay`], cut short (both sides aborted) when `until` completes with a reason: what was
+/// allowed when the connection opened no longer is.
+pub async fn relay_until(
+    stream: HboneStream,
+    mut tcp: TcpStream,
+    until: impl Future<Output = String>,
+) -> Relayed {
     let HboneStream {
         mut send,
         mut recv,
@@ -50,11 +60,17 @@ pub async fn relay(stream: HboneStream, mut tcp: TcpStream) -> Relayed {
     } = stream;
     let (mut up, mut down) = (0, 0);
     let (reader, mut writer) = tcp.split();
-    let result = tokio::try_join!(
-        tcp_to_tunnel(reader.as_ref(), &mut send, &mut up),
-        tunnel_to_tcp(&mut recv, &mut writer, &mut down),
-    )
-    .map(|_| ());
+    let copying = async {
+        tokio::try_join!(
+            tcp_to_tunnel(reader.as_ref(), &mut send, &mut up),
+            tunnel_to_tcp(&mut recv, &mut writer, &mut down),
+        )
+        .map(|_| ())
+    };
+    let result = tokio::select! {
+        copied = copying => copied,
+        reason = until => Err(io::Error::new(io::ErrorKind::ConnectionAborted, reason)),
+    };
     if result.is_err() {
         send.send_reset(Reason::CANCEL);
         let _ = tcp.set_zero_linger();

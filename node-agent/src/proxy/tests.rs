@@ -19,7 +19,8 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
 use super::{
-    ALPN_H2, InboundRefusal, InboundTarget, PoolConfig, TunnelKey, TunnelPool, serve_inbound,
+    ALPN_H2, Admitted, InboundRefusal, InboundTarget, Peer, PoolConfig, TunnelKey, TunnelPool,
+    serve_inbound,
 };
 use crate::identity::{SignedSvid, WorkloadCert};
 
@@ -131,13 +132,18 @@ struct Direct {
 
 #[tonic::async_trait]
 impl InboundTarget for Direct {
-    async fn connect(&self, peer: &SpiffeId, dst: SocketAddr) -> Result<TcpStream, InboundRefusal> {
-        if self.deny.as_ref() == Some(peer) {
+    async fn connect(&self, peer: &Peer, dst: SocketAddr) -> Result<Admitted, InboundRefusal> {
+        if self.deny.as_ref() == Some(&peer.id) {
             return Err(InboundRefusal::Forbidden(format!(
-                "{peer} may not reach {dst}"
+                "{} may not reach {dst}",
+                peer.id
             )));
         }
-        Ok(TcpStream::connect(dst).await?)
+        Ok(Admitted {
+            tcp: TcpStream::connect(dst).await?,
+            decision: "allow (test)".into(),
+            until: Box::pin(std::future::pending()),
+        })
     }
 }
 

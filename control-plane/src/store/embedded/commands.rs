@@ -171,36 +171,3 @@ impl Command for PruneCertificates {
         Ok(expired.len())
     }
 }
-
-pub(super) struct PutWorkload {
-    pub(super) uid: String,
-    pub(super) value: Vec<u8>,
-}
-
-impl Command for PutWorkload {
-    type Output = ();
-
-    fn apply(&self, t: &mut Tables<'_>) -> Result<(), StoreError> {
-        t.workloads
-            .insert(self.uid.as_str(), self.value.as_slice())
-            .map_err(backend("write a workload"))?;
-        Ok(())
-    }
-}
-
-pub(super) struct DeleteWorkload {
-    pub(super) uid: String,
-}
-
-impl Command for DeleteWorkload {
-    /// Whether there was such a workload.
-    type Output = bool;
-
-    fn apply(&self, t: &mut Tables<'_>) -> Result<bool, StoreError> {
-        let removed = t
-            .workloads
-            .remove(self.uid.as_str())
-            .map_err(backend("remove a workload"))?;
-        Ok(removed.is_some())
-    }
-}

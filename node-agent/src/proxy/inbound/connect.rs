@@ -5,19 +5,18 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::Bytes;
-use ferrule_identity::SpiffeId;
 use h2::RecvStream;
 use h2::server::SendResponse;
 use http::{Method, Request, Response, StatusCode};
 use tracing::{debug, info, warn};
 
-use super::{InboundRefusal, InboundTarget};
-use crate::proxy::{HboneStream, relay};
+use super::{Admitted, InboundRefusal, InboundTarget, Peer};
+use crate::proxy::{HboneStream, relay_until};
 
 pub(super) async fn handle(
     request: Request<RecvStream>,
     mut respond: SendResponse<Bytes>,
-    peer: Arc<SpiffeId>,
+    peer: Arc<Peer>,
     target: Arc<dyn InboundTarget>,
 ) {
     let (parts, recv) = request.into_parts();
@@ -25,21 +24,29 @@ pub(super) async fn handle(
         Ok(dst) => dst,
         Err(refusal) => return refuse(&mut respond, &peer, &parts.uri.to_string(), &refusal),
     };
-    let tcp = match target.connect(&peer, dst).await {
-        Ok(tcp) => tcp,
+    let admitted = match target.connect(&peer, dst).await {
+        Ok(admitted) => admitted,
         Err(refusal) => return refuse(&mut respond, &peer, &dst.to_string(), &refusal),
     };
+    let Admitted {
+        tcp,
+        decision,
+        until,
+    } = admitted;
     let _ = tcp.set_nodelay(true);
     let send = match respond.send_response(response(StatusCode::OK), false) {
         Ok(send) => send,
-        Err(e) => return debug!(%peer, %dst, error = %e, "peer gone before the CONNECT answer"),
+        Err(e) => {
+            return debug!(peer = %peer.id, %dst, error = %e, "peer gone before the CONNECT answer");
+        }
     };
     let started = Instant::now();
-    let relayed = relay(HboneStream::new(send, recv, None), tcp).await;
+    let relayed = relay_until(HboneStream::new(send, recv, None), tcp, until).await;
     info!(
         direction = "inbound",
-        %peer,
+        peer = %peer.id,
         %dst,
+        %decision,
         bytes_received = relayed.tunnel_to_tcp,
         bytes_sent = relayed.tcp_to_tunnel,
         duration_ms = started.elapsed().as_millis() as u64,
@@ -64,9 +71,9 @@ fn destination(method: &Method, uri: &http::Uri) -> Result<SocketAddr, InboundRe
         .map_err(|_| InboundRefusal::BadRequest(format!(":authority {authority} is not ip:port")))
 }
 
-fn refuse(respond: &mut SendResponse<Bytes>, peer: &SpiffeId, dst: &str, refusal: &InboundRefusal) {
+fn refuse(respond: &mut SendResponse<Bytes>, peer: &Peer, dst: &str, refusal: &InboundRefusal) {
     let status = refusal.status();
-    warn!(%peer, %dst, reason = refusal.reason(), status = status.as_u16(), error = %refusal, "HBONE CONNECT refused");
+    warn!(peer = %peer.id, %dst, reason = refusal.reason(), status = status.as_u16(), error = %refusal, "HBONE CONNECT refused");
     let _ = respond.send_response(response(status), true);
 }
 

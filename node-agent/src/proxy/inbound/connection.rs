@@ -3,14 +3,14 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use ferrule_identity::{CertInfo, SpiffeId, VerifyError};
+use ferrule_identity::{CertInfo, VerifyError};
 use tokio::net::TcpStream;
 use tokio::sync::watch;
 use tokio_rustls::TlsAcceptor;
 use tokio_rustls::server::TlsStream;
 use tracing::{debug, warn};
 
-use super::InboundTarget;
+use super::{InboundTarget, Peer};
 use crate::proxy::{HANDSHAKE_TIMEOUT, HandshakeError, settings};
 
 type Tls = TlsStream<TcpStream>;
@@ -34,20 +34,17 @@ pub(super) async fn serve(
     let conn = match tokio::time::timeout(HANDSHAKE_TIMEOUT, handshake).await {
         Ok(Ok(conn)) => conn,
         Ok(Err(e)) => {
-            return debug!(peer_addr = %addr, %peer, error = %e, "HTTP/2 handshake failed");
+            return debug!(peer_addr = %addr, peer = %peer.id, error = %e, "HTTP/2 handshake failed");
         }
-        Err(_) => return debug!(peer_addr = %addr, %peer, "HTTP/2 handshake timed out"),
+        Err(_) => return debug!(peer_addr = %addr, peer = %peer.id, "HTTP/2 handshake timed out"),
     };
-    debug!(peer_addr = %addr, %peer, "HBONE connection open");
+    debug!(peer_addr = %addr, peer = %peer.id, "HBONE connection open");
     let peer = Arc::new(peer);
     accept_streams(conn, &peer, addr, target, draining).await;
-    debug!(peer_addr = %addr, %peer, "HBONE connection closed");
+    debug!(peer_addr = %addr, peer = %peer.id, "HBONE connection closed");
 }
 
-async fn handshake(
-    tcp: TcpStream,
-    acceptor: TlsAcceptor,
-) -> Result<(Tls, SpiffeId), HandshakeError> {
+async fn handshake(tcp: TcpStream, acceptor: TlsAcceptor) -> Result<(Tls, Peer), HandshakeError> {
     let mut tls = tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp))
         .await
         .map_err(|_| HandshakeError::Timeout(HANDSHAKE_TIMEOUT))??;
@@ -59,25 +56,31 @@ async fn handshake(
 }
 
 /// The identity in the client certificate the verifier already accepted.
-fn peer_id(tls: &Tls) -> Result<SpiffeId, VerifyError> {
+fn peer_id(tls: &Tls) -> Result<Peer, VerifyError> {
     let leaf = tls
         .get_ref()
         .1
         .peer_certificates()
         .and_then(|chain| chain.first())
         .ok_or(VerifyError::NoCertificate)?;
-    CertInfo::parse(leaf)?.spiffe_id()
+    let info = CertInfo::parse(leaf)?;
+    Ok(Peer {
+        id: info.spiffe_id()?,
+        serial: info.serial,
+    })
 }
 
 async fn accept_streams(
     mut conn: h2::server::Connection<Tls, bytes::Bytes>,
-    peer: &Arc<SpiffeId>,
+    peer: &Arc<Peer>,
     addr: SocketAddr,
     target: Arc<dyn InboundTarget>,
     mut draining: watch::Receiver<bool>,
 ) {
     let keepalive = settings::keepalive(conn.ping_pong().expect("taken only here"));
     tokio::pin!(keepalive);
+    let mut revoked = target.peer_revoked(peer);
+    let peer_id = &peer.id;
     let mut goaway_sent = false;
     loop {
         tokio::select! {
@@ -85,7 +88,7 @@ async fn accept_streams(
                 Some(Ok((request, respond))) => {
                     tokio::spawn(super::connect::handle(request, respond, peer.clone(), target.clone()));
                 }
-                Some(Err(e)) => return debug!(peer_addr = %addr, %peer, error = %e, "HBONE connection failed"),
+                Some(Err(e)) => return debug!(peer_addr = %addr, peer = %peer_id, error = %e, "HBONE connection failed"),
                 None => return,
             },
             // Streams already open keep running; `accept` returns `None` once they are done.
@@ -94,7 +97,11 @@ async fn accept_streams(
                 conn.graceful_shutdown();
             }
             failure = &mut keepalive => {
-                return warn!(peer_addr = %addr, %peer, %failure, "HBONE peer stopped answering; closing");
+                return warn!(peer_addr = %addr, peer = %peer_id, %failure, "HBONE peer stopped answering; closing");
+            }
+            // Dropping the connection fails every stream on it: the tunnel is cut.
+            reason = &mut revoked => {
+                return warn!(peer_addr = %addr, peer = %peer_id, serial = %peer.serial, %reason, "closing HBONE tunnel: peer revoked");
             }
         }
     }

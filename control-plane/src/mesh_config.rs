@@ -1,0 +1,161 @@
+//! The mesh configuration agents enforce, cached in memory and fanned out to every agent's
+//! `Config.Watch` stream.
+//!
+//! The store is the source of truth; this cache mirrors it (loaded at start, updated after each
+//! durable write) so that a thousand agents asking for "what changed since version N" cost a
+//! range scan of memory each, not a store read. Writes are serialised so versions follow the
+//! order of commits, and each new version is announced on a watch channel that every stream
+//! follows (only the newest number matters; streams compute their own delta).
+
+mod cache;
+
+use std::sync::RwLock;
+
+use ferrule_proto::v1;
+use prost::Message;
+use tokio::sync::{Mutex, watch};
+
+use crate::store::{ConfigChange, ResourceKind, Store, StoreError};
+use cache::Cache;
+
+/// Tombstones kept for resuming agents; beyond this the oldest are compacted away and agents
+/// that far behind get a snapshot instead of a delta.
+const MAX_TOMBSTONES: usize = 8192;
+
+/// A change to the configuration: a resource to create or replace, or one to remove.
+#[derive(Debug, Clone)]
+pub enum Change {
+    Put(v1::Resource),
+    Remove(ResourceKind, String),
+}
+
+impl Change {
+    fn into_store(self) -> ConfigChange {
+        match self {
+            Self::Put(resource) => ConfigChange {
+                kind: kind_of(&resource),
+                key: resource.key.clone(),
+                value: Some(resource.encode_to_vec()),
+            },
+            Self::Remove(kind, key) => ConfigChange {
+                kind,
+                key,
+                value: None,
+            },
+        }
+    }
+}
+
+/// The kind of a resource, from which of its fields is set.
+pub fn kind_of(resource: &v1::Resource) -> ResourceKind {
+    use v1::resource::Kind;
+    match resource.kind {
+        Some(Kind::Bundle(_)) | None => ResourceKind::Bundle,
+        Some(Kind::Workload(_)) => ResourceKind::Workload,
+        Some(Kind::Policy(_)) => ResourceKind::Policy,
+        Some(Kind::Revocation(_)) => ResourceKind::Revocation,
+    }
+}
+
+pub fn proto_kind(kind: ResourceKind) -> v1::ResourceKind {
+    match kind {
+        ResourceKind::Bundle => v1::ResourceKind::Bundle,
+        ResourceKind::Workload => v1::ResourceKind::Workload,
+        ResourceKind::Policy => v1::ResourceKind::Policy,
+        ResourceKind::Revocation => v1::ResourceKind::Revocation,
+    }
+}
+
+#[derive(Debug)]
+pub struct MeshConfig {
+    cache: RwLock<Cache>,
+    versions: watch::Sender<u64>,
+    /// Serialises store write + cache update so the cache sees versions in commit order.
+    writing: Mutex<()>,
+}
+
+impl MeshConfig {
+    pub async fn load(store: &dyn Store) -> Result<Self, StoreError> {
+        let cache = Cache::from_log(store.load_config().await?)?;
+        let (versions, _) = watch::channel(cache.version);
+        Ok(Self {
+            cache: RwLock::new(cache),
+            versions,
+            writing: Mutex::new(()),
+        })
+    }
+
+    pub fn subscribe(&self) -> watch::Receiver<u64> {
+        self.versions.subscribe()
+    }
+
+    pub fn version(&self) -> u64 {
+        self.read().version
+    }
+
+    pub fn epoch(&self) -> String {
+        self.read().epoch.clone()
+    }
+
+    /// Writes `changes` durably in one version, then publishes it; returns the version (the
+    /// current one if nothing changed).
+    pub async fn apply(&self, store: &dyn Store, changes: Vec<Change>) -> Result<u64, StoreError> {
+        let _writing = self.writing.lock().await;
+        let changes: Vec<ConfigChange> = changes.into_iter().map(Change::into_store).collect();
+        let version = store.apply_config(changes.clone()).await?;
+        let tombstones = {
+            let mut cache = self.write();
+            if version > cache.version {
+                cache.apply(version, changes)?;
+            }
+            cache.tombstones()
+        };
+        if tombstones > MAX_TOMBSTONES {
+            self.compact(store).await?;
+        }
+        self.versions.send_if_modified(|current| {
+            let newer = version > *current;
+            *current = (*current).max(version);
+            newer
+        });
+        Ok(version)
+    }
+
+    /// Drops the older half of the tombstones from store and cache.
+    async fn compact(&self, store: &dyn Store) -> Result<(), StoreError> {
+        let Some(through) = self.read().compaction_point(MAX_TOMBSTONES / 2) else {
+            return Ok(());
+        };
+        let dropped = store.compact_config(through).await?;
+        self.write().compact(through);
+        tracing::info!(through, dropped, "compacted configuration history");
+        Ok(())
+    }
+
+    /// The update that brings an agent at (`epoch`, `version`) to the current version: a delta
+    /// when this cache can compute one, else a snapshot.
+    pub fn update_since(&self, epoch: &str, version: u64) -> v1::ConfigUpdate {
+        self.read().update_since(epoch, version)
+    }
+
+    pub fn get(&self, kind: ResourceKind, key: &str) -> Option<v1::Resource> {
+        self.read().get(kind, key).cloned()
+    }
+
+    pub fn contains(&self, kind: ResourceKind, key: &str) -> bool {
+        self.read().get(kind, key).is_some()
+    }
+
+    /// Every live resource of `kind`, sorted by key.
+    pub fn list(&self, kind: ResourceKind) -> Vec<v1::Resource> {
+        self.read().list(kind).cloned().collect()
+    }
+
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, Cache> {
+        self.cache.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, Cache> {
+        self.cache.write().unwrap_or_else(|e| e.into_inner())
+    }
+}

@@ -1,0 +1,191 @@
+//! The in-memory mirror of the configuration tables, indexed by version for deltas.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use ferrule_proto::v1;
+use prost::Message;
+
+use super::proto_kind;
+use crate::store::{ConfigChange, ConfigLog, ResourceKind, StoreError};
+
+#[derive(Debug)]
+struct Entry {
+    version: u64,
+    /// `None`: removed at `version` (a tombstone).
+    resource: Option<v1::Resource>,
+}
+
+#[derive(Debug)]
+pub(super) struct Cache {
+    pub(super) epoch: String,
+    pub(super) version: u64,
+    compacted: u64,
+    entries: BTreeMap<(ResourceKind, String), Entry>,
+    /// (version, kind, key) of every entry: what changed after a version is a range.
+    by_version: BTreeSet<(u64, ResourceKind, String)>,
+    tombstones: usize,
+}
+
+fn decode(kind: ResourceKind, key: &str, bytes: &[u8]) -> Result<v1::Resource, StoreError> {
+    v1::Resource::decode(bytes).map_err(|e| StoreError::Corrupt {
+        table: "config",
+        key: format!("{}/{key}", kind.as_str()),
+        source: e.into(),
+    })
+}
+
+impl Cache {
+    pub(super) fn from_log(log: ConfigLog) -> Result<Self, StoreError> {
+        let mut cache = Self {
+            epoch: log.epoch,
+            version: log.version,
+            compacted: log.compacted,
+            entries: BTreeMap::new(),
+            by_version: BTreeSet::new(),
+            tombstones: 0,
+        };
+        for record in log.records {
+            let resource = record
+                .value
+                .map(|bytes| decode(record.kind, &record.key, &bytes))
+                .transpose()?;
+            cache.insert(record.kind, record.key, record.version, resource);
+        }
+        Ok(cache)
+    }
+
+    fn insert(
+        &mut self,
+        kind: ResourceKind,
+        key: String,
+        version: u64,
+        resource: Option<v1::Resource>,
+    ) {
+        if let Some(old) = self.entries.remove(&(kind, key.clone())) {
+            self.by_version.remove(&(old.version, kind, key.clone()));
+            self.tombstones -= usize::from(old.resource.is_none());
+        }
+        self.tombstones += usize::from(resource.is_none());
+        self.by_version.insert((version, kind, key.clone()));
+        self.entries
+            .insert((kind, key), Entry { version, resource });
+    }
+
+    /// Mirrors a committed write: the same skip rule as the store (a change that changes
+    /// nothing keeps its old version).
+    pub(super) fn apply(
+        &mut self,
+        version: u64,
+        changes: Vec<ConfigChange>,
+    ) -> Result<(), StoreError> {
+        for change in changes {
+            let resource = change
+                .value
+                .map(|bytes| decode(change.kind, &change.key, &bytes))
+                .transpose()?;
+            let current = self.get(change.kind, &change.key);
+            if current == resource.as_ref() {
+                continue;
+            }
+            let was_known = self
+                .entries
+                .contains_key(&(change.kind, change.key.clone()));
+            if resource.is_none() && !was_known {
+                continue;
+            }
+            self.insert(change.kind, change.key, version, resource);
+        }
+        self.version = version;
+        Ok(())
+    }
+
+    pub(super) fn get(&self, kind: ResourceKind, key: &str) -> Option<&v1::Resource> {
+        self.entries
+            .get(&(kind, key.to_owned()))
+            .and_then(|e| e.resource.as_ref())
+    }
+
+    pub(super) fn list(&self, kind: ResourceKind) -> impl Iterator<Item = &v1::Resource> {
+        self.entries
+            .range((kind, String::new())..)
+            .take_while(move |((k, _), _)| *k == kind)
+            .filter_map(|(_, e)| e.resource.as_ref())
+    }
+
+    pub(super) fn tombstones(&self) -> usize {
+        self.tombstones
+    }
+
+    /// The version through which compacting leaves `keep` tombstones.
+    pub(super) fn compaction_point(&self, keep: usize) -> Option<u64> {
+        let drop = self.tombstones.checked_sub(keep)?;
+        self.by_version
+            .iter()
+            .filter(|(_, kind, key)| self.get(*kind, key).is_none())
+            .nth(drop.checked_sub(1)?)
+            .map(|(version, _, _)| *version)
+    }
+
+    pub(super) fn compact(&mut self, through: u64) {
+        let dead: Vec<_> = self
+            .by_version
+            .range(..(through + 1, ResourceKind::Bundle, String::new()))
+            .filter(|(_, kind, key)| self.get(*kind, key).is_none())
+            .cloned()
+            .collect();
+        for (version, kind, key) in dead {
+            self.by_version.remove(&(version, kind, key.clone()));
+            self.entries.remove(&(kind, key));
+            self.tombstones -= 1;
+        }
+        self.compacted = self.compacted.max(through);
+    }
+
+    pub(super) fn update_since(&self, epoch: &str, version: u64) -> v1::ConfigUpdate {
+        let resumable = epoch == self.epoch
+            && version > 0
+            && version >= self.compacted
+            && version <= self.version;
+        if !resumable {
+            return self.snapshot();
+        }
+        let mut update = self.empty_update(false, version);
+        let changed = self
+            .by_version
+            .range((version + 1, ResourceKind::Bundle, String::new())..);
+        for (_, kind, key) in changed {
+            match self.get(*kind, key) {
+                Some(resource) => update.upserts.push(resource.clone()),
+                None => update.removals.push(v1::ResourceKey {
+                    kind: proto_kind(*kind) as i32,
+                    key: key.clone(),
+                }),
+            }
+        }
+        update
+    }
+
+    fn snapshot(&self) -> v1::ConfigUpdate {
+        let mut update = self.empty_update(true, 0);
+        update.upserts = self
+            .entries
+            .values()
+            .filter_map(|e| e.resource.clone())
+            .collect();
+        update
+    }
+
+    fn empty_update(&self, snapshot: bool, base_version: u64) -> v1::ConfigUpdate {
+        v1::ConfigUpdate {
+            epoch: self.epoch.clone(),
+            version: self.version,
+            snapshot,
+            base_version,
+            upserts: Vec::new(),
+            removals: Vec::new(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,199 @@
+//! Revocation: by certificate serial, by identity, by node (its node identity plus every
+//! certificate issued through it). Revocations are configuration resources, so they reach every
+//! agent through `Config.Watch`; the control plane's own verifier and its issuance refuse them too.
+//!
+//! Keys: `serial:<hex>` (kept until the certificate expires, so it stays in the CRL) and
+//! `identity:<SPIFFE ID>` (kept until lifted; blocks issuance for that identity).
+
+use std::sync::Arc;
+
+use ferrule_identity::revocation::normalize_serial;
+use ferrule_identity::{RevocationList, SpiffeId};
+use ferrule_proto::v1::{self, revocation::Target};
+use tonic::Status;
+
+use crate::mesh_config::Change;
+use crate::state::{ControlPlane, now, store_status};
+use crate::store::{CertificateRecord, ResourceKind};
+
+/// What to revoke.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Revoke {
+    Serial(String),
+    Identity(SpiffeId),
+    Node(String),
+}
+
+pub fn serial_key(serial: &str) -> String {
+    format!("serial:{}", normalize_serial(serial))
+}
+
+pub fn identity_key(id: &str) -> String {
+    format!("identity:{id}")
+}
+
+/// The revocation resources as the list verifiers consult.
+pub fn list(cp: &ControlPlane) -> RevocationList {
+    let (mut serials, mut identities) = (Vec::new(), Vec::new());
+    for revocation in revocations(cp) {
+        match revocation.target {
+            Some(Target::Serial(s)) => serials.push(s),
+            Some(Target::SpiffeId(id)) => identities.push(id),
+            None => {}
+        }
+    }
+    RevocationList::new(serials, identities)
+}
+
+pub fn revocations(cp: &ControlPlane) -> Vec<v1::Revocation> {
+    cp.config
+        .list(ResourceKind::Revocation)
+        .into_iter()
+        .filter_map(|r| match r.kind {
+            Some(v1::resource::Kind::Revocation(revocation)) => Some(revocation),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Makes the control plane's own handshakes follow the current revocations.
+pub fn refresh(cp: &ControlPlane) {
+    cp.verify_bundle.set_revocations(Arc::new(list(cp)));
+}
+
+pub fn identity_revoked(cp: &ControlPlane, id: &str) -> bool {
+    cp.config
+        .contains(ResourceKind::Revocation, &identity_key(id))
+}
+
+fn resource(key: String, revocation: v1::Revocation) -> Change {
+    Change::Put(v1::Resource {
+        key,
+        kind: Some(v1::resource::Kind::Revocation(revocation)),
+    })
+}
+
+fn serial_change(record: &CertificateRecord, reason: &str) -> Change {
+    resource(
+        serial_key(&record.serial),
+        v1::Revocation {
+            target: Some(Target::Serial(normalize_serial(&record.serial))),
+            revoked_at: now() as i64,
+            reason: reason.to_owned(),
+            not_after: record.not_after as i64,
+        },
+    )
+}
+
+fn identity_change(id: &str, reason: &str) -> Change {
+    resource(
+        identity_key(id),
+        v1::Revocation {
+            target: Some(Target::SpiffeId(id.to_owned())),
+            revoked_at: now() as i64,
+            reason: reason.to_owned(),
+            not_after: 0,
+        },
+    )
+}
+
+/// Revokes `what` and pushes it; returns the new version and the serials it covers.
+pub async fn revoke(
+    cp: &ControlPlane,
+    what: &Revoke,
+    reason: &str,
+) -> Result<(u64, Vec<String>), Status> {
+    let certificates = cp
+        .store
+        .list_certificates(None)
+        .await
+        .map_err(store_status)?;
+    let current = now();
+    let valid = certificates.iter().filter(|c| c.not_after > current);
+    let (mut changes, covered): (Vec<Change>, Vec<&CertificateRecord>) = match what {
+        Revoke::Serial(serial) => {
+            let wanted = normalize_serial(serial);
+            let record = certificates
+                .iter()
+                .find(|c| normalize_serial(&c.serial) == wanted)
+                .ok_or_else(|| {
+                    Status::not_found(format!(
+                        "no certificate with serial {serial} in the inventory (see `ferrule certs`)"
+                    ))
+                })?;
+            (Vec::new(), vec![record])
+        }
+        Revoke::Identity(id) => {
+            let covered = valid.filter(|c| c.spiffe_id == id.as_str()).collect();
+            (vec![identity_change(id.as_str(), reason)], covered)
+        }
+        Revoke::Node(node) => {
+            let record = cp.store.get_node(node).await.map_err(store_status)?;
+            let record =
+                record.ok_or_else(|| Status::not_found(format!("no node named {node}")))?;
+            let covered = valid.filter(|c| c.node == *node || c.spiffe_id == record.spiffe_id);
+            (
+                vec![identity_change(&record.spiffe_id, reason)],
+                covered.collect(),
+            )
+        }
+    };
+    changes.extend(covered.iter().map(|c| serial_change(c, reason)));
+    let serials = covered
+        .iter()
+        .map(|c| normalize_serial(&c.serial))
+        .collect();
+    let version = apply(cp, changes).await?;
+    tracing::warn!(target_ = ?what, %reason, ?serials, version, "revoked");
+    Ok((version, serials))
+}
+
+/// Lets an identity or node obtain certificates again; its revoked certificates stay revoked.
+pub async fn lift(cp: &ControlPlane, what: &Revoke) -> Result<u64, Status> {
+    let id = match what {
+        Revoke::Identity(id) => id.to_string(),
+        Revoke::Node(node) => SpiffeId::node(&cp.trust_domain, node)
+            .map_err(|e| Status::invalid_argument(format!("node {node:?}: {e}")))?
+            .to_string(),
+        Revoke::Serial(_) => {
+            return Err(Status::invalid_argument(
+                "a revoked certificate stays revoked; --lift applies to --identity and --node",
+            ));
+        }
+    };
+    if !identity_revoked(cp, &id) {
+        return Err(Status::not_found(format!("{id} is not revoked")));
+    }
+    let version = apply(
+        cp,
+        vec![Change::Remove(ResourceKind::Revocation, identity_key(&id))],
+    )
+    .await?;
+    tracing::warn!(%id, version, "revocation lifted");
+    Ok(version)
+}
+
+/// Applies revocation changes (with any others) and updates this control plane's verifier.
+pub async fn apply(cp: &ControlPlane, changes: Vec<Change>) -> Result<u64, Status> {
+    let version = cp
+        .config
+        .apply(cp.store.as_ref(), changes)
+        .await
+        .map_err(store_status)?;
+    refresh(cp);
+    Ok(version)
+}
+
+/// Serial revocations of certificates that have expired: they need not be pushed or listed in
+/// the CRL any more.
+pub fn expired(cp: &ControlPlane, now: u64) -> Vec<Change> {
+    revocations(cp)
+        .into_iter()
+        .filter_map(|r| match r.target {
+            Some(Target::Serial(serial)) if r.not_after > 0 && (r.not_after as u64) < now => Some(
+                Change::Remove(ResourceKind::Revocation, serial_key(&serial)),
+            ),
+            _ => None,
+        })
+        .collect()
+}

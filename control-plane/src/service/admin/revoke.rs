@@ -1,0 +1,104 @@
+//! Admin calls on revocation, node removal and fleet status.
+
+use ferrule_identity::SpiffeId;
+use ferrule_proto::v1::{self, revoke_request::Target};
+use tonic::Status;
+
+use crate::mesh_config::Change;
+use crate::revocations::{self, Revoke};
+use crate::state::ControlPlane;
+use crate::store::ResourceKind;
+
+fn target(cp: &ControlPlane, target: Option<Target>) -> Result<Revoke, Status> {
+    match target {
+        Some(Target::Serial(serial)) => {
+            let hex = serial.trim().trim_start_matches("0x");
+            if hex.is_empty() || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+                return Err(Status::invalid_argument(format!(
+                    "serial {serial:?} is not hexadecimal (as `ferrule certs` prints it)"
+                )));
+            }
+            Ok(Revoke::Serial(hex.to_owned()))
+        }
+        Some(Target::SpiffeId(id)) => {
+            let parsed = SpiffeId::parse(&id)
+                .map_err(|e| Status::invalid_argument(format!("identity {id:?}: {e}")))?;
+            if parsed.trust_domain_str() != cp.trust_domain.as_str() {
+                return Err(Status::invalid_argument(format!(
+                    "identity {id} is not in trust domain {}",
+                    cp.trust_domain
+                )));
+            }
+            Ok(Revoke::Identity(parsed))
+        }
+        Some(Target::Node(node)) => {
+            SpiffeId::node(&cp.trust_domain, &node)
+                .map_err(|e| Status::invalid_argument(format!("node {node:?}: {e}")))?;
+            Ok(Revoke::Node(node))
+        }
+        None => Err(Status::invalid_argument(
+            "say what to revoke: a serial, an identity or a node",
+        )),
+    }
+}
+
+pub async fn revoke(
+    cp: &ControlPlane,
+    admin: &str,
+    request: v1::RevokeRequest,
+) -> Result<v1::RevokeResponse, Status> {
+    let what = target(cp, request.target)?;
+    if request.lift {
+        let version = revocations::lift(cp, &what).await?;
+        return Ok(v1::RevokeResponse {
+            version,
+            serials: Vec::new(),
+        });
+    }
+    let reason = match request.reason.trim() {
+        "" => format!("revoked by {admin}"),
+        reason => reason.to_owned(),
+    };
+    let (version, serials) = revocations::revoke(cp, &what, &reason).await?;
+    Ok(v1::RevokeResponse { version, serials })
+}
+
+pub fn list(cp: &ControlPlane) -> v1::ListRevocationsResponse {
+    v1::ListRevocationsResponse {
+        revocations: revocations::revocations(cp),
+    }
+}
+
+/// Offboards a node: revokes it with every certificate issued through it, then drops its
+/// workloads from the directory.
+pub async fn remove_node(
+    cp: &ControlPlane,
+    admin: &str,
+    node: String,
+) -> Result<v1::RemoveNodeResponse, Status> {
+    let what = target(cp, Some(Target::Node(node.clone())))?;
+    let (_, serials) = revocations::revoke(cp, &what, &format!("node removed by {admin}")).await?;
+    let removals: Vec<Change> = cp
+        .config
+        .list(ResourceKind::Workload)
+        .into_iter()
+        .filter(|r| matches!(&r.kind, Some(v1::resource::Kind::Workload(w)) if w.node == node))
+        .map(|r| Change::Remove(ResourceKind::Workload, r.key))
+        .collect();
+    let workloads = removals.len() as u32;
+    let version = revocations::apply(cp, removals).await?;
+    tracing::warn!(%node, %admin, workloads, "node removed");
+    Ok(v1::RemoveNodeResponse {
+        version,
+        serials,
+        workloads,
+    })
+}
+
+pub fn status(cp: &ControlPlane) -> v1::StatusResponse {
+    v1::StatusResponse {
+        epoch: cp.config.epoch(),
+        version: cp.config.version(),
+        agents: cp.agents.list(),
+    }
+}
