@@ -148,6 +148,27 @@ pub async fn revoke(
     Ok((version, serials))
 }
 
+/// Revocations of the still-valid certificates issued through `node` for `id`: what offboarding
+/// the last workload of that identity on that node takes away.
+pub async fn issued_through(
+    cp: &ControlPlane,
+    node: &str,
+    id: &str,
+    reason: &str,
+) -> Result<Vec<Change>, Status> {
+    let certificates = cp
+        .store
+        .list_certificates(Some(node))
+        .await
+        .map_err(store_status)?;
+    let current = now();
+    Ok(certificates
+        .iter()
+        .filter(|c| c.spiffe_id == id && c.not_after > current)
+        .map(|c| serial_change(c, reason))
+        .collect())
+}
+
 /// Lets an identity or node obtain certificates again; its revoked certificates stay revoked.
 pub async fn lift(cp: &ControlPlane, what: &Revoke) -> Result<u64, Status> {
     let id = match what {

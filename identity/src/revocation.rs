@@ -34,7 +34,7 @@ impl RevocationList {
     }
 
     pub fn serial_revoked(&self, serial: &str) -> bool {
-        self.serials.contains(serial)
+        !self.serials.is_empty() && self.serials.contains(&normalize_serial(serial))
     }
 
     pub fn identity_revoked(&self, id: &str) -> bool {

@@ -94,6 +94,7 @@ pub async fn start(
     ));
     let mesh = MeshConfig::default();
     mesh.spawn_watch(channel.clone(), config.trust_domain.clone(), bundle.clone());
+    tokio::spawn(renew_revoked_certificates(mesh.clone(), identities.clone()));
     Ok(Agent {
         node_id,
         identities,
@@ -101,6 +102,16 @@ pub async fn start(
         mesh,
         bundle,
     })
+}
+
+/// A workload certificate whose serial is revoked is replaced at once (the identity itself may
+/// still obtain certificates unless it is revoked too).
+async fn renew_revoked_certificates(mesh: MeshConfig, identities: IdentityManager) {
+    let mut versions = mesh.subscribe();
+    while versions.changed().await.is_ok() {
+        let revoked = versions.borrow_and_update().revocations().clone();
+        identities.renew_revoked(&revoked);
+    }
 }
 
 /// Agents of different meshes (trust bundles) or nodes on one machine must not share an entry.

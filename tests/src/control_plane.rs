@@ -19,6 +19,8 @@ pub struct ControlPlaneFixture {
     pub layout: CaLayout,
     pub trust_domain: TrustDomain,
     pub addr: SocketAddr,
+    /// The public HTTPS endpoint (CRL, trust bundle), on the same IP.
+    pub public_addr: SocketAddr,
     pub config_path: PathBuf,
     process: Option<Child>,
     /// Keyring scopes and pin directories of the agents configured for this control plane,
@@ -39,9 +41,10 @@ impl ControlPlaneFixture {
         let td = TrustDomain::new(trust_domain).expect("trust domain");
         ca::init(&layout, &CaInitOptions::new(td.clone())).expect("ca init");
         let config_path = dir.path().join("control-plane.yaml");
+        let public_addr = SocketAddr::new(addr.ip(), free_port().port());
         std::fs::write(
             &config_path,
-            config_yaml(&layout, &td, addr, &dir.path().join("data")),
+            config_yaml(&layout, &td, (addr, public_addr), &dir.path().join("data")),
         )
         .expect("writing config");
         Self {
@@ -49,6 +52,7 @@ impl ControlPlaneFixture {
             layout,
             trust_domain: td,
             addr,
+            public_addr,
             config_path,
             process: None,
             agent_leftovers: std::sync::Mutex::new(Vec::new()),
@@ -97,6 +101,16 @@ impl ControlPlaneFixture {
         let slot = CertSlot::from_pem_files(&self.layout.admin_cert(), &self.layout.admin_key())
             .expect("admin identity");
         AdminClient::new(self.channel(Some(Arc::new(slot))))
+    }
+
+    /// `ferrule ARGS` as the operator of this control plane.
+    pub fn ferrule(&self, args: &[&str]) -> std::process::Output {
+        Command::new(binary("ferrule"))
+            .args(args)
+            .env("FERRULE_CA_DIR", self.layout.dir())
+            .env("FERRULE_CONTROL_PLANE", self.addr.to_string())
+            .output()
+            .expect("running ferrule")
     }
 
     /// Creates a join token through the Admin API.
@@ -184,9 +198,15 @@ impl Drop for ControlPlaneFixture {
     }
 }
 
-fn config_yaml(layout: &CaLayout, td: &TrustDomain, addr: SocketAddr, data: &Path) -> String {
+fn config_yaml(
+    layout: &CaLayout,
+    td: &TrustDomain,
+    (addr, public): (SocketAddr, SocketAddr),
+    data: &Path,
+) -> String {
+    let ip = addr.ip();
     format!(
-        "trust_domain: {td}\nlisten: {addr}\ndata_dir: {}\nca:\n  chain: {}\n  bundle: {}\n  signer:\n    file:\n      key: {}\n",
+        "trust_domain: {td}\nlisten: {addr}\npublic_listen: {public}\nserver:\n  ip_addresses: [\"{ip}\"]\ndata_dir: {}\nca:\n  chain: {}\n  bundle: {}\n  signer:\n    file:\n      key: {}\n",
         data.display(),
         layout.chain().display(),
         layout.bundle().display(),

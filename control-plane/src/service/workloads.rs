@@ -10,6 +10,7 @@ use tonic::{Request, Response, Status};
 
 use crate::auth::{entitled, require_node};
 use crate::mesh_config::Change;
+use crate::revocations;
 use crate::state::{ControlPlane, now, store_status};
 use crate::store::ResourceKind;
 
@@ -82,6 +83,19 @@ fn validate_labels(labels: &std::collections::BTreeMap<String, String>) -> Resul
     Ok(())
 }
 
+/// Whether another workload of `w`'s identity still runs on `w`'s node (and uses its certificate).
+fn identity_still_on_node(cp: &ControlPlane, w: &v1::Workload) -> bool {
+    cp.config
+        .list(ResourceKind::Workload)
+        .into_iter()
+        .any(|r| match r.kind {
+            Some(v1::resource::Kind::Workload(other)) => {
+                other.uid != w.uid && other.node == w.node && other.spiffe_id == w.spiffe_id
+            }
+            _ => false,
+        })
+}
+
 pub fn workload_resource(workload: v1::Workload) -> v1::Resource {
     v1::Resource {
         key: workload.uid.clone(),
@@ -138,12 +152,13 @@ impl Workloads for WorkloadsService {
             )));
         }
         let existed = existing.is_some();
-        let change = Change::Remove(ResourceKind::Workload, uid.clone());
-        let version = cp
-            .config
-            .apply(cp.store.as_ref(), vec![change])
-            .await
-            .map_err(store_status)?;
+        let mut changes = vec![Change::Remove(ResourceKind::Workload, uid.clone())];
+        if let Some(w) = existing.filter(|w| !identity_still_on_node(cp, w)) {
+            // Offboarding: the node's certificates for this identity are no longer needed.
+            let reason = format!("workload {uid} removed from node {node}");
+            changes.extend(revocations::issued_through(cp, &node, &w.spiffe_id, &reason).await?);
+        }
+        let version = revocations::apply(cp, changes).await?;
         tracing::info!(%node, %uid, existed, "workload unregistered");
         Ok(Response::new(v1::UnregisterWorkloadResponse {
             existed,

@@ -5,8 +5,8 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
-use ferrule_identity::{SharedBundle, SpiffeId, TrustBundle};
-use tokio::sync::watch;
+use ferrule_identity::{RevocationList, SharedBundle, SpiffeId, TrustBundle};
+use tokio::sync::{Notify, watch};
 use tokio::task::JoinHandle;
 
 use super::cert::new_key_and_csr;
@@ -18,6 +18,8 @@ struct Entry {
     current: watch::Receiver<Current>,
     /// The last failure, for callers that give up waiting.
     last_error: Arc<Mutex<Option<String>>>,
+    /// Wakes the driver to renew before its time (the certificate was revoked).
+    renew_now: Arc<Notify>,
     driver: JoinHandle<()>,
 }
 
@@ -104,6 +106,18 @@ impl IdentityManager {
         self.inner.lock_entries().remove(id);
     }
 
+    /// Renews at once every certificate whose serial `revoked` lists, so a workload whose
+    /// certificate was revoked (not its identity) is back in a moment, not at renewal time.
+    pub fn renew_revoked(&self, revoked: &RevocationList) {
+        for (id, entry) in self.inner.lock_entries().iter() {
+            let serial = entry.current.borrow().as_ref().map(|c| c.serial.clone());
+            if serial.is_some_and(|s| revoked.serial_revoked(&s)) {
+                tracing::warn!(%id, "certificate revoked; renewing now");
+                entry.renew_now.notify_one();
+            }
+        }
+    }
+
     pub fn managed(&self) -> Vec<SpiffeId> {
         self.inner.lock_entries().keys().cloned().collect()
     }
@@ -119,17 +133,20 @@ impl IdentityManager {
         }
         let (tx, rx) = watch::channel(initial);
         let last_error = Arc::new(Mutex::new(None));
+        let renew_now = Arc::new(Notify::new());
         let driver = tokio::spawn(drive(
             self.inner.clone(),
             id.clone(),
             tx,
             last_error.clone(),
+            renew_now.clone(),
         ));
         entries.insert(
             id.clone(),
             Entry {
                 current: rx.clone(),
                 last_error: last_error.clone(),
+                renew_now,
                 driver,
             },
         );
@@ -181,11 +198,12 @@ async fn drive(
     id: SpiffeId,
     tx: watch::Sender<Current>,
     last_error: Arc<Mutex<Option<String>>>,
+    renew_now: Arc<Notify>,
 ) {
     let mut attempt = 0u32;
     let initial = tx.borrow().clone();
     if let Some(cert) = initial {
-        sleep_until(renewal_time(&inner.policy, &cert)).await;
+        sleep_until(renewal_time(&inner.policy, &cert), &renew_now).await;
     }
     loop {
         match inner.fetch(&id).await {
@@ -195,7 +213,7 @@ async fn drive(
                 tracing::info!(%id, serial = %cert.serial, not_after = ?cert.not_after, "certificate renewed");
                 let renew_at = renewal_time(&inner.policy, &cert);
                 tx.send_replace(Some(Arc::new(cert)));
-                sleep_until(renew_at).await;
+                sleep_until(renew_at, &renew_now).await;
             }
             Err(reason) => {
                 attempt += 1;
@@ -213,9 +231,13 @@ fn renewal_time(policy: &RenewalPolicy, cert: &WorkloadCert) -> SystemTime {
     policy.renew_at(cert.received_at, cert.not_after, rand::random::<f64>())
 }
 
-async fn sleep_until(at: SystemTime) {
+/// Sleeps until `at`, or until woken early.
+async fn sleep_until(at: SystemTime, woken: &Notify) {
     if let Ok(delay) = at.duration_since(SystemTime::now()) {
-        tokio::time::sleep(delay).await;
+        tokio::select! {
+            () = tokio::time::sleep(delay) => {}
+            () = woken.notified() => {}
+        }
     }
 }
 

@@ -1,0 +1,265 @@
+//! Revocation and policy administration against the real control plane: revoked serials in the
+//! CRL that `openssl verify -crl_check` honours, revoked nodes without certificates, and policy
+//! files rejected whole.
+
+use std::path::Path;
+use std::process::{Command, Output};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use ferrule_identity::csr::{build_csr, generate_workload_key};
+use ferrule_identity::tls::CertSlot;
+use ferrule_identity::{SpiffeId, pem_encode_certs};
+use ferrule_proto::v1::{self, identity_client::IdentityClient};
+use ferrule_tests::ControlPlaneFixture;
+
+const WEB: &str = "spiffe://example.org/ns/shop/sa/web";
+
+async fn sign(
+    cp: &ControlPlaneFixture,
+    node: &Arc<CertSlot>,
+    id: &str,
+) -> Result<v1::Svid, tonic::Status> {
+    let csr = build_csr(
+        &generate_workload_key().unwrap(),
+        &SpiffeId::parse(id).unwrap(),
+    )
+    .unwrap();
+    let response = IdentityClient::new(cp.channel(Some(node.clone())))
+        .sign(v1::SignRequest {
+            spiffe_id: id.into(),
+            csr,
+        })
+        .await?;
+    Ok(response.into_inner().svid.expect("svid"))
+}
+
+fn text(out: &Output) -> String {
+    format!(
+        "status {:?}\nstdout: {}\nstderr: {}",
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+fn fetch_crl(cp: &ControlPlaneFixture, to: &Path) {
+    let out = Command::new("curl")
+        .args(["-sS", "--fail", "--max-time", "5", "--cacert"])
+        .arg(cp.layout.bundle())
+        .arg(format!("https://{}/crl.pem", cp.public_addr))
+        .arg("-o")
+        .arg(to)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "fetching the CRL: {}", text(&out));
+}
+
+/// `openssl verify -crl_check` of `svid` with the CRL at `crl`; returns its output.
+fn openssl_verify(cp: &ControlPlaneFixture, svid: &v1::Svid, crl: &Path) -> String {
+    let dir = cp.dir.path();
+    let leaf = dir.join("leaf.pem");
+    let chain = dir.join("untrusted.pem");
+    std::fs::write(&leaf, pem_encode_certs(&[svid.leaf.clone().into()])).unwrap();
+    let chain_certs: Vec<_> = svid.chain.iter().map(|c| c.clone().into()).collect();
+    std::fs::write(&chain, pem_encode_certs(&chain_certs)).unwrap();
+    let out = Command::new("openssl")
+        .args(["verify", "-crl_check", "-CAfile"])
+        .arg(cp.layout.bundle())
+        .arg("-untrusted")
+        .arg(&chain)
+        .arg("-CRLfile")
+        .arg(crl)
+        .arg(&leaf)
+        .output()
+        .unwrap();
+    text(&out)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_revoked_serial_is_in_the_crl_and_a_revoked_node_gets_no_certificates() {
+    let mut cp = ControlPlaneFixture::new("example.org");
+    cp.start();
+    let node = cp
+        .join_node("n1", &["spiffe://example.org/ns/shop/*"])
+        .await;
+    let revoked = sign(&cp, &node, WEB).await.expect("sign");
+    let kept = sign(&cp, &node, WEB).await.expect("sign");
+    let crl = cp.dir.path().join("crl.pem");
+    fetch_crl(&cp, &crl);
+    assert!(
+        openssl_verify(&cp, &revoked, &crl).contains(": OK"),
+        "valid before revocation"
+    );
+
+    let out = cp.ferrule(&[
+        "revoke",
+        "--serial",
+        &revoked.serial,
+        "--reason",
+        "key-compromise",
+    ]);
+    assert!(out.status.success(), "{}", text(&out));
+    // The CRL is re-signed right after the change is stored.
+    let deadline = Instant::now() + Duration::from_secs(3);
+    let verdict = loop {
+        fetch_crl(&cp, &crl);
+        let verdict = openssl_verify(&cp, &revoked, &crl);
+        if !verdict.contains(": OK") || Instant::now() > deadline {
+            break verdict;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert!(verdict.contains("certificate revoked"), "{verdict}");
+    assert!(
+        openssl_verify(&cp, &kept, &crl).contains(": OK"),
+        "other serials stay valid"
+    );
+
+    let out = cp.ferrule(&["-o", "json", "revoke", "--node", "n1"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let serials = report["serials"].as_array().unwrap();
+    assert!(
+        serials.iter().any(|s| s == &kept.serial),
+        "revoking the node revokes what was issued through it: {report}"
+    );
+    let refused = sign(&cp, &node, WEB)
+        .await
+        .expect_err("a revoked node gets no certificate");
+    assert!(
+        cp.process().output().contains("revoked"),
+        "the control plane says why ({refused:?}):\n{}",
+        cp.process().output()
+    );
+    let out = cp.ferrule(&["node", "token", "create", "--node", "n1"]);
+    assert!(
+        !out.status.success(),
+        "no join token for a revoked node: {}",
+        text(&out)
+    );
+    assert!(
+        text(&out).contains("ferrule revoke --lift --node n1"),
+        "{}",
+        text(&out)
+    );
+
+    let out = cp.ferrule(&["revoke", "--lift", "--node", "n1"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let rejoined = cp
+        .join_node("n1", &["spiffe://example.org/ns/shop/*"])
+        .await;
+    sign(&cp, &rejoined, WEB)
+        .await
+        .expect("a lifted node may join and sign again");
+    sign(&cp, &node, WEB)
+        .await
+        .expect_err("its old, revoked certificate stays revoked");
+
+    let out = cp.ferrule(&["revoke", "--serial", "not-hex"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(text(&out).contains("not hexadecimal"), "{}", text(&out));
+    let out = cp.ferrule(&["revoke"]);
+    assert_eq!(out.status.code(), Some(2), "a usage error: {}", text(&out));
+}
+
+const GOOD: &str = "apiVersion: ferrule.dev/v1alpha1
+kind: AuthorizationPolicy
+metadata: {name: allow-web, namespace: shop}
+spec:
+  action: ALLOW
+  rules:
+    - from: [{namespace: web}]
+      ports: [8080]
+";
+
+fn policy_keys(cp: &ControlPlaneFixture) -> Vec<String> {
+    let out = cp.ferrule(&["-o", "json", "policy", "get"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let policies: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).unwrap();
+    policies
+        .iter()
+        .map(|p| {
+            p["metadata"]["name"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned()
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn bad_policy_files_are_rejected_whole_with_the_file_field_and_reason() {
+    let mut cp = ControlPlaneFixture::new("example.org");
+    cp.start();
+    let file = |name: &str, body: &str| {
+        let path = cp.dir.path().join(name);
+        std::fs::write(&path, body).unwrap();
+        path.display().to_string()
+    };
+    let good = file("good.yaml", GOOD);
+    let out = cp.ferrule(&["policy", "apply", "-f", &good]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(
+        text(&out).contains("policy shop/allow-web configured"),
+        "{}",
+        text(&out)
+    );
+
+    let second = GOOD.replace("allow-web", "allow-more");
+    let cases = [
+        (
+            "unknown-field.yaml",
+            GOOD.replace("ports:", "portz:"),
+            "portz",
+        ),
+        (
+            "bad-id.yaml",
+            GOOD.replace("{namespace: web}", "{identity: \"spiffe://Bad ID\"}"),
+            "identity",
+        ),
+        ("bad-port.yaml", GOOD.replace("8080", "70000"), "70000"),
+        (
+            "syntax.yaml",
+            GOOD.replace("rules:", "rules: [unclosed"),
+            "line",
+        ),
+        // The first document is fine, the second is not: neither is applied.
+        (
+            "second-bad.yaml",
+            format!("{second}---\n{}", GOOD.replace("8080", "0")),
+            "document 2",
+        ),
+    ];
+    for (name, body, detail) in cases {
+        let path = file(name, &body);
+        let out = cp.ferrule(&["policy", "apply", "-f", &path]);
+        let shown = text(&out);
+        assert_eq!(out.status.code(), Some(1), "{name}: {shown}");
+        assert!(
+            shown.contains(name) && shown.contains(detail),
+            "{name}: the error names the file and the problem ({detail}): {shown}"
+        );
+        assert_eq!(policy_keys(&cp), ["allow-web"], "{name}: nothing changed");
+    }
+
+    // The control plane validates too: a document that bypassed the CLI is refused whole.
+    let bad = v1::ApplyPoliciesRequest {
+        policies: vec![v1::PolicyDocument {
+            json: "{\"apiVersion\": \"nope\"}".into(),
+        }],
+    };
+    let err = cp.admin().apply_policies(bad).await.unwrap_err();
+    assert_eq!(err.code(), tonic::Code::InvalidArgument, "{err:?}");
+    assert_eq!(policy_keys(&cp), ["allow-web"]);
+
+    let out = cp.ferrule(&["policy", "delete", "shop/allow-web"]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(policy_keys(&cp).is_empty());
+    let out = cp.ferrule(&["policy", "delete", "shop/allow-web"]);
+    assert!(
+        text(&out).contains("no policy shop/allow-web"),
+        "{}",
+        text(&out)
+    );
+}
