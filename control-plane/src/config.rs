@@ -81,6 +81,15 @@ impl Config {
 mod tests {
     use super::*;
 
+    #[test]
+    fn the_shipped_example_config_is_valid() {
+        let path =
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/examples/control-plane.yaml");
+        let config =
+            Config::load(&path, &ferrule_config::MapEnv::default()).expect("example config");
+        assert_eq!(config.public_listen.map(|a| a.port()), Some(8444));
+    }
+
     const GOOD: &str = "
 trust_domain: example.org
 listen: 127.0.0.1:8443

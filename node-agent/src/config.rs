@@ -197,6 +197,13 @@ mod tests {
     use super::*;
 
     #[test]
+    fn the_shipped_example_config_is_valid() {
+        let path =
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/examples/agent.yaml");
+        Config::load(&path, &MapEnv::default()).expect("example config");
+    }
+
+    #[test]
     fn file_and_env_combine() {
         let env = MapEnv::from_pairs(&[(ENV_CONTROL_PLANE, "127.0.0.1:9443")]);
         let config = Config::from_yaml(
