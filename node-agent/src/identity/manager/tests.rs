@@ -146,3 +146,24 @@ async fn unavailable_identity_reports_the_reason() {
     manager.release(&web());
     assert!(manager.managed().is_empty());
 }
+
+#[tokio::test]
+async fn a_revoked_certificate_is_replaced_at_once() {
+    let (manager, authority) = manager(Duration::from_secs(3600));
+    let id = web();
+    let first = manager.certificate(&id, Duration::from_secs(5)).await.unwrap();
+    let mut updates = manager.watch(&id);
+    updates.borrow_and_update();
+    // A revocation of some other serial changes nothing.
+    manager.renew_revoked(&RevocationList::new(["7f".to_string()], []));
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(authority.calls.load(Ordering::SeqCst), 1);
+
+    manager.renew_revoked(&RevocationList::new([first.serial.clone()], []));
+    tokio::time::timeout(Duration::from_secs(5), updates.changed())
+        .await
+        .expect("renewed within 5 s, not at half-life")
+        .unwrap();
+    let second = updates.borrow().clone().unwrap();
+    assert_ne!(second.serial, first.serial);
+}
