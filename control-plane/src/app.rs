@@ -50,6 +50,8 @@ pub struct Running {
     pub grpc_addr: SocketAddr,
     /// The public HTTPS endpoint (CRL, bundle), when configured.
     pub public_addr: Option<SocketAddr>,
+    /// `/metrics`, when configured.
+    pub metrics_addr: Option<SocketAddr>,
     pub state: Arc<ControlPlane>,
     pub server: JoinHandle<Result<(), AppError>>,
 }
@@ -104,7 +106,10 @@ pub async fn serve(
         shutdown.await;
         let _ = closing_tx.send(true);
     };
+    let mut registry = prometheus_client::registry::Registry::default();
+    let metrics = crate::metrics::Metrics::new(&mut registry);
     let state = Arc::new(ControlPlane {
+        metrics: metrics.clone(),
         trust_domain: config.trust_domain.clone(),
         verify_bundle: SharedBundle::new(ca.bundle().clone()),
         ca,
@@ -132,7 +137,11 @@ pub async fn serve(
         .add_service(AdminServer::new(AdminService(state.clone())))
         .add_service(WorkloadsServer::new(WorkloadsService(state.clone())))
         .add_service(ConfigServer::new(ConfigService(state.clone())));
-    let incoming = tls_incoming::incoming(listener, tls);
+    registry.register_collector(Box::new(crate::metrics::FleetCollector(Arc::downgrade(
+        &state,
+    ))));
+    let metrics_addr = start_metrics(config, &state, registry).await?;
+    let incoming = tls_incoming::incoming(listener, tls, metrics);
     background.extend(public.tasks);
     let server = tokio::spawn(async move {
         let served = router
@@ -148,9 +157,36 @@ pub async fn serve(
     Ok(Running {
         grpc_addr,
         public_addr: public.addr,
+        metrics_addr,
         state,
         server,
     })
+}
+
+/// Serves `/metrics` on `metrics_listen` until the control plane closes.
+async fn start_metrics(
+    config: &Config,
+    state: &Arc<ControlPlane>,
+    registry: prometheus_client::registry::Registry,
+) -> Result<Option<SocketAddr>, AppError> {
+    let Some(addr) = config.metrics_listen else {
+        return Ok(None);
+    };
+    let listener = TcpListener::bind(addr)
+        .await
+        .map_err(|source| AppError::Bind { addr, source })?;
+    let bound = listener.local_addr().ok();
+    let mut closing = state.closing.clone();
+    let shutdown = async move {
+        let _ = closing.wait_for(|closing| *closing).await;
+    };
+    tokio::spawn(ferrule_config::metrics::serve(
+        listener,
+        Arc::new(registry),
+        shutdown,
+    ));
+    tracing::info!(addr = ?bound, "metrics listening on /metrics");
+    Ok(bound)
 }
 
 struct Public {

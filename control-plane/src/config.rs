@@ -11,7 +11,8 @@ use ferrule_identity::TrustDomain;
 
 pub use ferrule_config::{ConfigError, Env, MapEnv, ProcessEnv};
 pub use raw::{
-    ENV_DATA_DIR, ENV_LISTEN, ENV_NODE_TTL, ENV_PUBLIC_LISTEN, ENV_TRUST_DOMAIN, ENV_WORKLOAD_TTL,
+    ENV_DATA_DIR, ENV_LISTEN, ENV_METRICS_LISTEN, ENV_NODE_TTL, ENV_PUBLIC_LISTEN,
+    ENV_TRUST_DOMAIN, ENV_WORKLOAD_TTL,
 };
 
 /// The shortest certificate lifetime the control plane will issue: renewal at half-life must
@@ -49,6 +50,8 @@ pub struct Config {
     /// HTTPS without client certificates for the CRL and trust bundle (gateways, openssl);
     /// `None` (unset or `off`) serves neither.
     pub public_listen: Option<SocketAddr>,
+    /// `GET /metrics` (Prometheus); `None` when `off`.
+    pub metrics_listen: Option<SocketAddr>,
     pub data_dir: PathBuf,
     pub ca: CaConfig,
     pub certificates: CertificateConfig,

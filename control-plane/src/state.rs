@@ -25,6 +25,7 @@ pub struct ControlPlane {
     pub agents: Arc<AgentSessions>,
     /// The bundle this control plane verifies callers with, revocations included.
     pub verify_bundle: SharedBundle,
+    pub metrics: Arc<crate::metrics::Metrics>,
     /// Turns true when the server starts shutting down, so long-lived streams end and the
     /// graceful shutdown does not wait on them forever.
     pub closing: tokio::sync::watch::Receiver<bool>,

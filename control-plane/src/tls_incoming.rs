@@ -8,7 +8,8 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use ferrule_identity::{CertInfo, SpiffeId, tls::verify_error_of};
+use ferrule_identity::tls::HandshakeReason;
+use ferrule_identity::{CertInfo, SpiffeId};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
@@ -16,6 +17,8 @@ use tokio_rustls::TlsAcceptor;
 use tokio_rustls::server::TlsStream;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::transport::server::Connected;
+
+use crate::metrics::Metrics;
 
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Handshaken connections waiting for tonic; bounds memory under a connection flood.
@@ -86,6 +89,7 @@ impl AsyncWrite for TlsConn {
 pub fn incoming(
     listener: TcpListener,
     tls: Arc<rustls::ServerConfig>,
+    metrics: Arc<Metrics>,
 ) -> ReceiverStream<io::Result<TlsConn>> {
     let (tx, rx) = mpsc::channel(ACCEPT_BACKLOG);
     let acceptor = TlsAcceptor::from(tls);
@@ -104,7 +108,13 @@ pub fn incoming(
                 () = tx.closed() => return,
             };
             let _ = tcp.set_nodelay(true);
-            tokio::spawn(handshake(acceptor.clone(), tcp, remote, tx.clone()));
+            tokio::spawn(handshake(
+                acceptor.clone(),
+                tcp,
+                remote,
+                tx.clone(),
+                metrics.clone(),
+            ));
         }
     });
     ReceiverStream::new(rx)
@@ -115,19 +125,19 @@ async fn handshake(
     tcp: TcpStream,
     remote: SocketAddr,
     tx: mpsc::Sender<io::Result<TlsConn>>,
+    metrics: Arc<Metrics>,
 ) {
     let stream = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
         Ok(Ok(stream)) => stream,
         Ok(Err(e)) => {
-            let reason = e
-                .get_ref()
-                .and_then(|inner| inner.downcast_ref::<rustls::Error>())
-                .and_then(verify_error_of)
-                .map_or("other", |v| v.reason());
+            let reason = HandshakeReason::of_io(&e);
+            metrics.handshake_failed(reason);
+            let reason = reason.as_str();
             tracing::info!(%remote, reason, error = %e, "control-plane TLS handshake failed");
             return;
         }
         Err(_) => {
+            metrics.handshake_failed(HandshakeReason::Other);
             tracing::info!(%remote, reason = "timeout", "control-plane TLS handshake timed out");
             return;
         }

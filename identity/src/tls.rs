@@ -2,9 +2,11 @@
 //! with `X25519` fallback, no resumption and no 0-RTT, and SPIFFE-aware certificate verifiers.
 
 mod certs;
+mod failure;
 mod verifier;
 
 pub use certs::{CertSlot, CertsError};
+pub use failure::HandshakeReason;
 pub use verifier::{ExpectedServer, SpiffeClientVerifier, SpiffeServerVerifier, verify_error_of};
 
 use std::sync::Arc;

@@ -6,10 +6,11 @@ mod pods;
 pub use pods::serve as serve_pods;
 
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use ferrule_identity::tls::CertSlot;
 use ferrule_identity::{SharedBundle, SpiffeId, TrustBundle};
+use prometheus_client::registry::Registry;
 use tokio::sync::watch;
 
 use crate::config::Config;
@@ -17,6 +18,7 @@ use crate::control::{self, ControlPlaneAuthority, JoinError};
 use crate::identity::{IdentityManager, RenewalPolicy, WorkloadCert};
 use crate::keyring::NodeKeyring;
 use crate::mesh_config::MeshConfig;
+use crate::telemetry::{AccessLog, PlaintextCollector, PlaintextCounts, Telemetry};
 
 #[derive(Debug, thiserror::Error)]
 pub enum AgentError {
@@ -33,6 +35,10 @@ pub enum AgentError {
     WrongNode { expected: String, got: SpiffeId },
     #[error("loading the eBPF capture: {0}")]
     Capture(String),
+    #[error("access log {path}: {reason}")]
+    AccessLog { path: String, reason: String },
+    #[error("metrics listener {addr}: {reason}")]
+    Metrics { addr: String, reason: String },
     #[error("enrollment socket {path}: {reason}")]
     EnrollSocket { path: String, reason: String },
 }
@@ -49,6 +55,11 @@ pub struct Agent {
     /// The bundle every handshake of this agent verifies against; the watch keeps its roots
     /// and revocations current.
     pub bundle: SharedBundle,
+    pub telemetry: Arc<Telemetry>,
+    /// Where `ferrule_plaintext_accepted_total` reads from, once capture is loaded.
+    pub plaintext_counts: Arc<OnceLock<PlaintextCounts>>,
+    /// The bound `/metrics` address, if enabled.
+    pub metrics_addr: Option<std::net::SocketAddr>,
 }
 
 fn load_bundle(config: &Config) -> Result<TrustBundle, AgentError> {
@@ -66,6 +77,7 @@ pub async fn start(
     policy: RenewalPolicy,
 ) -> Result<Agent, AgentError> {
     let bundle = SharedBundle::new(load_bundle(config)?);
+    let (telemetry, plaintext_counts, metrics_addr) = start_telemetry(config).await?;
     let keyring = NodeKeyring::new(&keyring_scope(config));
     let (node_id, node_cert) = node_identity(config, &bundle, &keyring, join_token).await?;
     if let Some(expected) = &config.node_name
@@ -84,7 +96,12 @@ pub async fn start(
     let node_slot = Arc::new(CertSlot::new(node_cert.certified.clone()));
     let channel = control::node_channel(config.control_plane, &bundle, node_slot.clone());
     let authority = ControlPlaneAuthority::new(channel.clone());
-    let identities = IdentityManager::new(Arc::new(authority), bundle.clone(), policy);
+    let identities = IdentityManager::new(
+        Arc::new(authority),
+        bundle.clone(),
+        policy,
+        telemetry.clone(),
+    );
     let updates = identities.adopt(node_cert);
     tokio::spawn(follow_node_cert(
         updates,
@@ -93,7 +110,12 @@ pub async fn start(
         config.data_dir.clone(),
     ));
     let mesh = MeshConfig::default();
-    mesh.spawn_watch(channel.clone(), config.trust_domain.clone(), bundle.clone());
+    mesh.spawn_watch(
+        channel.clone(),
+        config.trust_domain.clone(),
+        bundle.clone(),
+        telemetry.clone(),
+    );
     tokio::spawn(renew_revoked_certificates(mesh.clone(), identities.clone()));
     Ok(Agent {
         node_id,
@@ -101,7 +123,43 @@ pub async fn start(
         channel,
         mesh,
         bundle,
+        telemetry,
+        plaintext_counts,
+        metrics_addr,
     })
+}
+
+type TelemetryParts = (
+    Arc<Telemetry>,
+    Arc<OnceLock<PlaintextCounts>>,
+    Option<std::net::SocketAddr>,
+);
+
+/// Metrics registry, access log and the `/metrics` listener (serving for the agent's lifetime).
+async fn start_telemetry(config: &Config) -> Result<TelemetryParts, AgentError> {
+    let access_log = AccessLog::open(&config.access_log).map_err(|e| AgentError::AccessLog {
+        path: config.access_log.clone(),
+        reason: e.to_string(),
+    })?;
+    let mut registry = Registry::default();
+    let telemetry = Arc::new(Telemetry::new(&mut registry, access_log));
+    let plaintext = Arc::new(OnceLock::new());
+    registry.register_collector(Box::new(PlaintextCollector(plaintext.clone())));
+    let Some(addr) = config.metrics_listen else {
+        return Ok((telemetry, plaintext, None));
+    };
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|e| AgentError::Metrics {
+            addr: addr.to_string(),
+            reason: e.to_string(),
+        })?;
+    let bound = listener.local_addr().ok();
+    tracing::info!(addr = ?bound, "metrics listening on /metrics");
+    let serve =
+        ferrule_config::metrics::serve(listener, Arc::new(registry), std::future::pending());
+    tokio::spawn(serve);
+    Ok((telemetry, plaintext, bound))
 }
 
 /// A workload certificate whose serial is revoked is replaced at once (the identity itself may

@@ -17,9 +17,13 @@ pub const ENV_DATA_DIR: &str = "FERRULE_DATA_DIR";
 pub const ENV_ENROLL_SOCKET: &str = "FERRULE_ENROLL_SOCKET";
 pub const ENV_PIN_DIR: &str = "FERRULE_PIN_DIR";
 pub const ENV_NON_MESH: &str = "FERRULE_NON_MESH";
+pub const ENV_METRICS_LISTEN: &str = "FERRULE_METRICS_LISTEN";
+pub const ENV_ACCESS_LOG: &str = "FERRULE_ACCESS_LOG";
 
 const DEFAULT_ENROLL_SOCKET: &str = "/run/ferrule/agent.sock";
 const DEFAULT_PIN_DIR: &str = "/sys/fs/bpf/ferrule";
+/// Loopback only: metrics name identities, so exposing them is a deliberate choice.
+const DEFAULT_METRICS_LISTEN: &str = "127.0.0.1:15020";
 
 /// What the outbound proxy does with a destination that is not in the workload directory.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
@@ -55,6 +59,10 @@ pub struct Config {
     pub enroll_socket: PathBuf,
     pub capture: CaptureSettings,
     pub non_mesh: NonMesh,
+    /// `GET /metrics` (Prometheus); `None` when set to `off`.
+    pub metrics_listen: Option<SocketAddr>,
+    /// Where the per-connection JSON access log goes: `stdout`, `off`, or a file path.
+    pub access_log: String,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -70,6 +78,8 @@ struct RawConfig {
     capture: RawCapture,
     #[serde(default)]
     non_mesh: NonMesh,
+    metrics_listen: Option<String>,
+    access_log: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -124,6 +134,8 @@ impl Config {
         over(&mut raw.node_name, ENV_NODE_NAME);
         over(&mut raw.control_plane, ENV_CONTROL_PLANE);
         over(&mut raw.trust_domain, ENV_TRUST_DOMAIN);
+        over(&mut raw.metrics_listen, ENV_METRICS_LISTEN);
+        over(&mut raw.access_log, ENV_ACCESS_LOG);
         if let Some(v) = env.get(ENV_BUNDLE) {
             raw.bundle = Some(v.into());
         }
@@ -188,6 +200,15 @@ impl RawConfig {
                     .collect::<Result<_, _>>()?,
             },
             non_mesh: self.non_mesh,
+            metrics_listen: match self
+                .metrics_listen
+                .as_deref()
+                .unwrap_or(DEFAULT_METRICS_LISTEN)
+            {
+                "off" | "" => None,
+                addr => Some(parse_field(addr, "metrics_listen")?),
+            },
+            access_log: self.access_log.unwrap_or_else(|| "stdout".into()),
         })
     }
 }

@@ -10,3 +10,4 @@ pub mod mesh_config;
 pub mod netns;
 pub mod pods;
 pub mod proxy;
+pub mod telemetry;

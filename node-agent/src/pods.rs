@@ -41,6 +41,7 @@ pub struct Shared {
     pub pool: TunnelPool,
     pub non_mesh: NonMesh,
     pub control: Channel,
+    pub telemetry: Arc<crate::telemetry::Telemetry>,
 }
 
 struct Pod {
@@ -104,6 +105,27 @@ impl PodManager {
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Pod>> {
         self.pods.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// `(namespace, pod name, plaintext connections accepted)` per enrolled pod, for metrics.
+    pub fn plaintext_counts(&self) -> Vec<(String, String, u64)> {
+        let capture = &self.shared.capture;
+        self.lock()
+            .values()
+            .map(|p| {
+                let spec = &p.enrolled.spec;
+                let name = if spec.name.is_empty() {
+                    &spec.uid
+                } else {
+                    &spec.name
+                };
+                (
+                    spec.namespace.clone(),
+                    name.clone(),
+                    capture.plaintext_accepted(p.cookie),
+                )
+            })
+            .collect()
     }
 
     async fn register(&self, spec: &PodSpec) -> Result<String, EnrollError> {
@@ -217,6 +239,7 @@ impl PodManager {
                     labels: spec.labels.clone(),
                 },
                 self.shared.mesh.clone(),
+                self.shared.telemetry.clone(),
             )),
         ];
         if let Some(outbound6) = outbound6 {

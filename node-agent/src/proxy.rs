@@ -25,7 +25,9 @@ use ferrule_identity::VerifyError;
 use ferrule_identity::tls::verify_error_of;
 use http::StatusCode;
 
-pub use inbound::{Admitted, InboundRefusal, InboundTarget, Peer, Revoked, serve_inbound};
+pub use inbound::{
+    Admitted, Finished, InboundRefusal, InboundTarget, Peer, Revoked, Withdrawn, serve_inbound,
+};
 pub use outbound::{PoolConfig, TunnelKey, TunnelPool};
 pub use relay::{Relayed, relay, relay_until};
 pub use stream::HboneStream;

@@ -21,6 +21,8 @@ pub struct ControlPlaneFixture {
     pub addr: SocketAddr,
     /// The public HTTPS endpoint (CRL, trust bundle), on the same IP.
     pub public_addr: SocketAddr,
+    /// `/metrics`, on the same IP.
+    pub metrics_addr: SocketAddr,
     pub config_path: PathBuf,
     process: Option<Child>,
     /// Keyring scopes and pin directories of the agents configured for this control plane,
@@ -42,9 +44,15 @@ impl ControlPlaneFixture {
         ca::init(&layout, &CaInitOptions::new(td.clone())).expect("ca init");
         let config_path = dir.path().join("control-plane.yaml");
         let public_addr = SocketAddr::new(addr.ip(), free_port().port());
+        let metrics_addr = SocketAddr::new(addr.ip(), free_port().port());
         std::fs::write(
             &config_path,
-            config_yaml(&layout, &td, (addr, public_addr), &dir.path().join("data")),
+            config_yaml(
+                &layout,
+                &td,
+                [addr, public_addr, metrics_addr],
+                &dir.path().join("data"),
+            ),
         )
         .expect("writing config");
         Self {
@@ -53,6 +61,7 @@ impl ControlPlaneFixture {
             trust_domain: td,
             addr,
             public_addr,
+            metrics_addr,
             config_path,
             process: None,
             agent_leftovers: std::sync::Mutex::new(Vec::new()),
@@ -148,13 +157,15 @@ impl ControlPlaneFixture {
         let state = dir.join(format!("agent-{node}"));
         let text = format!(
             "node_name: {node}\ncontrol_plane: {}\ntrust_domain: {}\nbundle: {}\ndata_dir: {}\n\
-             enroll_socket: {}\ncapture:\n  pin_dir: {}\n",
+             enroll_socket: {}\ncapture:\n  pin_dir: {}\n\
+             metrics_listen: 127.0.0.1:0\naccess_log: {}\n",
             self.addr,
             self.trust_domain,
             self.layout.bundle().display(),
             state.display(),
             state.join("agent.sock").display(),
             self.pin_dir(node).display(),
+            state.join("access.log").display(),
         );
         std::fs::write(&path, text).expect("writing agent config");
         let env = ferrule_node_agent::config::MapEnv::default();
@@ -201,12 +212,12 @@ impl Drop for ControlPlaneFixture {
 fn config_yaml(
     layout: &CaLayout,
     td: &TrustDomain,
-    (addr, public): (SocketAddr, SocketAddr),
+    [addr, public, metrics]: [SocketAddr; 3],
     data: &Path,
 ) -> String {
     let ip = addr.ip();
     format!(
-        "trust_domain: {td}\nlisten: {addr}\npublic_listen: {public}\nserver:\n  ip_addresses: [\"{ip}\"]\ndata_dir: {}\nca:\n  chain: {}\n  bundle: {}\n  signer:\n    file:\n      key: {}\n",
+        "trust_domain: {td}\nlisten: {addr}\npublic_listen: {public}\nmetrics_listen: {metrics}\nserver:\n  ip_addresses: [\"{ip}\"]\ndata_dir: {}\nca:\n  chain: {}\n  bundle: {}\n  signer:\n    file:\n      key: {}\n",
         data.display(),
         layout.chain().display(),
         layout.bundle().display(),

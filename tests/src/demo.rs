@@ -113,15 +113,13 @@ pub fn run(mesh: &Mesh) -> Result<(), String> {
     let wire = tshark.output();
     drop(tshark);
 
-    step("identities, from the agents' logs");
-    let client_agent = mesh
-        .agent(1)
-        .wait_for_line("outbound connection closed", Duration::from_secs(10));
-    let server_agent = mesh
-        .agent(0)
-        .wait_for_line("HBONE connection closed", Duration::from_secs(10));
-    println!("  node-1 agent: {}", client_agent.trim());
-    println!("  node-0 agent: {}", server_agent.trim());
+    step("identities, from the agents' access logs (one JSON line per connection)");
+    let app = format!("{}:8080", server_pod.ip);
+    let to_app = |e: &serde_json::Value| e["destination_address"].as_str() == Some(app.as_str());
+    let client_agent = mesh.wait_for_access(1, Duration::from_secs(10), to_app);
+    let server_agent = mesh.wait_for_access(0, Duration::from_secs(10), to_app);
+    println!("  node-1 agent (outbound): {client_agent}");
+    println!("  node-0 agent (inbound):  {server_agent}");
 
     step("what crossed the wire between the nodes");
     let packets: Vec<&str> = wire.lines().filter(|l| l.contains('|')).collect();

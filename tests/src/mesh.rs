@@ -206,6 +206,40 @@ impl Mesh {
         self.api(node, "GET", "/v1/pods", None).1
     }
 
+    /// The agent's access log so far: one JSON object per closed connection.
+    pub fn access_log(&self, node: usize) -> Vec<serde_json::Value> {
+        let name = &self.cluster.node(node).name;
+        let path = self.work.path().join(format!("agent-{name}/access.log"));
+        let text = std::fs::read_to_string(&path).unwrap_or_default();
+        text.lines()
+            .map(|line| {
+                serde_json::from_str(line)
+                    .unwrap_or_else(|e| panic!("access log line is not JSON ({e}): {line}"))
+            })
+            .collect()
+    }
+
+    /// Waits for an access-log entry on `node` for which `matches` holds.
+    pub fn wait_for_access(
+        &self,
+        node: usize,
+        timeout: Duration,
+        matches: impl Fn(&serde_json::Value) -> bool,
+    ) -> serde_json::Value {
+        let deadline = std::time::Instant::now() + timeout;
+        loop {
+            if let Some(entry) = self.access_log(node).into_iter().find(|e| matches(e)) {
+                return entry;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "no matching access-log entry on node {node} within {timeout:?}: {:?}",
+                self.access_log(node)
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
     /// The agent's applied configuration and sync counters (`GET /v1/config`).
     pub fn config_status(&self, node: usize) -> serde_json::Value {
         let (status, body) = self.api(node, "GET", "/v1/config", None);

@@ -13,6 +13,9 @@ use super::{CaConfig, CertificateConfig, Config, MIN_CERT_TTL, SignerConfig};
 pub const ENV_TRUST_DOMAIN: &str = "FERRULE_TRUST_DOMAIN";
 pub const ENV_LISTEN: &str = "FERRULE_LISTEN";
 pub const ENV_PUBLIC_LISTEN: &str = "FERRULE_PUBLIC_LISTEN";
+pub const ENV_METRICS_LISTEN: &str = "FERRULE_METRICS_LISTEN";
+/// Loopback only: metrics name nodes and identities, so exposing them is a deliberate choice.
+const DEFAULT_METRICS_LISTEN: &str = "127.0.0.1:9464";
 pub const ENV_DATA_DIR: &str = "FERRULE_DATA_DIR";
 pub const ENV_WORKLOAD_TTL: &str = "FERRULE_WORKLOAD_TTL";
 pub const ENV_NODE_TTL: &str = "FERRULE_NODE_TTL";
@@ -25,6 +28,7 @@ pub(super) struct RawConfig {
     trust_domain: Option<String>,
     listen: Option<String>,
     public_listen: Option<String>,
+    metrics_listen: Option<String>,
     data_dir: Option<PathBuf>,
     ca: Option<RawCa>,
     #[serde(default)]
@@ -94,6 +98,7 @@ impl RawConfig {
         set(&mut self.trust_domain, ENV_TRUST_DOMAIN);
         set(&mut self.listen, ENV_LISTEN);
         set(&mut self.public_listen, ENV_PUBLIC_LISTEN);
+        set(&mut self.metrics_listen, ENV_METRICS_LISTEN);
         set(&mut self.certificates.workload_ttl, ENV_WORKLOAD_TTL);
         set(&mut self.certificates.node_ttl, ENV_NODE_TTL);
         if let Some(v) = env.get(ENV_DATA_DIR) {
@@ -111,6 +116,14 @@ impl RawConfig {
             None | Some("" | "off") => None,
             Some(addr) => Some(parse_field::<SocketAddr>(addr, "public_listen")?),
         };
+        let metrics_listen = match self
+            .metrics_listen
+            .as_deref()
+            .unwrap_or(DEFAULT_METRICS_LISTEN)
+        {
+            "" | "off" => None,
+            addr => Some(parse_field::<SocketAddr>(addr, "metrics_listen")?),
+        };
         let data_dir = required(self.data_dir, "data_dir")?;
         let ca = required(self.ca, "ca")?;
         let server_ip_addresses = self
@@ -123,6 +136,7 @@ impl RawConfig {
             trust_domain,
             listen,
             public_listen,
+            metrics_listen,
             data_dir,
             ca: CaConfig {
                 chain: ca.chain,

@@ -34,6 +34,7 @@ impl Identity for IdentityService {
                 Status::permission_denied(format!("node {node_name} is not registered"))
             })?;
         if id.trust_domain_str() != cp.trust_domain.as_str() || !entitled(&node, &id) {
+            cp.metrics.csr(&node_name, false);
             tracing::warn!(node = %node_name, %id, "certificate request outside the node's allowance");
             return Err(Status::permission_denied(format!(
                 "node {node_name} may not obtain {id}"
@@ -41,6 +42,7 @@ impl Identity for IdentityService {
         }
         for revoked in [id.as_str(), node.spiffe_id.as_str()] {
             if revocations::identity_revoked(cp, revoked) {
+                cp.metrics.csr(&node_name, false);
                 tracing::warn!(node = %node_name, %id, revoked, "certificate request for a revoked identity");
                 return Err(Status::permission_denied(format!(
                     "{revoked} is revoked: no certificates until an operator lifts it (ferrule revoke --lift)"
@@ -54,6 +56,7 @@ impl Identity for IdentityService {
             _ => cp.certificates.workload_ttl,
         };
         let svid = cp.issue(&id, &csr.public_key_spki, ttl, &node_name).await?;
+        cp.metrics.csr(&node_name, true);
         Ok(Response::new(v1::SignResponse {
             svid: Some(svid_proto(&svid)),
             bundle: Some(cp.bundle_proto()),

@@ -40,9 +40,17 @@ pub async fn serve(
             pool,
             non_mesh: config.non_mesh,
             control: agent.channel.clone(),
+            telemetry: agent.telemetry.clone(),
         },
         state_file.clone(),
     ));
+    let counts = Arc::downgrade(&manager);
+    let _ = agent.plaintext_counts.set(Arc::new(move || {
+        counts
+            .upgrade()
+            .map(|m| m.plaintext_counts())
+            .unwrap_or_default()
+    }));
     if let Some(file) = &state_file {
         reenroll(manager.as_ref(), file).await;
     }

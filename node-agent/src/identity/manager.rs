@@ -11,6 +11,7 @@ use tokio::task::JoinHandle;
 
 use super::cert::new_key_and_csr;
 use super::{CertificateAuthority, IdentityError, RenewalPolicy, WorkloadCert};
+use crate::telemetry::{RenewalResult, Telemetry};
 
 type Current = Option<Arc<WorkloadCert>>;
 
@@ -38,6 +39,7 @@ struct Inner {
     authority: Arc<dyn CertificateAuthority>,
     bundle: SharedBundle,
     policy: RenewalPolicy,
+    telemetry: Arc<Telemetry>,
     entries: Mutex<HashMap<SpiffeId, Entry>>,
 }
 
@@ -52,12 +54,14 @@ impl IdentityManager {
         authority: Arc<dyn CertificateAuthority>,
         bundle: SharedBundle,
         policy: RenewalPolicy,
+        telemetry: Arc<Telemetry>,
     ) -> Self {
         Self {
             inner: Arc::new(Inner {
                 authority,
                 bundle,
                 policy,
+                telemetry,
                 entries: Mutex::new(HashMap::new()),
             }),
         }
@@ -104,6 +108,7 @@ impl IdentityManager {
     /// Stops renewing `id` (its last pod is gone); the key is dropped from memory.
     pub fn release(&self, id: &SpiffeId) {
         self.inner.lock_entries().remove(id);
+        self.inner.telemetry.certificate_released(id.as_str());
     }
 
     /// Renews at once every certificate whose serial `revoked` lists, so a workload whose
@@ -131,9 +136,13 @@ impl IdentityManager {
         if let Some(entry) = entries.get(id) {
             return (entry.current.clone(), entry.last_error.clone());
         }
-        let (tx, rx) = watch::channel(initial);
+        let (tx, rx) = watch::channel(initial.clone());
         let last_error = Arc::new(Mutex::new(None));
         let renew_now = Arc::new(Notify::new());
+        if let Some(cert) = &initial {
+            let telemetry = &self.inner.telemetry;
+            telemetry.certificate_in_use(id.as_str(), cert.not_before, cert.not_after);
+        }
         let driver = tokio::spawn(drive(
             self.inner.clone(),
             id.clone(),
@@ -209,6 +218,9 @@ async fn drive(
         match inner.fetch(&id).await {
             Ok(cert) => {
                 attempt = 0;
+                let telemetry = &inner.telemetry;
+                telemetry.renewal(id.as_str(), RenewalResult::Ok);
+                telemetry.certificate_in_use(id.as_str(), cert.not_before, cert.not_after);
                 *last_error.lock().unwrap_or_else(|e| e.into_inner()) = None;
                 tracing::info!(%id, serial = %cert.serial, not_after = ?cert.not_after, "certificate renewed");
                 let renew_at = renewal_time(&inner.policy, &cert);
@@ -217,6 +229,7 @@ async fn drive(
             }
             Err(reason) => {
                 attempt += 1;
+                inner.telemetry.renewal(id.as_str(), RenewalResult::Failed);
                 let expires = tx.borrow().as_ref().map(|c| c.not_after);
                 let delay = inner.policy.backoff(attempt, SystemTime::now(), expires);
                 log_failure(&id, &reason, expires, delay);

@@ -11,6 +11,8 @@ use tonic::transport::Channel;
 
 use super::MeshConfig;
 use crate::control::status_reason;
+use crate::telemetry::{Telemetry, UpdateKind, UpdateResult};
+use std::sync::Arc;
 
 const FIRST_RETRY: Duration = Duration::from_millis(200);
 const MAX_RETRY: Duration = Duration::from_secs(5);
@@ -24,15 +26,17 @@ impl MeshConfig {
         channel: Channel,
         trust_domain: TrustDomain,
         bundle: SharedBundle,
+        telemetry: Arc<Telemetry>,
     ) -> tokio::task::JoinHandle<()> {
         let config = self.clone();
         tokio::spawn(async move {
             let mut delay = FIRST_RETRY;
             loop {
                 let result = config
-                    .watch_once(channel.clone(), &trust_domain, &bundle)
+                    .watch_once(channel.clone(), &trust_domain, &bundle, &telemetry)
                     .await;
                 config.update_stats(|s| s.connected = false);
+                telemetry.config_connected(false);
                 match result {
                     Ok(()) => {
                         tracing::info!("config watch ended by the control plane; reconnecting");
@@ -56,6 +60,7 @@ impl MeshConfig {
         channel: Channel,
         td: &TrustDomain,
         bundle: &SharedBundle,
+        telemetry: &Telemetry,
     ) -> Result<(), tonic::Status> {
         let (tx, rx) = mpsc::channel(8);
         let current = self.current();
@@ -69,12 +74,22 @@ impl MeshConfig {
             .await?
             .into_inner();
         self.update_stats(|s| s.connected = true);
+        telemetry.config_connected(true);
         tracing::info!(epoch = %current.epoch, version = current.version, "config watch connected");
         let mut last_nack = None;
         while let Some(update) = updates.message().await? {
             let Some(answer) = self.answer(&update, td, bundle, &mut last_nack) else {
                 continue;
             };
+            let kind = match update.snapshot {
+                true => UpdateKind::Snapshot,
+                false => UpdateKind::Delta,
+            };
+            let result = match answer.kind {
+                Some(Kind::Ack(_)) => UpdateResult::Ack,
+                _ => UpdateResult::Nack,
+            };
+            telemetry.config_update(result, kind, update.version);
             if tx.send(answer).await.is_err() {
                 break;
             }

@@ -4,6 +4,7 @@
 use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
+use std::time::SystemTime;
 
 use ferrule_identity::SpiffeId;
 use ferrule_policy::{Decision, Request, Verdict, Workload};
@@ -11,7 +12,13 @@ use tokio::net::TcpListener;
 
 use crate::mesh_config::{MeshConfig, MeshState};
 use crate::netns::Netns;
-use crate::proxy::{Admitted, InboundRefusal, InboundTarget, Peer, Revoked, serve_inbound};
+use crate::proxy::{
+    Admitted, Finished, HandshakeError, InboundRefusal, InboundTarget, Peer, Revoked, Withdrawn,
+    serve_inbound,
+};
+use crate::telemetry::{
+    CloseReason, ConnectionRecord, Direction, Side, Telemetry, handshake_reason,
+};
 
 /// The pod as policies select it.
 #[derive(Debug, Clone)]
@@ -38,28 +45,32 @@ impl PodWorkload {
 }
 
 /// Why `peer` may no longer use its certificate, if it may not.
-fn revocation(state: &MeshState, peer: &Peer) -> Option<String> {
+fn revocation(state: &MeshState, peer: &Peer) -> Option<Withdrawn> {
     let revoked = state.revocations();
     if revoked.serial_revoked(&peer.serial) {
-        return Some(format!("certificate {} revoked", peer.serial));
+        return Some(Withdrawn::Revoked(format!(
+            "certificate {} revoked",
+            peer.serial
+        )));
     }
     revoked
         .identity_revoked(peer.id.as_str())
-        .then(|| format!("identity {} revoked", peer.id))
+        .then(|| Withdrawn::Revoked(format!("identity {} revoked", peer.id)))
 }
 
 /// Why a connection allowed earlier must now close, checked against `state`.
-fn withdrawn(state: &MeshState, pod: &PodWorkload, peer: &Peer, port: u16) -> Option<String> {
+fn withdrawn(state: &MeshState, pod: &PodWorkload, peer: &Peer, port: u16) -> Option<Withdrawn> {
     revocation(state, peer).or_else(|| {
         let decision = pod.decide(state, peer, port);
-        (!decision.verdict.allows()).then(|| format!("policy changed: {decision}"))
+        (!decision.verdict.allows())
+            .then(|| Withdrawn::Policy(format!("policy changed: {decision}")))
     })
 }
 
 /// Completes with a reason once `check` finds one in a newer configuration version.
 fn until_withdrawn(
     mesh: &MeshConfig,
-    check: impl Fn(&MeshState) -> Option<String> + Send + 'static,
+    check: impl Fn(&MeshState) -> Option<Withdrawn> + Send + 'static,
 ) -> Revoked {
     let mut versions = mesh.subscribe();
     Box::pin(async move {
@@ -81,6 +92,7 @@ struct PodApp {
     ips: Vec<IpAddr>,
     pod: Arc<PodWorkload>,
     mesh: MeshConfig,
+    telemetry: Arc<Telemetry>,
 }
 
 #[tonic::async_trait]
@@ -94,9 +106,15 @@ impl InboundTarget for PodApp {
         }
         let state = self.mesh.current();
         if let Some(reason) = revocation(&state, peer) {
-            return Err(InboundRefusal::Forbidden(reason));
+            return Err(InboundRefusal::Forbidden(reason.to_string()));
         }
         let decision = self.pod.decide(&state, peer, dst.port());
+        let rule = decision.cause.rule_label();
+        self.telemetry
+            .authz_decided(decision.verdict.as_str(), rule.clone());
+        if !decision.verdict.allows() {
+            self.log_refusal(peer, dst, &decision, &rule);
+        }
         match decision.verdict {
             Verdict::Deny => return Err(InboundRefusal::Forbidden(decision.to_string())),
             Verdict::Audit => {
@@ -111,9 +129,15 @@ impl InboundTarget for PodApp {
             withdrawn(state, &pod, &peer_, port)
         });
         tracing::debug!(peer = %peer.id, %dst, %decision, "inbound stream connected to the app");
+        self.telemetry.connection_opened(
+            Direction::Inbound,
+            peer.id.as_str(),
+            self.pod.id.as_str(),
+        );
         Ok(Admitted {
             tcp,
-            decision: decision.to_string(),
+            decision: decision.verdict.as_str().to_owned(),
+            rule,
             until,
         })
     }
@@ -121,6 +145,56 @@ impl InboundTarget for PodApp {
     fn peer_revoked(&self, peer: &Peer) -> Revoked {
         let peer = peer.clone();
         until_withdrawn(&self.mesh, move |state| revocation(state, &peer))
+    }
+
+    fn finished(&self, peer: &Peer, how: &Finished<'_>) {
+        let close_reason = match (how.cut, &how.relayed.result) {
+            (Some(Withdrawn::Revoked(_)), _) => CloseReason::Revoked,
+            (Some(Withdrawn::Policy(_)), _) => CloseReason::Policy,
+            (None, Ok(())) => CloseReason::Ok,
+            (None, Err(_)) => CloseReason::Error,
+        };
+        self.telemetry.connection_closed(&ConnectionRecord {
+            time: SystemTime::now(),
+            direction: Direction::Inbound,
+            source_identity: peer.id.to_string(),
+            destination_identity: self.pod.id.to_string(),
+            source_address: how.tunnel_peer,
+            destination_address: how.destination,
+            decision: how.decision.to_owned(),
+            rule: how.rule.to_owned(),
+            bytes_to_destination: how.relayed.tunnel_to_tcp,
+            bytes_to_source: how.relayed.tcp_to_tunnel,
+            duration_ms: how.duration.as_millis() as u64,
+            close_reason,
+            error: how.relayed.result.as_ref().err().map(|e| e.to_string()),
+        });
+    }
+
+    fn handshake_failed(&self, _tunnel_peer: SocketAddr, error: &HandshakeError) {
+        self.telemetry
+            .handshake_failed(Side::Server, handshake_reason(error));
+    }
+}
+
+impl PodApp {
+    /// A refused stream is also an access-log line: who was refused, by which rule.
+    fn log_refusal(&self, peer: &Peer, dst: SocketAddr, decision: &Decision, rule: &str) {
+        self.telemetry.connection_closed(&ConnectionRecord {
+            time: SystemTime::now(),
+            direction: Direction::Inbound,
+            source_identity: peer.id.to_string(),
+            destination_identity: self.pod.id.to_string(),
+            source_address: peer.address,
+            destination_address: dst,
+            decision: decision.verdict.as_str().to_owned(),
+            rule: rule.to_owned(),
+            bytes_to_destination: 0,
+            bytes_to_source: 0,
+            duration_ms: 0,
+            close_reason: CloseReason::Policy,
+            error: Some(decision.to_string()),
+        });
     }
 }
 
@@ -131,12 +205,14 @@ pub(super) async fn serve(
     ips: Vec<IpAddr>,
     pod: PodWorkload,
     mesh: MeshConfig,
+    telemetry: Arc<Telemetry>,
 ) {
     let target = Arc::new(PodApp {
         netns,
         ips,
         pod: Arc::new(pod),
         mesh,
+        telemetry,
     });
     serve_inbound(listener, tls, target, std::future::pending()).await;
 }

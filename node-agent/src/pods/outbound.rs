@@ -3,7 +3,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use ferrule_identity::SpiffeId;
 use tokio::net::{TcpListener, TcpStream};
@@ -11,7 +11,8 @@ use tokio::net::{TcpListener, TcpStream};
 use super::{INBOUND_PORT, Shared};
 use crate::config::NonMesh;
 use crate::netns::Netns;
-use crate::proxy::{TunnelKey, relay};
+use crate::proxy::{OutboundError, Relayed, TunnelKey, relay};
+use crate::telemetry::{CloseReason, ConnectionRecord, Direction, Side, handshake_reason};
 
 const CERT_WAIT: Duration = Duration::from_secs(5);
 
@@ -65,10 +66,34 @@ async fn mesh(
     original: SocketAddr,
 ) {
     let started = Instant::now();
+    let client = tcp.peer_addr().unwrap_or(original);
+    let record = |decision: &str, relayed: Option<&Relayed>, error: Option<String>| {
+        let close_reason = match (relayed.map(|r| r.result.is_ok()), &error) {
+            (Some(true), None) => CloseReason::Ok,
+            _ => CloseReason::Error,
+        };
+        ConnectionRecord {
+            time: SystemTime::now(),
+            direction: Direction::Outbound,
+            source_identity: source.to_string(),
+            destination_identity: destination.to_string(),
+            source_address: client,
+            destination_address: original,
+            decision: decision.to_owned(),
+            rule: String::new(),
+            bytes_to_destination: relayed.map_or(0, |r| r.tcp_to_tunnel),
+            bytes_to_source: relayed.map_or(0, |r| r.tunnel_to_tcp),
+            duration_ms: started.elapsed().as_millis() as u64,
+            close_reason,
+            error,
+        }
+    };
+    let telemetry = &shared.telemetry;
     let cert = match shared.identities.certificate(source, CERT_WAIT).await {
         Ok(cert) => cert,
         Err(e) => {
             tracing::warn!(%source, dst = %original, error = %e, "no certificate; closing");
+            telemetry.connection_closed(&record("error", None, Some(e.to_string())));
             return;
         }
     };
@@ -85,17 +110,31 @@ async fn mesh(
         Ok(stream) => stream,
         Err(e) => {
             tracing::warn!(src = %source, dst = %destination, addr = %original, error = %e, "outbound tunnel failed");
+            if let OutboundError::Handshake {
+                source: failure, ..
+            } = &e
+            {
+                telemetry.handshake_failed(Side::Client, handshake_reason(failure));
+            }
+            let decision = match e.status() {
+                Some(status) if status.as_u16() == 401 => "deny",
+                _ => "error",
+            };
+            telemetry.connection_closed(&record(decision, None, Some(e.to_string())));
             return;
         }
     };
+    telemetry.connection_opened(Direction::Outbound, source.as_str(), destination.as_str());
     let relayed = relay(stream, tcp).await;
     tracing::info!(
         src = %source, dst = %destination, addr = %original,
         sent = relayed.tcp_to_tunnel, received = relayed.tunnel_to_tcp,
         duration_ms = started.elapsed().as_millis() as u64,
-        result = ?relayed.result.err(),
+        result = ?relayed.result.as_ref().err(),
         "outbound connection closed"
     );
+    let error = relayed.result.as_ref().err().map(|e| e.to_string());
+    telemetry.connection_closed(&record("allow", Some(&relayed), error));
 }
 
 async fn non_mesh(

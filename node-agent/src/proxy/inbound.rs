@@ -11,6 +11,8 @@ use std::time::Duration;
 
 use ferrule_identity::SpiffeId;
 use http::StatusCode;
+
+use super::Relayed;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
@@ -27,17 +29,49 @@ const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 pub struct Peer {
     pub id: SpiffeId,
     pub serial: String,
+    /// The remote end of the tunnel (the source node).
+    pub address: SocketAddr,
+}
+
+/// Why a connection allowed earlier was cut.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Withdrawn {
+    /// The peer's certificate or identity was revoked.
+    Revoked(String),
+    /// A policy change no longer allows it.
+    Policy(String),
+}
+
+impl std::fmt::Display for Withdrawn {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Revoked(why) | Self::Policy(why) => f.write_str(why),
+        }
+    }
 }
 
 /// Completes, with the reason, when what was allowed no longer is (revocation, policy change).
-pub type Revoked = Pin<Box<dyn Future<Output = String> + Send>>;
+pub type Revoked = Pin<Box<dyn Future<Output = Withdrawn> + Send>>;
 
-/// A `CONNECT` the target accepted: the socket to the app, the decision for the access log, and
-/// the future that ends the connection when it stops being allowed.
+/// A `CONNECT` the target accepted: the socket to the app, the decision and rule for the access
+/// log, and the future that ends the connection when it stops being allowed.
 pub struct Admitted {
     pub tcp: TcpStream,
     pub decision: String,
+    pub rule: String,
     pub until: Revoked,
+}
+
+/// How an admitted connection went, for the target's access log and metrics.
+pub struct Finished<'a> {
+    /// The remote end of the tunnel (the source node's address).
+    pub tunnel_peer: SocketAddr,
+    pub destination: SocketAddr,
+    pub decision: &'a str,
+    pub rule: &'a str,
+    pub relayed: &'a Relayed,
+    pub cut: Option<&'a Withdrawn>,
+    pub duration: Duration,
 }
 
 /// Decides a tunnelled connection and, when allowed, opens it to the app.
@@ -50,6 +84,12 @@ pub trait InboundTarget: Send + Sync + 'static {
     fn peer_revoked(&self, _peer: &Peer) -> Revoked {
         Box::pin(std::future::pending())
     }
+
+    /// An admitted connection ended.
+    fn finished(&self, _peer: &Peer, _how: &Finished<'_>) {}
+
+    /// A TLS handshake failed; no peer identity is known.
+    fn handshake_failed(&self, _tunnel_peer: SocketAddr, _error: &super::HandshakeError) {}
 }
 
 /// Why a `CONNECT` was not opened; each maps to the status ztunnel answers with.

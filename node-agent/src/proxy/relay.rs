@@ -42,16 +42,18 @@ pub struct Relayed {
 /// Relays until both directions have ended. On an error in either direction both sides are
 /// aborted (RST_STREAM, TCP RST), so neither peer mistakes an abort for a clean end.
 pub async fn relay(stream: HboneStream, tcp: TcpStream) -> Relayed {
-    relay_until(stream, tcp, std::future::pending()).await
+    relay_until(stream, tcp, std::future::pending::<String>())
+        .await
+        .0
 }
 
 /// [`relay`], cut short (both sides aborted) when `until` completes with a reason: what was
-/// allowed when the connection opened no longer is.
-pub async fn relay_until(
+/// allowed when the connection opened no longer is. Returns the reason if it was cut.
+pub async fn relay_until<W: std::fmt::Display>(
     stream: HboneStream,
     mut tcp: TcpStream,
-    until: impl Future<Output = String>,
-) -> Relayed {
+    until: impl Future<Output = W>,
+) -> (Relayed, Option<W>) {
     let HboneStream {
         mut send,
         mut recv,
@@ -67,19 +69,23 @@ pub async fn relay_until(
         )
         .map(|_| ())
     };
-    let result = tokio::select! {
-        copied = copying => copied,
-        reason = until => Err(io::Error::new(io::ErrorKind::ConnectionAborted, reason)),
+    let (result, cut) = tokio::select! {
+        copied = copying => (copied, None),
+        reason = until => {
+            let error = io::Error::new(io::ErrorKind::ConnectionAborted, reason.to_string());
+            (Err(error), Some(reason))
+        }
     };
     if result.is_err() {
         send.send_reset(Reason::CANCEL);
         let _ = tcp.set_zero_linger();
     }
-    Relayed {
+    let relayed = Relayed {
         tcp_to_tunnel: up,
         tunnel_to_tcp: down,
         result,
-    }
+    };
+    (relayed, cut)
 }
 
 async fn tcp_to_tunnel(

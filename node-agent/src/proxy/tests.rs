@@ -142,6 +142,7 @@ impl InboundTarget for Direct {
         Ok(Admitted {
             tcp: TcpStream::connect(dst).await?,
             decision: "allow (test)".into(),
+            rule: "test".into(),
             until: Box::pin(std::future::pending()),
         })
     }

@@ -64,7 +64,12 @@ fn manager(ttl: Duration) -> (IdentityManager, Arc<LocalAuthority>) {
         ..RenewalPolicy::default()
     };
     (
-        IdentityManager::new(authority.clone(), bundle, policy),
+        IdentityManager::new(
+            authority.clone(),
+            bundle,
+            policy,
+            crate::telemetry::Telemetry::disabled(),
+        ),
         authority,
     )
 }
@@ -151,7 +156,10 @@ async fn unavailable_identity_reports_the_reason() {
 async fn a_revoked_certificate_is_replaced_at_once() {
     let (manager, authority) = manager(Duration::from_secs(3600));
     let id = web();
-    let first = manager.certificate(&id, Duration::from_secs(5)).await.unwrap();
+    let first = manager
+        .certificate(&id, Duration::from_secs(5))
+        .await
+        .unwrap();
     let mut updates = manager.watch(&id);
     updates.borrow_and_update();
     // A revocation of some other serial changes nothing.

@@ -10,13 +10,14 @@ use h2::server::SendResponse;
 use http::{Method, Request, Response, StatusCode};
 use tracing::{debug, info, warn};
 
-use super::{Admitted, InboundRefusal, InboundTarget, Peer};
+use super::{Admitted, Finished, InboundRefusal, InboundTarget, Peer};
 use crate::proxy::{HboneStream, relay_until};
 
 pub(super) async fn handle(
     request: Request<RecvStream>,
     mut respond: SendResponse<Bytes>,
     peer: Arc<Peer>,
+    tunnel_peer: SocketAddr,
     target: Arc<dyn InboundTarget>,
 ) {
     let (parts, recv) = request.into_parts();
@@ -31,6 +32,7 @@ pub(super) async fn handle(
     let Admitted {
         tcp,
         decision,
+        rule,
         until,
     } = admitted;
     let _ = tcp.set_nodelay(true);
@@ -41,17 +43,33 @@ pub(super) async fn handle(
         }
     };
     let started = Instant::now();
-    let relayed = relay_until(HboneStream::new(send, recv, None), tcp, until).await;
-    info!(
+    let (relayed, cut) = relay_until(HboneStream::new(send, recv, None), tcp, until).await;
+    let duration = started.elapsed();
+    debug!(
         direction = "inbound",
         peer = %peer.id,
         %dst,
         %decision,
         bytes_received = relayed.tunnel_to_tcp,
         bytes_sent = relayed.tcp_to_tunnel,
-        duration_ms = started.elapsed().as_millis() as u64,
+        duration_ms = duration.as_millis() as u64,
         error = relayed.result.as_ref().err().map(tracing::field::display),
         "HBONE connection closed"
+    );
+    if let Some(cut) = &cut {
+        info!(peer = %peer.id, %dst, reason = %cut, "live connection cut: no longer allowed");
+    }
+    target.finished(
+        &peer,
+        &Finished {
+            tunnel_peer,
+            destination: dst,
+            decision: &decision,
+            rule: &rule,
+            relayed: &relayed,
+            cut: cut.as_ref(),
+            duration,
+        },
     );
 }
 

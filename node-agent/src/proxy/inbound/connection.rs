@@ -23,10 +23,11 @@ pub(super) async fn serve(
     draining: watch::Receiver<bool>,
 ) {
     let _ = tcp.set_nodelay(true);
-    let (tls, peer) = match handshake(tcp, acceptor).await {
+    let (tls, peer) = match handshake(tcp, addr, acceptor).await {
         Ok(done) => done,
         Err(e) => {
             warn!(peer_addr = %addr, reason = e.reason(), error = %e, "HBONE TLS handshake refused");
+            target.handshake_failed(addr, &e);
             return;
         }
     };
@@ -44,19 +45,23 @@ pub(super) async fn serve(
     debug!(peer_addr = %addr, peer = %peer.id, "HBONE connection closed");
 }
 
-async fn handshake(tcp: TcpStream, acceptor: TlsAcceptor) -> Result<(Tls, Peer), HandshakeError> {
+async fn handshake(
+    tcp: TcpStream,
+    addr: SocketAddr,
+    acceptor: TlsAcceptor,
+) -> Result<(Tls, Peer), HandshakeError> {
     let mut tls = tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp))
         .await
         .map_err(|_| HandshakeError::Timeout(HANDSHAKE_TIMEOUT))??;
     tls.get_mut()
         .1
         .set_buffer_limit(Some(settings::TLS_SEND_BUFFER));
-    let peer = peer_id(&tls).map_err(HandshakeError::Certificate)?;
+    let peer = peer_id(&tls, addr).map_err(HandshakeError::Certificate)?;
     Ok((tls, peer))
 }
 
 /// The identity in the client certificate the verifier already accepted.
-fn peer_id(tls: &Tls) -> Result<Peer, VerifyError> {
+fn peer_id(tls: &Tls, address: SocketAddr) -> Result<Peer, VerifyError> {
     let leaf = tls
         .get_ref()
         .1
@@ -67,6 +72,7 @@ fn peer_id(tls: &Tls) -> Result<Peer, VerifyError> {
     Ok(Peer {
         id: info.spiffe_id()?,
         serial: info.serial,
+        address,
     })
 }
 
@@ -86,7 +92,7 @@ async fn accept_streams(
         tokio::select! {
             request = conn.accept() => match request {
                 Some(Ok((request, respond))) => {
-                    tokio::spawn(super::connect::handle(request, respond, peer.clone(), target.clone()));
+                    tokio::spawn(super::connect::handle(request, respond, peer.clone(), addr, target.clone()));
                 }
                 Some(Err(e)) => return debug!(peer_addr = %addr, peer = %peer_id, error = %e, "HBONE connection failed"),
                 None => return,

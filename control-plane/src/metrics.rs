@@ -1,0 +1,157 @@
+//! The control plane's Prometheus metrics (names and labels: deploy/prometheus/METRICS.md).
+//! Counters are updated where things happen; fleet state (versions, agents, revocations) is read
+//! at scrape time, so it can never drift from what the control plane actually holds.
+
+use std::fmt;
+use std::sync::{Arc, Weak};
+
+use ferrule_identity::tls::HandshakeReason;
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric};
+use prometheus_client::metrics::MetricType;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::ConstGauge;
+use prometheus_client::registry::Registry;
+
+use crate::state::ControlPlane;
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+pub struct CsrLabels {
+    pub node: String,
+    pub result: &'static str,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+pub struct HandshakeLabels {
+    pub side: &'static str,
+    pub reason: &'static str,
+}
+
+#[derive(Debug, Default)]
+pub struct Metrics {
+    csr: Family<CsrLabels, Counter>,
+    handshake_failures: Family<HandshakeLabels, Counter>,
+}
+
+impl Metrics {
+    pub fn new(registry: &mut Registry) -> Arc<Self> {
+        let m = Self::default();
+        registry.register(
+            "ferrule_csr",
+            "Certificate signing requests, by node and result",
+            m.csr.clone(),
+        );
+        registry.register(
+            "ferrule_handshake_failures",
+            "Failed mTLS handshakes of callers, by reason",
+            m.handshake_failures.clone(),
+        );
+        Arc::new(m)
+    }
+
+    pub fn csr(&self, node: &str, issued: bool) {
+        let result = if issued { "issued" } else { "refused" };
+        self.csr
+            .get_or_create(&CsrLabels {
+                node: node.to_owned(),
+                result,
+            })
+            .inc();
+    }
+
+    pub fn handshake_failed(&self, reason: HandshakeReason) {
+        self.handshake_failures
+            .get_or_create(&HandshakeLabels {
+                side: "server",
+                reason: reason.as_str(),
+            })
+            .inc();
+    }
+}
+
+/// Fleet state read from the control plane at scrape time.
+pub struct FleetCollector(pub Weak<ControlPlane>);
+
+impl fmt::Debug for FleetCollector {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("FleetCollector")
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct NodeLabel {
+    node: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct KindLabel {
+    kind: &'static str,
+}
+
+fn gauge<L: EncodeLabelSet>(
+    encoder: &mut DescriptorEncoder,
+    name: &str,
+    help: &str,
+    values: impl IntoIterator<Item = (L, i64)>,
+) -> Result<(), fmt::Error> {
+    let mut family = encoder.encode_descriptor(name, help, None, MetricType::Gauge)?;
+    for (labels, value) in values {
+        ConstGauge::new(value).encode(family.encode_family(&labels)?)?;
+    }
+    Ok(())
+}
+
+impl Collector for FleetCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), fmt::Error> {
+        let Some(cp) = self.0.upgrade() else {
+            return Ok(());
+        };
+        let version = cp.config.version();
+        let version_gauge = ConstGauge::new(version as i64);
+        version_gauge.encode(encoder.encode_descriptor(
+            "ferrule_config_version",
+            "Current configuration version",
+            None,
+            MetricType::Gauge,
+        )?)?;
+        let agents = cp.agents.list();
+        let node = |a: &ferrule_proto::v1::AgentStatus| NodeLabel {
+            node: a.node.clone(),
+        };
+        gauge(
+            &mut encoder,
+            "ferrule_agent_connected",
+            "1 while the node's agent watches the configuration",
+            agents.iter().map(|a| (node(a), i64::from(a.connected))),
+        )?;
+        gauge(
+            &mut encoder,
+            "ferrule_agent_applied_version",
+            "Configuration version the node's agent last acknowledged",
+            agents.iter().map(|a| (node(a), a.applied_version as i64)),
+        )?;
+        gauge(
+            &mut encoder,
+            "ferrule_agent_push_lag",
+            "Configuration versions the node's agent is behind",
+            agents
+                .iter()
+                .map(|a| (node(a), version.saturating_sub(a.applied_version) as i64)),
+        )?;
+        let list = crate::revocations::list(&cp);
+        let serials = list.len() - list.identities().count();
+        gauge(
+            &mut encoder,
+            "ferrule_revocations",
+            "Revocations in force, by kind",
+            [
+                (KindLabel { kind: "serial" }, serials as i64),
+                (
+                    KindLabel { kind: "identity" },
+                    list.identities().count() as i64,
+                ),
+            ],
+        )
+    }
+}

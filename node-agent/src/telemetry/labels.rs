@@ -1,0 +1,61 @@
+//! Label values of the agent's metrics: fixed sets, so dashboards and alerts can enumerate them.
+
+use std::fmt::Write;
+
+use prometheus_client::encoding::{EncodeLabelValue, LabelValueEncoder};
+
+/// An enum whose values are label values, spelled as `as_str` says.
+macro_rules! label_enum {
+    ($(#[$meta:meta])* $name:ident { $($variant:ident => $text:literal),+ $(,)? }) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
+        #[serde(rename_all = "snake_case")]
+        pub enum $name { $($variant),+ }
+
+        impl $name {
+            pub fn as_str(self) -> &'static str {
+                match self { $(Self::$variant => $text),+ }
+            }
+        }
+
+        impl EncodeLabelValue for $name {
+            fn encode(&self, encoder: &mut LabelValueEncoder) -> Result<(), std::fmt::Error> {
+                encoder.write_str(self.as_str())
+            }
+        }
+    };
+}
+
+label_enum!(
+    /// Which side of the tunnel this agent is on.
+    Direction { Inbound => "inbound", Outbound => "outbound" }
+);
+
+label_enum!(
+    /// Which way payload bytes went.
+    Flow { ToDestination => "to_destination", ToSource => "to_source" }
+);
+
+label_enum!(
+    /// Whose certificate failed: `server` = we verified a client, `client` = we verified a server.
+    Side { Server => "server", Client => "client" }
+);
+
+label_enum!(
+    /// Why a tunnelled connection ended.
+    CloseReason { Ok => "ok", Error => "error", Policy => "policy", Revoked => "revoked" }
+);
+
+label_enum!(
+    /// How a certificate request ended.
+    RenewalResult { Ok => "ok", Failed => "failed" }
+);
+
+label_enum!(
+    /// What the agent answered to a configuration update.
+    UpdateResult { Ack => "ack", Nack => "nack" }
+);
+
+label_enum!(
+    UpdateKind { Snapshot => "snapshot", Delta => "delta" }
+);
