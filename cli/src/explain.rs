@@ -31,6 +31,21 @@ struct Explanation {
     explanation: String,
     #[serde(skip_serializing_if = "String::is_empty")]
     revoked: String,
+    handshake_failures: Vec<Failure>,
+}
+
+/// A failed handshake between the two, as an agent reported it.
+#[derive(Debug, Serialize)]
+struct Failure {
+    reason: String,
+    /// `server`: the destination's agent refused the client; `client`: the source's agent
+    /// refused the server.
+    side: String,
+    count: u32,
+    last_seen: String,
+    node: String,
+    source_address: String,
+    detail: String,
 }
 
 pub async fn run(args: ExplainArgs, format: Format) -> anyhow::Result<()> {
@@ -53,6 +68,19 @@ pub async fn run(args: ExplainArgs, format: Format) -> anyhow::Result<()> {
         rule: response.rule,
         explanation: response.explanation,
         revoked: response.revoked,
+        handshake_failures: response
+            .handshake_failures
+            .into_iter()
+            .map(|f| Failure {
+                reason: f.reason,
+                side: f.side,
+                count: f.count,
+                last_seen: output::rfc3339(f.last_seen_ms / 1000),
+                node: f.node,
+                source_address: f.source_address,
+                detail: f.detail,
+            })
+            .collect(),
     };
     match format {
         Format::Json => output::print_json(&report),
@@ -68,6 +96,15 @@ pub async fn run(args: ExplainArgs, format: Format) -> anyhow::Result<()> {
             );
             if !report.revoked.is_empty() {
                 text.push_str(&format!("revoked:     {}\n", report.revoked));
+            }
+            if !report.handshake_failures.is_empty() {
+                text.push_str("handshake failures seen between them (most recent first):\n");
+            }
+            for f in &report.handshake_failures {
+                text.push_str(&format!(
+                    "  {} x{} (last {}, {} side, seen by {} from {}): {}\n",
+                    f.reason, f.count, f.last_seen, f.side, f.node, f.source_address, f.detail
+                ));
             }
             output::print(&text)
         }

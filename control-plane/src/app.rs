@@ -110,6 +110,7 @@ pub async fn serve(
     let metrics = crate::metrics::Metrics::new(&mut registry);
     let state = Arc::new(ControlPlane {
         metrics: metrics.clone(),
+        handshakes: Default::default(),
         trust_domain: config.trust_domain.clone(),
         verify_bundle: SharedBundle::new(ca.bundle().clone()),
         ca,

@@ -6,6 +6,7 @@ pub mod agents;
 pub mod app;
 pub mod auth;
 pub mod config;
+pub mod handshakes;
 pub mod mesh_config;
 pub mod metrics;
 pub mod public;

@@ -197,6 +197,14 @@ impl TrustBundle {
             return Err(VerifyError::NotSvid("leaf is a CA certificate"));
         }
         let id = info.spiffe_id()?;
+        // Before the chain: a certificate of another trust domain is that, whoever signed it
+        // (our CAs are name-constrained, so the chain check would only say "unknown CA").
+        if id.trust_domain_str() != self.trust_domain().as_str() {
+            return Err(VerifyError::WrongTrustDomain {
+                expected: self.trust_domain().to_string(),
+                got: id.trust_domain_str().to_owned(),
+            });
+        }
         let end_entity =
             EndEntityCert::try_from(leaf).map_err(|e| VerifyError::Malformed(e.to_string()))?;
         let key_usage = match usage {
@@ -216,12 +224,6 @@ impl TrustBundle {
             None,
             None,
         )?;
-        if id.trust_domain_str() != self.trust_domain().as_str() {
-            return Err(VerifyError::WrongTrustDomain {
-                expected: self.trust_domain().to_string(),
-                got: id.trust_domain_str().to_owned(),
-            });
-        }
         let svid = VerifiedSvid {
             id,
             serial: info.serial,

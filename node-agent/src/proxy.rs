@@ -22,7 +22,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use ferrule_identity::VerifyError;
-use ferrule_identity::tls::verify_error_of;
+use ferrule_identity::tls::{HandshakeReason, verify_error_of};
 use http::StatusCode;
 
 pub use inbound::{
@@ -55,17 +55,12 @@ pub enum HandshakeError {
 }
 
 impl HandshakeError {
-    pub fn reason(&self) -> &'static str {
+    /// The fixed reason label of metrics, logs and `ferrule explain`.
+    pub fn reason(&self) -> HandshakeReason {
         match self {
-            Self::Certificate(e) => e.reason(),
-            Self::Tls(rustls::Error::PeerIncompatible(_)) => "peer_incompatible",
-            Self::Tls(rustls::Error::AlertReceived(_)) => "alert_received",
-            Self::Tls(
-                rustls::Error::InvalidMessage(_) | rustls::Error::InappropriateMessage { .. },
-            ) => "protocol_error",
-            Self::Tls(_) => "tls_error",
-            Self::Io(_) => "io_error",
-            Self::Timeout(_) => "timeout",
+            Self::Certificate(e) => HandshakeReason::of_verify(e),
+            Self::Tls(e) => HandshakeReason::of_tls(e),
+            Self::Io(_) | Self::Timeout(_) => HandshakeReason::Other,
         }
     }
 }

@@ -2,6 +2,7 @@
 //! tunnelled connection, both naming the source and destination identities.
 
 mod access_log;
+mod failures;
 mod labels;
 mod metrics;
 mod plaintext;
@@ -14,6 +15,7 @@ use prometheus_client::registry::Registry;
 use serde::Serialize;
 
 pub use access_log::AccessLog;
+pub use failures::{FailureKey, FailureLog};
 pub use ferrule_identity::tls::HandshakeReason;
 pub use labels::{CloseReason, Direction, RenewalResult, Side, UpdateKind, UpdateResult};
 pub use metrics::Metrics;
@@ -24,6 +26,18 @@ use metrics::{
     AuthzLabels, BytesLabels, ClosedLabels, ConnectionLabels, HandshakeLabels, IdentityLabels,
     RenewalLabels, UpdateLabels,
 };
+
+/// A failed handshake, where it was seen.
+#[derive(Debug)]
+pub struct HandshakeFailure<'a> {
+    pub side: Side,
+    pub reason: HandshakeReason,
+    pub source: SocketAddr,
+    pub source_identity: Option<&'a str>,
+    pub destination: SocketAddr,
+    pub destination_identity: &'a str,
+    pub detail: String,
+}
 
 /// One tunnelled connection, as the access log records it when it closes.
 #[derive(Debug, Clone, Serialize)]
@@ -55,6 +69,8 @@ fn rfc3339<S: serde::Serializer>(t: &SystemTime, s: S) -> Result<S::Ok, S::Error
 pub struct Telemetry {
     pub metrics: Metrics,
     access_log: AccessLog,
+    /// Failed handshakes not yet reported to the control plane.
+    pub failures: FailureLog,
 }
 
 impl Telemetry {
@@ -62,6 +78,7 @@ impl Telemetry {
         Self {
             metrics: Metrics::new(registry),
             access_log,
+            failures: FailureLog::default(),
         }
     }
 
@@ -113,7 +130,21 @@ impl Telemetry {
         self.access_log.write(record);
     }
 
-    pub fn handshake_failed(&self, side: Side, reason: HandshakeReason) {
+    /// Counts a failed handshake and keeps it for the next report to the control plane.
+    pub fn handshake_failed(&self, failure: HandshakeFailure<'_>) {
+        let (side, reason) = (failure.side, failure.reason);
+        tracing::debug!(side = side.as_str(), %reason, source = %failure.source, destination = %failure.destination, "handshake failed");
+        self.failures.record(
+            FailureKey {
+                side: side.as_str(),
+                reason: reason.as_str(),
+                source_ip: failure.source.ip().to_string(),
+                source_identity: failure.source_identity.unwrap_or_default().to_owned(),
+                destination_ip: failure.destination.ip().to_string(),
+                destination_identity: failure.destination_identity.to_owned(),
+            },
+            failure.detail,
+        );
         self.metrics
             .handshake_failures
             .get_or_create(&HandshakeLabels {
@@ -189,11 +220,7 @@ impl Telemetry {
 
 /// The reason label of a failed handshake of the HBONE proxy.
 pub fn handshake_reason(error: &HandshakeError) -> HandshakeReason {
-    match error {
-        HandshakeError::Certificate(e) => HandshakeReason::of_verify(e),
-        HandshakeError::Tls(e) => HandshakeReason::of_tls(e),
-        HandshakeError::Io(_) | HandshakeError::Timeout(_) => HandshakeReason::Other,
-    }
+    error.reason()
 }
 
 /// How long ago `since` was, in whole milliseconds.

@@ -112,6 +112,21 @@ impl ControlPlaneFixture {
         AdminClient::new(self.channel(Some(Arc::new(slot))))
     }
 
+    /// The control plane's `/metrics`, scraped with curl.
+    pub fn metrics(&self) -> String {
+        let out = Command::new("curl")
+            .args(["-sS", "--fail", "--max-time", "5"])
+            .arg(format!("http://{}/metrics", self.metrics_addr))
+            .output()
+            .expect("curl");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
     /// `ferrule ARGS` as the operator of this control plane.
     pub fn ferrule(&self, args: &[&str]) -> std::process::Output {
         Command::new(binary("ferrule"))

@@ -206,6 +206,38 @@ impl Mesh {
         self.api(node, "GET", "/v1/pods", None).1
     }
 
+    /// The agent's `/metrics` address inside its node's netns (it binds port 0 in tests).
+    pub fn metrics_addr(&self, node: usize) -> SocketAddr {
+        let line = self
+            .agent(node)
+            .wait_for_line("metrics listening", Duration::from_secs(10));
+        let start = line
+            .find("127.0.0.1:")
+            .expect("metrics address in the log line");
+        let addr: String = line[start..]
+            .chars()
+            .take_while(|c| c.is_ascii_digit() || *c == '.' || *c == ':')
+            .collect();
+        addr.parse().expect("metrics address")
+    }
+
+    /// The agent's metrics, scraped with curl inside its node's netns.
+    pub fn metrics(&self, node: usize) -> String {
+        let url = format!("http://{}/metrics", self.metrics_addr(node));
+        let out = self
+            .node(node)
+            .command("curl")
+            .args(["-sS", "--fail", "--max-time", "5", &url])
+            .output()
+            .expect("curl");
+        assert!(
+            out.status.success(),
+            "scraping {url}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
     /// The agent's access log so far: one JSON object per closed connection.
     pub fn access_log(&self, node: usize) -> Vec<serde_json::Value> {
         let name = &self.cluster.node(node).name;

@@ -178,6 +178,18 @@ async fn agents_get_a_snapshot_then_deltas_and_the_control_plane_tracks_their_ve
     assert!(n2_status.connected);
     assert_eq!(n2_status.applied_version, registered.version);
     assert_eq!((n2_status.snapshots_sent, n2_status.deltas_sent), (1, 1));
+    let metrics = cp.metrics();
+    for series in [
+        format!("ferrule_config_version {}", registered.version),
+        "ferrule_agent_connected{node=\"n2\"} 1".to_owned(),
+        format!(
+            "ferrule_agent_applied_version{{node=\"n2\"}} {}",
+            registered.version
+        ),
+        "ferrule_agent_push_lag{node=\"n2\"} 0".to_owned(),
+    ] {
+        assert!(metrics.contains(&series), "missing {series} in:\n{metrics}");
+    }
 
     // A NACK keeps the agent on its version: the control plane shows the refusal, and the next
     // change is sent as a delta from the last version the agent applied.

@@ -127,6 +127,14 @@ async fn a_revoked_serial_is_in_the_crl_and_a_revoked_node_gets_no_certificates(
     let refused = sign(&cp, &node, WEB)
         .await
         .expect_err("a revoked node gets no certificate");
+    let metrics = cp.metrics();
+    for series in [
+        "ferrule_csr_total{node=\"n1\",result=\"issued\"} 2",
+        "ferrule_revocations{kind=\"identity\"} 1",
+        "ferrule_revocations{kind=\"serial\"} 3",
+    ] {
+        assert!(metrics.contains(series), "missing {series} in:\n{metrics}");
+    }
     assert!(
         cp.process().output().contains("revoked"),
         "the control plane says why ({refused:?}):\n{}",

@@ -150,6 +150,9 @@ impl AgentStream {
                 self.refused = Some(nack.version);
                 self.sent = None;
             }
+            Some(Kind::Failures(report)) => {
+                self.cp.handshakes.add(&self.node, report.failures);
+            }
             Some(Kind::Subscribe(_)) | None => {
                 tracing::warn!(node = %self.node, "unexpected message on a config watch; ignored");
             }

@@ -153,6 +153,32 @@ impl IssuingCa {
         })
     }
 
+    /// Test certificates with any validity window: expired or not-yet-valid ones for the tests
+    /// that check every handshake failure reason. Returns the chain and the key as PEM.
+    #[cfg(any(test, feature = "testing"))]
+    pub fn issue_with_validity(
+        &self,
+        id: &SpiffeId,
+        not_before: SystemTime,
+        not_after: SystemTime,
+    ) -> Result<(String, String), CaError> {
+        let key = crate::csr::generate_workload_key()?;
+        let req = SvidRequest {
+            id,
+            public_key_spki: &rcgen::PublicKeyData::subject_public_key_info(&key),
+            ttl: Duration::ZERO,
+            dns_names: &[],
+            ip_addresses: &[],
+        };
+        let params = leaf_params(&req, not_before, not_after)?;
+        let public_key = SubjectPublicKeyInfo::from_der(req.public_key_spki)
+            .map_err(|e| CaError::BadRequest(format!("public key: {e}")))?;
+        let cert = params.signed_by(&public_key, &self.issuer)?;
+        let mut chain = vec![cert.der().clone()];
+        chain.extend(self.chain.iter().cloned());
+        Ok((crate::pem_encode_certs(&chain), key.serialize_pem()))
+    }
+
     /// Issues an SVID for a key generated here, in memory (the control plane's own identity).
     pub fn issue_with_new_key(
         &self,

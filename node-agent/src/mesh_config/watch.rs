@@ -16,6 +16,8 @@ use std::sync::Arc;
 
 const FIRST_RETRY: Duration = Duration::from_millis(200);
 const MAX_RETRY: Duration = Duration::from_secs(5);
+/// How often failed handshakes are reported to the control plane (for `ferrule explain`).
+const REPORT_EVERY: Duration = Duration::from_secs(1);
 
 impl MeshConfig {
     /// Follows the control plane for as long as the task runs. Each applied version also
@@ -77,7 +79,24 @@ impl MeshConfig {
         telemetry.config_connected(true);
         tracing::info!(epoch = %current.epoch, version = current.version, "config watch connected");
         let mut last_nack = None;
-        while let Some(update) = updates.message().await? {
+        let mut report = tokio::time::interval(REPORT_EVERY);
+        loop {
+            let update = tokio::select! {
+                update = updates.message() => match update? {
+                    Some(update) => update,
+                    None => break,
+                },
+                _ = report.tick() => {
+                    let failures = telemetry.failures.take();
+                    if !failures.is_empty() {
+                        let report = Kind::Failures(v1::HandshakeFailures { failures });
+                        if tx.send(request(report)).await.is_err() {
+                            break;
+                        }
+                    }
+                    continue;
+                }
+            };
             let Some(answer) = self.answer(&update, td, bundle, &mut last_nack) else {
                 continue;
             };

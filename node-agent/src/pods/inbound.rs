@@ -17,7 +17,7 @@ use crate::proxy::{
     serve_inbound,
 };
 use crate::telemetry::{
-    CloseReason, ConnectionRecord, Direction, Side, Telemetry, handshake_reason,
+    CloseReason, ConnectionRecord, Direction, HandshakeFailure, Side, Telemetry, handshake_reason,
 };
 
 /// The pod as policies select it.
@@ -171,9 +171,20 @@ impl InboundTarget for PodApp {
         });
     }
 
-    fn handshake_failed(&self, _tunnel_peer: SocketAddr, error: &HandshakeError) {
-        self.telemetry
-            .handshake_failed(Side::Server, handshake_reason(error));
+    fn handshake_failed(&self, tunnel_peer: SocketAddr, error: &HandshakeError) {
+        let destination = SocketAddr::new(
+            self.ips.first().copied().unwrap_or(tunnel_peer.ip()),
+            crate::proxy::HBONE_PORT,
+        );
+        self.telemetry.handshake_failed(HandshakeFailure {
+            side: Side::Server,
+            reason: handshake_reason(error),
+            source: tunnel_peer,
+            source_identity: None,
+            destination,
+            destination_identity: self.pod.id.as_str(),
+            detail: error.to_string(),
+        });
     }
 }
 

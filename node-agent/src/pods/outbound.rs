@@ -12,7 +12,9 @@ use super::{INBOUND_PORT, Shared};
 use crate::config::NonMesh;
 use crate::netns::Netns;
 use crate::proxy::{OutboundError, Relayed, TunnelKey, relay};
-use crate::telemetry::{CloseReason, ConnectionRecord, Direction, Side, handshake_reason};
+use crate::telemetry::{
+    CloseReason, ConnectionRecord, Direction, HandshakeFailure, Side, handshake_reason,
+};
 
 const CERT_WAIT: Duration = Duration::from_secs(5);
 
@@ -111,10 +113,19 @@ async fn mesh(
         Err(e) => {
             tracing::warn!(src = %source, dst = %destination, addr = %original, error = %e, "outbound tunnel failed");
             if let OutboundError::Handshake {
-                source: failure, ..
+                source: failure,
+                address,
             } = &e
             {
-                telemetry.handshake_failed(Side::Client, handshake_reason(failure));
+                telemetry.handshake_failed(HandshakeFailure {
+                    side: Side::Client,
+                    reason: handshake_reason(failure),
+                    source: client,
+                    source_identity: Some(source.as_str()),
+                    destination: *address,
+                    destination_identity: destination.as_str(),
+                    detail: failure.to_string(),
+                });
             }
             let decision = match e.status() {
                 Some(status) if status.as_u16() == 401 => "deny",

@@ -173,17 +173,16 @@ pub fn explain(
     cp: &ControlPlane,
     request: v1::ExplainRequest,
 ) -> Result<v1::ExplainResponse, Status> {
-    let source = match SpiffeId::parse(&request.source) {
-        Ok(id) => id,
-        Err(_) => {
-            let workload = find_workload(cp, &request.source).ok_or_else(|| {
-                Status::not_found(format!(
-                    "source {:?} is neither a SPIFFE ID nor a known workload (namespace/name, uid or IP)",
-                    request.source
-                ))
-            })?;
-            SpiffeId::parse(&workload.spiffe_id)
-                .map_err(|e| Status::internal(format!("stored workload identity: {e}")))?
+    let source_workload = find_workload(cp, &request.source);
+    let source = match (SpiffeId::parse(&request.source), &source_workload) {
+        (Ok(id), _) => id,
+        (Err(_), Some(workload)) => SpiffeId::parse(&workload.spiffe_id)
+            .map_err(|e| Status::internal(format!("stored workload identity: {e}")))?,
+        (Err(_), None) => {
+            return Err(Status::not_found(format!(
+                "source {:?} is neither a SPIFFE ID nor a known workload (namespace/name, uid or IP)",
+                request.source
+            )));
         }
     };
     let (name, port) = destination_and_port(&request.destination, request.port)?;
@@ -205,6 +204,13 @@ pub fn explain(
         },
         port,
     });
+    let source_ips = source_workload
+        .as_ref()
+        .map_or(Vec::new(), |w| w.ips.clone());
+    let handshake_failures = cp.handshakes.between(
+        (source.as_str(), &source_ips),
+        (&destination.spiffe_id, &destination.ips),
+    );
     let revoked = match revocations::identity_revoked(cp, source.as_str()) {
         true => format!("{source} is revoked: its handshakes fail before any policy is evaluated"),
         false => String::new(),
@@ -217,5 +223,6 @@ pub fn explain(
         rule: decision.cause.rule_label(),
         explanation: decision.to_string(),
         revoked,
+        handshake_failures,
     })
 }

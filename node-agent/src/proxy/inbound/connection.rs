@@ -26,7 +26,7 @@ pub(super) async fn serve(
     let (tls, peer) = match handshake(tcp, addr, acceptor).await {
         Ok(done) => done,
         Err(e) => {
-            warn!(peer_addr = %addr, reason = e.reason(), error = %e, "HBONE TLS handshake refused");
+            warn!(peer_addr = %addr, reason = e.reason().as_str(), error = %e, "HBONE TLS handshake refused");
             target.handshake_failed(addr, &e);
             return;
         }
