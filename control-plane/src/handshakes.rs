@@ -69,10 +69,9 @@ impl HandshakeLog {
         let mut found: Vec<_> = entries
             .values()
             .filter(|f| {
-                let from = f.source_identity == source.0
-                    || source.1.iter().any(|ip| *ip == f.source_address);
+                let from = f.source_identity == source.0 || source.1.contains(&f.source_address);
                 let to = f.destination_identity == destination.0
-                    || destination.1.iter().any(|ip| *ip == f.destination_address);
+                    || destination.1.contains(&f.destination_address);
                 from && to
             })
             .cloned()
