@@ -11,10 +11,11 @@ use ferrule_proto::v1;
 /// missed renewals for a while: flag it before it expires.
 const EXPIRING_FRACTION_DENOMINATOR: i64 = 5;
 
-/// Certificate inventory, soonest expiry first, with EXPIRING/EXPIRED flags
+/// Certificate inventory, soonest expiry first, with EXPIRING/EXPIRED/REVOKED flags
 ///
 /// Table columns: SERIAL, SPIFFE ID, NODE, NOT AFTER (RFC 3339 UTC), REMAINING, STATUS.
-/// STATUS is OK, EXPIRING (less than 20% of its lifetime left) or EXPIRED.
+/// STATUS is OK, EXPIRING (less than 20% of its lifetime left), REVOKED (its serial or
+/// identity is revoked) or EXPIRED.
 /// JSON: an array of {"serial", "spiffe_id", "node", "not_before", "not_after",
 /// "remaining_seconds" (negative once expired), "status"}.
 #[derive(Debug, clap::Args)]
@@ -32,15 +33,22 @@ pub struct CertsArgs {
 enum Status {
     Ok,
     Expiring,
+    Revoked,
     Expired,
 }
 
 impl Status {
     fn of(not_before: i64, not_after: i64, now: i64) -> Self {
+        Self::of_record(not_before, not_after, false, now)
+    }
+
+    fn of_record(not_before: i64, not_after: i64, revoked: bool, now: i64) -> Self {
         let remaining = not_after.saturating_sub(now);
         let lifetime = not_after.saturating_sub(not_before);
         if remaining <= 0 {
             Self::Expired
+        } else if revoked {
+            Self::Revoked
         } else if remaining.saturating_mul(EXPIRING_FRACTION_DENOMINATOR) < lifetime {
             Self::Expiring
         } else {
@@ -52,6 +60,7 @@ impl Status {
         match self {
             Self::Ok => "OK",
             Self::Expiring => "EXPIRING",
+            Self::Revoked => "REVOKED",
             Self::Expired => "EXPIRED",
         }
     }
@@ -98,7 +107,7 @@ fn rows(mut records: Vec<v1::CertificateRecord>, now: i64) -> Vec<CertRow> {
     records
         .into_iter()
         .map(|r| CertRow {
-            status: Status::of(r.not_before, r.not_after, now),
+            status: Status::of_record(r.not_before, r.not_after, r.revoked, now),
             remaining_seconds: r.not_after.saturating_sub(now),
             not_before: output::rfc3339(r.not_before),
             not_after: output::rfc3339(r.not_after),
@@ -147,6 +156,7 @@ mod tests {
             node: "n1".into(),
             not_before,
             not_after,
+            revoked: serial == "r",
         }
     }
 
@@ -168,6 +178,7 @@ mod tests {
                 record("c", 0, 10_000),
                 record("a", 0, 900),
                 record("b", 0, 1_100),
+                record("r", 0, 20_000),
             ],
             now,
         );
@@ -177,7 +188,8 @@ mod tests {
             [
                 ("a", Status::Expired),
                 ("b", Status::Expiring),
-                ("c", Status::Ok)
+                ("c", Status::Ok),
+                ("r", Status::Revoked)
             ]
         );
         assert_eq!(rows[0].remaining_seconds, -100);

@@ -191,7 +191,7 @@ async fn certs_are_sorted_by_expiry_and_flagged() {
     let mesh = mesh().await;
     let out = mesh.ferrule(&["certs"]).await.success();
     let lines: Vec<&str> = out.stdout.lines().collect();
-    assert_eq!(lines.len(), 4, "{}", out.stdout);
+    assert_eq!(lines.len(), 5, "{}", out.stdout);
     assert!(lines[0].starts_with("SERIAL") && lines[0].ends_with("STATUS"));
     let summary: Vec<(&str, &str)> = lines[1..]
         .iter()
@@ -204,7 +204,12 @@ async fn certs_are_sorted_by_expiry_and_flagged() {
         .collect();
     assert_eq!(
         summary,
-        [("0b", "EXPIRED"), ("0c", "EXPIRING"), ("0a", "OK")],
+        [
+            ("0b", "EXPIRED"),
+            ("0c", "EXPIRING"),
+            ("0a", "OK"),
+            ("0d", "REVOKED")
+        ],
         "{}",
         out.stdout
     );

@@ -111,6 +111,16 @@ async fn a_revoked_serial_is_in_the_crl_and_a_revoked_node_gets_no_certificates(
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
     assert!(verdict.contains("certificate revoked"), "{verdict}");
+    let out = cp.ferrule(&["-o", "json", "certs"]);
+    let certs: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).unwrap();
+    let status = |serial: &str| {
+        certs
+            .iter()
+            .find(|c| c["serial"] == serial)
+            .map(|c| c["status"].clone())
+    };
+    assert_eq!(status(&revoked.serial), Some("REVOKED".into()), "{certs:?}");
+    assert_eq!(status(&kept.serial), Some("OK".into()), "{certs:?}");
     assert!(
         openssl_verify(&cp, &kept, &crl).contains(": OK"),
         "other serials stay valid"

@@ -122,10 +122,12 @@ impl admin_server::Admin for FakeAdmin {
                 node: node.into(),
                 not_before,
                 not_after,
+                revoked: sa == "revoked",
             };
         let all = vec![
             cert("0a", "healthy", "n1", now - hours(1), now + hours(7)),
             cert("0b", "expired", "n2", now - hours(9), now - hours(1)),
+            cert("0d", "revoked", "n2", now - hours(1), now + hours(7) + 1),
             cert("0c", "expiring", "n1", now - hours(7), now + hours(1) - 1),
         ];
         let certificates = all

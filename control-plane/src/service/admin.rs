@@ -114,9 +114,11 @@ impl Admin for AdminService {
             .list_certificates(node)
             .await
             .map_err(store_status)?;
+        let revoked = crate::revocations::list(&self.0);
         let certificates = records
             .into_iter()
             .map(|r| v1::CertificateRecord {
+                revoked: revoked.serial_revoked(&r.serial) || revoked.identity_revoked(&r.spiffe_id),
                 serial: r.serial,
                 spiffe_id: r.spiffe_id,
                 node: r.node,
