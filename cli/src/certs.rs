@@ -38,10 +38,6 @@ enum Status {
 }
 
 impl Status {
-    fn of(not_before: i64, not_after: i64, now: i64) -> Self {
-        Self::of_record(not_before, not_after, false, now)
-    }
-
     fn of_record(not_before: i64, not_after: i64, revoked: bool, now: i64) -> Self {
         let remaining = not_after.saturating_sub(now);
         let lifetime = not_after.saturating_sub(not_before);
@@ -163,11 +159,14 @@ mod tests {
     #[test]
     fn status_flags_the_last_fifth_of_the_lifetime() {
         // 100 s lifetime from t=0.
-        assert_eq!(Status::of(0, 100, 79), Status::Ok);
-        assert_eq!(Status::of(0, 100, 80), Status::Ok);
-        assert_eq!(Status::of(0, 100, 81), Status::Expiring);
-        assert_eq!(Status::of(0, 100, 100), Status::Expired);
-        assert_eq!(Status::of(0, 100, 5000), Status::Expired);
+        let of = |now| Status::of_record(0, 100, false, now);
+        assert_eq!(of(79), Status::Ok);
+        assert_eq!(of(80), Status::Ok);
+        assert_eq!(of(81), Status::Expiring);
+        assert_eq!(of(100), Status::Expired);
+        assert_eq!(of(5000), Status::Expired);
+        assert_eq!(Status::of_record(0, 100, true, 90), Status::Revoked);
+        assert_eq!(Status::of_record(0, 100, true, 100), Status::Expired);
     }
 
     #[test]

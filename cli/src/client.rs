@@ -52,6 +52,11 @@ struct AdminFiles {
 }
 
 impl ConnectArgs {
+    /// The control plane address as given.
+    pub fn address(&self) -> &str {
+        &self.control_plane
+    }
+
     fn files(&self) -> anyhow::Result<AdminFiles> {
         let pick = |explicit: &Option<PathBuf>, file: &str, flag: &str| {
             explicit

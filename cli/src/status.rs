@@ -7,10 +7,11 @@ use serde::Serialize;
 use crate::client::{ConnectArgs, ControlPlane};
 use crate::output::{self, Format, Table};
 
-/// Show the control plane's configuration version and every agent's applied version
+/// Show the control plane, every joined node and its agent's applied configuration version
 ///
-/// Table columns: NODE, CONNECTED, APPLIED (version), LAG (versions behind), LAST ACK, NACK
-/// (the last refused version and why). JSON: {"epoch", "version", "agents": [..]}.
+/// Table columns: NODE, AGENT (connected, disconnected, never connected or revoked), APPLIED
+/// (version), LAG (versions behind), LAST ACK, NACK (the last refused version and why).
+/// JSON: {"control_plane", "epoch", "version", "nodes": [..]}.
 #[derive(Debug, Args)]
 #[command(verbatim_doc_comment)]
 pub struct StatusArgs {
@@ -21,6 +22,9 @@ pub struct StatusArgs {
 #[derive(Debug, Serialize)]
 struct AgentRow {
     node: String,
+    /// `connected`, `disconnected`, `never_connected` (since the control plane started), or
+    /// `revoked`.
+    agent: &'static str,
     connected: bool,
     applied_version: u64,
     lag: u64,
@@ -33,9 +37,10 @@ struct AgentRow {
 
 #[derive(Debug, Serialize)]
 struct Status {
+    control_plane: String,
     epoch: String,
     version: u64,
-    agents: Vec<AgentRow>,
+    nodes: Vec<AgentRow>,
 }
 
 pub async fn run(args: StatusArgs, format: Format) -> anyhow::Result<()> {
@@ -43,25 +48,21 @@ pub async fn run(args: StatusArgs, format: Format) -> anyhow::Result<()> {
     let response = cp
         .call(|mut admin| async move { admin.status(v1::StatusRequest {}).await })
         .await?;
-    let version = response.version;
+    let nodes = cp
+        .call(|mut admin| async move { admin.list_nodes(v1::ListNodesRequest {}).await })
+        .await?
+        .nodes;
+    let revoked = cp
+        .call(
+            |mut admin| async move { admin.list_revocations(v1::ListRevocationsRequest {}).await },
+        )
+        .await?
+        .revocations;
     let status = Status {
+        control_plane: args.connect.address().to_owned(),
         epoch: response.epoch,
-        version,
-        agents: response
-            .agents
-            .into_iter()
-            .map(|a| AgentRow {
-                lag: version.saturating_sub(a.applied_version),
-                last_ack: (a.last_ack_ms > 0).then(|| output::rfc3339(a.last_ack_ms / 1000)),
-                nacked_version: (a.nacked_version > 0).then_some(a.nacked_version),
-                nack_reason: (!a.nack_reason.is_empty()).then_some(a.nack_reason),
-                node: a.node,
-                connected: a.connected,
-                applied_version: a.applied_version,
-                snapshots_sent: a.snapshots_sent,
-                deltas_sent: a.deltas_sent,
-            })
-            .collect(),
+        version: response.version,
+        nodes: rows(response.version, response.agents, &nodes, &revoked),
     };
     match format {
         Format::Json => output::print_json(&status),
@@ -69,24 +70,87 @@ pub async fn run(args: StatusArgs, format: Format) -> anyhow::Result<()> {
     }
 }
 
+/// One row per joined node, plus agents of nodes no longer listed.
+fn rows(
+    version: u64,
+    agents: Vec<v1::AgentStatus>,
+    nodes: &[v1::NodeInfo],
+    revocations: &[v1::Revocation],
+) -> Vec<AgentRow> {
+    let is_revoked = |spiffe_id: &str| {
+        revocations.iter().any(
+            |r| matches!(&r.target, Some(v1::revocation::Target::SpiffeId(id)) if id == spiffe_id),
+        )
+    };
+    let mut rows: Vec<AgentRow> = agents
+        .into_iter()
+        .map(|a| AgentRow {
+            agent: if a.connected {
+                "connected"
+            } else {
+                "disconnected"
+            },
+            lag: version.saturating_sub(a.applied_version),
+            last_ack: (a.last_ack_ms > 0).then(|| output::rfc3339(a.last_ack_ms / 1000)),
+            nacked_version: (a.nacked_version > 0).then_some(a.nacked_version),
+            nack_reason: (!a.nack_reason.is_empty()).then_some(a.nack_reason),
+            node: a.node,
+            connected: a.connected,
+            applied_version: a.applied_version,
+            snapshots_sent: a.snapshots_sent,
+            deltas_sent: a.deltas_sent,
+        })
+        .collect();
+    for node in nodes {
+        if !rows.iter().any(|r| r.node == node.name) {
+            rows.push(AgentRow {
+                node: node.name.clone(),
+                agent: "never_connected",
+                connected: false,
+                applied_version: 0,
+                lag: version,
+                last_ack: None,
+                nacked_version: None,
+                nack_reason: None,
+                snapshots_sent: 0,
+                deltas_sent: 0,
+            });
+        }
+    }
+    for row in &mut rows {
+        let node = nodes.iter().find(|n| n.name == row.node);
+        if node.is_some_and(|n| is_revoked(&n.spiffe_id)) {
+            row.agent = "revoked";
+        }
+    }
+    rows.sort_by(|a, b| a.node.cmp(&b.node));
+    rows
+}
+
 fn render(status: &Status) -> String {
     let mut text = format!(
-        "control plane: configuration version {} (epoch {})\n",
-        status.version, status.epoch
+        "control plane {}: configuration version {} (epoch {})\n",
+        status.control_plane, status.version, status.epoch
     );
-    if status.agents.is_empty() {
-        text.push_str("no agent has connected since the control plane started\n");
+    if status.nodes.is_empty() {
+        text.push_str("no node has joined yet (create a token: ferrule node token create)\n");
         return text;
     }
-    let mut table = Table::new(&["NODE", "CONNECTED", "APPLIED", "LAG", "LAST ACK", "NACK"]);
-    for a in &status.agents {
+    let behind = status.nodes.iter().filter(|n| n.lag > 0).count();
+    text.push_str(&format!(
+        "{} node(s), {} agent(s) connected, {behind} behind\n",
+        status.nodes.len(),
+        status.nodes.iter().filter(|n| n.connected).count()
+    ));
+    let mut table = Table::new(&["NODE", "AGENT", "APPLIED", "LAG", "LAST ACK", "NACK"]);
+    for a in &status.nodes {
         let nack = match (&a.nacked_version, &a.nack_reason) {
             (Some(v), Some(reason)) => format!("{v}: {reason}"),
             _ => "-".into(),
         };
         table.row(vec![
             a.node.clone(),
-            if a.connected { "yes" } else { "no" }.into(),
+            a.agent.replace('_', " "),
             a.applied_version.to_string(),
             a.lag.to_string(),
             a.last_ack.clone().unwrap_or_else(|| "-".into()),

@@ -291,7 +291,7 @@ fn agents_keep_enforcing_without_the_control_plane_and_resume_with_a_delta() {
     }
     let out = mesh.ferrule(&["-o", "json", "status"]);
     let status: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    for agent in status["agents"].as_array().unwrap() {
+    for agent in status["nodes"].as_array().unwrap() {
         assert_eq!(agent["snapshots_sent"], 0, "{status}");
         assert_eq!(agent["applied_version"], version, "{status}");
     }

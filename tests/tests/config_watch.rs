@@ -190,6 +190,31 @@ async fn agents_get_a_snapshot_then_deltas_and_the_control_plane_tracks_their_ve
     ] {
         assert!(metrics.contains(&series), "missing {series} in:\n{metrics}");
     }
+    let out = cp.ferrule(&["status"]);
+    let table = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{table}");
+    let row = |node: &str| {
+        table
+            .lines()
+            .find(|l| l.starts_with(node))
+            .unwrap_or("")
+            .to_owned()
+    };
+    assert!(row("n2 ").contains("connected"), "{table}");
+    assert!(row("n1 ").contains("never connected"), "{table}");
+    assert!(
+        table.contains(&format!("configuration version {}", registered.version)),
+        "{table}"
+    );
+    let out = cp.ferrule(&["-o", "json", "status"]);
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let nodes = json["nodes"].as_array().unwrap();
+    let n2_row = nodes.iter().find(|n| n["node"] == "n2").unwrap();
+    assert_eq!(
+        (n2_row["agent"].as_str(), n2_row["lag"].as_u64()),
+        (Some("connected"), Some(0)),
+        "{json}"
+    );
 
     // A NACK keeps the agent on its version: the control plane shows the refusal, and the next
     // change is sent as a delta from the last version the agent applied.

@@ -118,7 +118,8 @@ impl Admin for AdminService {
         let certificates = records
             .into_iter()
             .map(|r| v1::CertificateRecord {
-                revoked: revoked.serial_revoked(&r.serial) || revoked.identity_revoked(&r.spiffe_id),
+                revoked: revoked.serial_revoked(&r.serial)
+                    || revoked.identity_revoked(&r.spiffe_id),
                 serial: r.serial,
                 spiffe_id: r.spiffe_id,
                 node: r.node,
