@@ -5,6 +5,7 @@
 
 mod inbound;
 mod outbound;
+pub mod peers;
 
 use std::collections::HashMap;
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
@@ -198,6 +199,10 @@ impl PodManager {
         let inbound = netns
             .tcp_listener(SocketAddr::from((Ipv4Addr::UNSPECIFIED, INBOUND_PORT)))
             .map_err(|e| internal("inbound listener", &e))?;
+        let peer_endpoint = netns
+            .tcp_listener(SocketAddr::from((Ipv4Addr::LOCALHOST, peers::PEER_PORT)))
+            .map_err(|e| internal("peer identity endpoint", &e))?;
+        let peers = Arc::new(peers::PeerDirectory::default());
         let mode = match spec.mode {
             Mode::Strict => InboundMode::Strict,
             Mode::Permissive => InboundMode::Permissive,
@@ -223,10 +228,14 @@ impl PodManager {
             tokio::spawn(outbound::serve(
                 self.shared.clone(),
                 outbound,
-                netns.clone(),
-                cookie,
-                id.clone(),
+                outbound::PodSide {
+                    netns: netns.clone(),
+                    cookie,
+                    id: id.clone(),
+                    peers: peers.clone(),
+                },
             )),
+            tokio::spawn(peers::serve(peer_endpoint, peers.clone())),
             tokio::spawn(inbound::serve(
                 inbound,
                 server_tls,
@@ -240,10 +249,17 @@ impl PodManager {
                 },
                 self.shared.mesh.clone(),
                 self.shared.telemetry.clone(),
+                peers.clone(),
             )),
         ];
         if let Some(outbound6) = outbound6 {
-            let task = outbound::serve(self.shared.clone(), outbound6, netns, cookie, id.clone());
+            let side = outbound::PodSide {
+                netns,
+                cookie,
+                id: id.clone(),
+                peers,
+            };
+            let task = outbound::serve(self.shared.clone(), outbound6, side);
             tasks.push(tokio::spawn(task));
         }
         Ok(Pod {

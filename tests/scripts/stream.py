@@ -7,6 +7,8 @@ many HOST PORT N        open N connections at once, send a line on each, expect 
 chat PORT               echo server that echoes every line for as long as a connection lasts
 hold HOST PORT          keep one connection chatting every 20 ms; print when and how it ends
 once HOST PORT          one line there and back: print "ok", or "refused" and why
+peer-server PORT        accept one connection, ask the pod's peer endpoint who it is, echo
+peer-client HOST PORT   one line there and back, then ask the peer endpoint who answered
 """
 import asyncio
 import hashlib
@@ -128,6 +130,40 @@ def once(host, port):
         print("refused", type(e).__name__, e, flush=True)
 
 
+def ask_peer(conn):
+    import urllib.error
+    import urllib.request
+
+    local = "%s:%d" % conn.getsockname()[:2]
+    remote = "%s:%d" % conn.getpeername()[:2]
+    url = f"http://127.0.0.1:15021/v1/peer?local={local}&remote={remote}"
+    try:
+        with urllib.request.urlopen(url, timeout=5) as response:
+            print("peer", response.read().decode(), flush=True)
+    except urllib.error.HTTPError as e:
+        print("peer-error", e.code, e.read().decode(), flush=True)
+
+
+def peer_server(port):
+    srv = socket.socket()
+    srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    srv.bind(("0.0.0.0", port))
+    srv.listen(4)
+    print("ready", flush=True)
+    conn, _ = srv.accept()
+    line = conn.recv(4096)
+    ask_peer(conn)
+    conn.sendall(line)
+    conn.close()
+
+
+def peer_client(host, port):
+    conn = socket.create_connection((host, port), timeout=5)
+    conn.sendall(b"who\n")
+    conn.recv(4096)
+    ask_peer(conn)
+
+
 if __name__ == "__main__":
     cmd = sys.argv[1]
     if cmd == "serve":
@@ -140,6 +176,10 @@ if __name__ == "__main__":
         asyncio.run(chat(int(sys.argv[2])))
     elif cmd == "hold":
         hold(sys.argv[2], int(sys.argv[3]))
+    elif cmd == "peer-server":
+        peer_server(int(sys.argv[2]))
+    elif cmd == "peer-client":
+        peer_client(sys.argv[2], int(sys.argv[3]))
     elif cmd == "once":
         once(sys.argv[2], int(sys.argv[3]))
     elif cmd == "many":

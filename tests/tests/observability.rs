@@ -75,3 +75,74 @@ fn a_connection_is_logged_as_json_with_both_identities_and_counted_in_metrics() 
         assert!(metrics.contains(&series), "missing {series} in:\n{metrics}");
     }
 }
+
+#[test]
+fn applications_ask_the_pod_local_endpoint_who_is_on_the_other_end() {
+    let mesh = Mesh::start(2, 1);
+    mesh.enroll_all("strict");
+    let server = Child::spawn(
+        mesh.pod(0, 0)
+            .command("python3")
+            .arg("-u")
+            .arg(script())
+            .args(["peer-server", "8080"]),
+    );
+    server.wait_for_line("ready", Duration::from_secs(10));
+    let out = mesh
+        .pod(1, 0)
+        .command("python3")
+        .arg(script())
+        .args(["peer-client", &mesh.pod(0, 0).ip.to_string(), "8080"])
+        .output()
+        .unwrap();
+    let client_said = String::from_utf8_lossy(&out.stdout).into_owned();
+    let answer = |text: &str| -> serde_json::Value {
+        let json = text
+            .lines()
+            .find_map(|l| l.strip_prefix("peer "))
+            .unwrap_or_else(|| panic!("no peer answer in {text:?}"));
+        serde_json::from_str(json).unwrap()
+    };
+    let (client_id, server_id) = (
+        format!("spiffe://{TRUST_DOMAIN}/ns/shop/sa/pod-1-0"),
+        format!("spiffe://{TRUST_DOMAIN}/ns/shop/sa/pod-0-0"),
+    );
+    let client_view = answer(&client_said);
+    assert_eq!(client_view["direction"], "outbound", "{client_view}");
+    assert_eq!(
+        client_view["peer_identity"],
+        server_id.as_str(),
+        "{client_view}"
+    );
+    assert_eq!(
+        client_view["local_identity"],
+        client_id.as_str(),
+        "{client_view}"
+    );
+    let server_said = server.wait_for_line("peer", Duration::from_secs(10));
+    let server_view = answer(&server_said);
+    assert_eq!(server_view["direction"], "inbound", "{server_view}");
+    assert_eq!(
+        server_view["peer_identity"],
+        client_id.as_str(),
+        "{server_view}"
+    );
+
+    // Only the pod's own mesh connections are known; a bad query is a clear 400.
+    let curl = |url: &str| {
+        let out = mesh
+            .pod(1, 0)
+            .command("curl")
+            .args(["-sS", "-w", " %{http_code}", url])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let unknown = curl("http://127.0.0.1:15021/v1/peer?local=127.0.0.1:1");
+    assert!(
+        unknown.ends_with("404") && unknown.contains("no mesh connection"),
+        "{unknown}"
+    );
+    let bad = curl("http://127.0.0.1:15021/v1/peer?local=nonsense");
+    assert!(bad.ends_with("400") && bad.contains("IP:PORT"), "{bad}");
+}

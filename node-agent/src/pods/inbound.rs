@@ -10,6 +10,7 @@ use ferrule_identity::SpiffeId;
 use ferrule_policy::{Decision, Request, Verdict, Workload};
 use tokio::net::TcpListener;
 
+use super::peers::{PeerDirectory, PeerInfo};
 use crate::mesh_config::{MeshConfig, MeshState};
 use crate::netns::Netns;
 use crate::proxy::{
@@ -88,6 +89,7 @@ fn until_withdrawn(
 }
 
 struct PodApp {
+    peers: Arc<PeerDirectory>,
     netns: Arc<Netns>,
     ips: Vec<IpAddr>,
     pod: Arc<PodWorkload>,
@@ -124,6 +126,16 @@ impl InboundTarget for PodApp {
         }
         let socket = self.netns.tcp_socket(dst.is_ipv6())?;
         let tcp = socket.connect(dst).await?;
+        // The app sees our socket's address as the other end of its accepted connection.
+        let listed = tcp.local_addr().ok().map(|ours| {
+            self.peers.list(PeerInfo {
+                direction: "inbound",
+                local: dst,
+                remote: vec![ours],
+                peer_identity: peer.id.to_string(),
+                local_identity: self.pod.id.to_string(),
+            })
+        });
         let (pod, peer_, port) = (self.pod.clone(), peer.clone(), dst.port());
         let until = until_withdrawn(&self.mesh, move |state| {
             withdrawn(state, &pod, &peer_, port)
@@ -139,6 +151,7 @@ impl InboundTarget for PodApp {
             decision: decision.verdict.as_str().to_owned(),
             rule,
             until,
+            keep: Some(Box::new(listed)),
         })
     }
 
@@ -217,8 +230,10 @@ pub(super) async fn serve(
     pod: PodWorkload,
     mesh: MeshConfig,
     telemetry: Arc<Telemetry>,
+    peers: Arc<PeerDirectory>,
 ) {
     let target = Arc::new(PodApp {
+        peers,
         netns,
         ips,
         pod: Arc::new(pod),

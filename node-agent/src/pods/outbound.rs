@@ -8,6 +8,7 @@ use std::time::{Duration, Instant, SystemTime};
 use ferrule_identity::SpiffeId;
 use tokio::net::{TcpListener, TcpStream};
 
+use super::peers::{PeerDirectory, PeerInfo};
 use super::{INBOUND_PORT, Shared};
 use crate::config::NonMesh;
 use crate::netns::Netns;
@@ -18,19 +19,22 @@ use crate::telemetry::{
 
 const CERT_WAIT: Duration = Duration::from_secs(5);
 
-pub(super) async fn serve(
-    shared: Arc<Shared>,
-    listener: TcpListener,
-    netns: Arc<Netns>,
-    cookie: u64,
-    source: SpiffeId,
-) {
+/// The pod whose outbound connections a listener serves.
+#[derive(Clone)]
+pub(super) struct PodSide {
+    pub(super) netns: Arc<Netns>,
+    pub(super) cookie: u64,
+    pub(super) id: SpiffeId,
+    pub(super) peers: Arc<PeerDirectory>,
+}
+
+pub(super) async fn serve(shared: Arc<Shared>, listener: TcpListener, pod: PodSide) {
     loop {
         match listener.accept().await {
             Ok((tcp, peer)) => {
-                let (shared, netns, source) = (shared.clone(), netns.clone(), source.clone());
+                let (shared, pod) = (shared.clone(), pod.clone());
                 tokio::spawn(async move {
-                    handle(&shared, &netns, cookie, &source, tcp, peer).await;
+                    handle(&shared, &pod, tcp, peer).await;
                 });
             }
             Err(e) => {
@@ -41,32 +45,27 @@ pub(super) async fn serve(
     }
 }
 
-async fn handle(
-    shared: &Shared,
-    netns: &Netns,
-    cookie: u64,
-    source: &SpiffeId,
-    tcp: TcpStream,
-    peer: SocketAddr,
-) {
+async fn handle(shared: &Shared, pod: &PodSide, tcp: TcpStream, peer: SocketAddr) {
     let _ = tcp.set_nodelay(true);
-    let Some(original) = shared.capture.original_destination(cookie, peer) else {
+    let source = &pod.id;
+    let Some(original) = shared.capture.original_destination(pod.cookie, peer) else {
         tracing::warn!(%source, %peer, "no original destination recorded; closing");
         return;
     };
     match shared.mesh.lookup(original.ip()) {
-        Some(destination) => mesh(shared, source, destination.id, tcp, original).await,
-        None => non_mesh(shared, netns, source, tcp, original).await,
+        Some(destination) => mesh(shared, pod, destination.id, tcp, original).await,
+        None => non_mesh(shared, &pod.netns, source, tcp, original).await,
     }
 }
 
 async fn mesh(
     shared: &Shared,
-    source: &SpiffeId,
+    pod: &PodSide,
     destination: SpiffeId,
     tcp: TcpStream,
     original: SocketAddr,
 ) {
+    let source = &pod.id;
     let started = Instant::now();
     let client = tcp.peer_addr().unwrap_or(original);
     let record = |decision: &str, relayed: Option<&Relayed>, error: Option<String>| {
@@ -136,6 +135,15 @@ async fn mesh(
         }
     };
     telemetry.connection_opened(Direction::Outbound, source.as_str(), destination.as_str());
+    // The app's socket: its own address, and what it may see as the other end.
+    let redirected_to = tcp.local_addr().unwrap_or(original);
+    let _listed = pod.peers.list(PeerInfo {
+        direction: "outbound",
+        local: client,
+        remote: vec![original, redirected_to],
+        peer_identity: destination.to_string(),
+        local_identity: source.to_string(),
+    });
     let relayed = relay(stream, tcp).await;
     tracing::info!(
         src = %source, dst = %destination, addr = %original,

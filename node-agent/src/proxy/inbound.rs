@@ -60,6 +60,8 @@ pub struct Admitted {
     pub decision: String,
     pub rule: String,
     pub until: Revoked,
+    /// Held for as long as the connection lasts (e.g. its entry in a table of connections).
+    pub keep: Option<Box<dyn std::any::Any + Send>>,
 }
 
 /// How an admitted connection went, for the target's access log and metrics.

@@ -143,6 +143,7 @@ impl InboundTarget for Direct {
             tcp: TcpStream::connect(dst).await?,
             decision: "allow (test)".into(),
             rule: "test".into(),
+            keep: None,
             until: Box::pin(std::future::pending()),
         })
     }

@@ -34,6 +34,7 @@ pub(super) async fn handle(
         decision,
         rule,
         until,
+        keep: _keep,
     } = admitted;
     let _ = tcp.set_nodelay(true);
     let send = match respond.send_response(response(StatusCode::OK), false) {
