@@ -239,17 +239,19 @@ impl PodManager {
             tokio::spawn(inbound::serve(
                 inbound,
                 server_tls,
-                netns.clone(),
-                spec.ips.clone(),
-                inbound::PodWorkload {
-                    id: id.clone(),
-                    namespace: spec.namespace.clone(),
-                    service_account: spec.service_account.clone(),
-                    labels: spec.labels.clone(),
+                inbound::PodApp {
+                    peers: peers.clone(),
+                    netns: netns.clone(),
+                    ips: spec.ips.clone(),
+                    pod: Arc::new(inbound::PodWorkload {
+                        id: id.clone(),
+                        namespace: spec.namespace.clone(),
+                        service_account: spec.service_account.clone(),
+                        labels: spec.labels.clone(),
+                    }),
+                    mesh: self.shared.mesh.clone(),
+                    telemetry: self.shared.telemetry.clone(),
                 },
-                self.shared.mesh.clone(),
-                self.shared.telemetry.clone(),
-                peers.clone(),
             )),
         ];
         if let Some(outbound6) = outbound6 {

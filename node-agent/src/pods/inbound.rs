@@ -88,13 +88,14 @@ fn until_withdrawn(
     })
 }
 
-struct PodApp {
-    peers: Arc<PeerDirectory>,
-    netns: Arc<Netns>,
-    ips: Vec<IpAddr>,
-    pod: Arc<PodWorkload>,
-    mesh: MeshConfig,
-    telemetry: Arc<Telemetry>,
+/// A pod's application behind its HBONE listener.
+pub(super) struct PodApp {
+    pub(super) peers: Arc<PeerDirectory>,
+    pub(super) netns: Arc<Netns>,
+    pub(super) ips: Vec<IpAddr>,
+    pub(super) pod: Arc<PodWorkload>,
+    pub(super) mesh: MeshConfig,
+    pub(super) telemetry: Arc<Telemetry>,
 }
 
 #[tonic::async_trait]
@@ -222,23 +223,6 @@ impl PodApp {
     }
 }
 
-pub(super) async fn serve(
-    listener: TcpListener,
-    tls: Arc<rustls::ServerConfig>,
-    netns: Arc<Netns>,
-    ips: Vec<IpAddr>,
-    pod: PodWorkload,
-    mesh: MeshConfig,
-    telemetry: Arc<Telemetry>,
-    peers: Arc<PeerDirectory>,
-) {
-    let target = Arc::new(PodApp {
-        peers,
-        netns,
-        ips,
-        pod: Arc::new(pod),
-        mesh,
-        telemetry,
-    });
-    serve_inbound(listener, tls, target, std::future::pending()).await;
+pub(super) async fn serve(listener: TcpListener, tls: Arc<rustls::ServerConfig>, app: PodApp) {
+    serve_inbound(listener, tls, Arc::new(app), std::future::pending()).await;
 }
