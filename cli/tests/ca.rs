@@ -267,3 +267,38 @@ fn help_documents_the_output_formats() {
     let out = run(&["node", "token", "create", "--help"]).success();
     assert!(out.stdout.contains("expires_at"), "{}", out.stdout);
 }
+
+#[test]
+fn usage_errors_of_the_fleet_commands_exit_2_with_what_is_missing() {
+    let cases: [(&[&str], &str); 7] = [
+        (
+            &["revoke"],
+            "--serial <HEX>|--identity <SPIFFE_ID>|--node <NAME>",
+        ),
+        (
+            &["revoke", "--serial", "ab", "--lift"],
+            "cannot be used with",
+        ),
+        (&["revoke", "--node", "a/b"], "one path segment"),
+        (&["policy", "apply"], "--file <FILE>"),
+        (&["policy", "delete"], "<NAME>"),
+        (
+            &["explain", "spiffe://example.org/ns/a/sa/b"],
+            "<DESTINATION>",
+        ),
+        (
+            &["status", "--frobnicate"],
+            "unexpected argument '--frobnicate'",
+        ),
+    ];
+    for (args, expected) in cases {
+        let run = run(args);
+        assert_eq!(run.code, 2, "{args:?}: {run:#?}");
+        assert!(
+            run.stderr.contains(expected),
+            "{args:?}: want {expected:?} in {}",
+            run.stderr
+        );
+        assert!(run.stderr.starts_with("error:"), "{args:?}: {}", run.stderr);
+    }
+}
