@@ -68,6 +68,11 @@ fn query(text: &str) -> Result<(SocketAddr, Option<SocketAddr>), String> {
     let mut remote = None;
     for pair in text.split('&').filter(|p| !p.is_empty()) {
         let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+        let slot = match key {
+            "local" => &mut local,
+            "remote" => &mut remote,
+            other => return Err(format!("unknown parameter {other:?}; use local and remote")),
+        };
         let value = value
             .replace("%3A", ":")
             .replace("%5B", "[")
@@ -75,11 +80,7 @@ fn query(text: &str) -> Result<(SocketAddr, Option<SocketAddr>), String> {
         let addr = value
             .parse::<SocketAddr>()
             .map_err(|_| format!("{key}={value:?} is not IP:PORT"))?;
-        match key {
-            "local" => local = Some(addr),
-            "remote" => remote = Some(addr),
-            other => return Err(format!("unknown parameter {other:?}; use local and remote")),
-        }
+        *slot = Some(addr);
     }
     Ok((local.ok_or("local=IP:PORT is required")?, remote))
 }
