@@ -9,6 +9,7 @@ pub mod demo;
 pub mod loadgen;
 pub mod mesh;
 pub mod process;
+pub mod prometheus;
 
 pub use control_plane::ControlPlaneFixture;
 pub use process::{Child, binary, free_port};
