@@ -51,13 +51,16 @@ impl Metrics {
     }
 
     pub fn csr(&self, node: &str, issued: bool) {
-        let result = if issued { "issued" } else { "refused" };
-        self.csr
-            .get_or_create(&CsrLabels {
+        // Both series of a node exist from its first request, so `increase()` sees every step.
+        for result in ["issued", "refused"] {
+            let counter = self.csr.get_or_create(&CsrLabels {
                 node: node.to_owned(),
                 result,
-            })
-            .inc();
+            });
+            if (result == "issued") == issued {
+                counter.inc();
+            }
+        }
     }
 
     pub fn handshake_failed(&self, reason: HandshakeReason) {

@@ -182,6 +182,13 @@ impl Telemetry {
             .certificate_not_before
             .get_or_create(&labels)
             .set(unix(not_before));
+        // Both renewal series exist from the start, so `increase()` sees their first step.
+        for result in [RenewalResult::Ok, RenewalResult::Failed] {
+            let _created = self.metrics.renewals.get_or_create(&RenewalLabels {
+                identity: identity.to_owned(),
+                result,
+            });
+        }
     }
 
     /// The identity is no longer used on this node: its expiry must not raise alerts.
