@@ -173,6 +173,29 @@ async fn start_metrics(
     let Some(addr) = config.metrics_listen else {
         return Ok(None);
     };
+    let (listener, bound, shutdown) = bind_until_closing(addr, state).await?;
+    tokio::spawn(ferrule_config::metrics::serve(
+        listener,
+        Arc::new(registry),
+        shutdown,
+    ));
+    tracing::info!(addr = ?bound, "metrics listening on /metrics");
+    Ok(bound)
+}
+
+/// A listener for a side server (metrics, public HTTPS), its bound address, and a future that
+/// completes when the control plane starts shutting down.
+async fn bind_until_closing(
+    addr: SocketAddr,
+    state: &ControlPlane,
+) -> Result<
+    (
+        TcpListener,
+        Option<SocketAddr>,
+        impl Future<Output = ()> + use<>,
+    ),
+    AppError,
+> {
     let listener = TcpListener::bind(addr)
         .await
         .map_err(|source| AppError::Bind { addr, source })?;
@@ -181,13 +204,7 @@ async fn start_metrics(
     let shutdown = async move {
         let _ = closing.wait_for(|closing| *closing).await;
     };
-    tokio::spawn(ferrule_config::metrics::serve(
-        listener,
-        Arc::new(registry),
-        shutdown,
-    ));
-    tracing::info!(addr = ?bound, "metrics listening on /metrics");
-    Ok(bound)
+    Ok((listener, bound, shutdown))
 }
 
 struct Public {
@@ -209,14 +226,7 @@ async fn start_public(
         tracing::info!("public HTTPS (CRL, trust bundle) is off; set public_listen to serve it");
         return Ok(Public { addr: None, tasks });
     };
-    let listener = TcpListener::bind(addr)
-        .await
-        .map_err(|source| AppError::Bind { addr, source })?;
-    let bound = listener.local_addr().ok();
-    let mut closing = state.closing.clone();
-    let shutdown = async move {
-        let _ = closing.wait_for(|closing| *closing).await;
-    };
+    let (listener, bound, shutdown) = bind_until_closing(addr, state).await?;
     let tls = public::public_server_config(slot);
     tasks.push(tokio::spawn(public::serve_public(
         listener, tls, documents, shutdown,

@@ -112,6 +112,16 @@ impl ControlPlaneFixture {
         AdminClient::new(self.channel(Some(Arc::new(slot))))
     }
 
+    /// A real agent (in this netns) with `config` and a join token; not waited for.
+    pub fn spawn_agent(&self, config: &Path, token: &str) -> Child {
+        Child::spawn(
+            Command::new(binary("ferrule-agent"))
+                .arg("--config")
+                .arg(config)
+                .env("FERRULE_JOIN_TOKEN", token),
+        )
+    }
+
     /// The control plane's `/metrics`, scraped with curl.
     pub fn metrics(&self) -> String {
         let out = Command::new("curl")

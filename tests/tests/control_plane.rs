@@ -8,7 +8,7 @@ use ferrule_identity::csr::{build_csr, generate_workload_key};
 use ferrule_identity::tls::CertSlot;
 use ferrule_identity::{CertInfo, SpiffeId, Usage};
 use ferrule_proto::v1::{self, identity_client::IdentityClient, node_client::NodeClient};
-use ferrule_tests::{Child, ControlPlaneFixture, binary};
+use ferrule_tests::ControlPlaneFixture;
 use rustls_pki_types::CertificateDer;
 use tonic::Code;
 
@@ -55,12 +55,7 @@ async fn agent_joins_with_a_single_use_token_and_keeps_its_key_in_memory() {
         )
         .await;
 
-    let agent = Child::spawn(
-        std::process::Command::new(binary("ferrule-agent"))
-            .arg("--config")
-            .arg(&config)
-            .env("FERRULE_JOIN_TOKEN", &token),
-    );
+    let agent = cp.spawn_agent(&config, &token);
     agent.wait_for_line("joined the mesh", Duration::from_secs(20));
     let cert_path = work.path().join("agent-n1/node-cert.pem");
     let pem = std::fs::read(&cert_path).expect("agent wrote its public chain");
@@ -101,23 +96,13 @@ async fn agent_joins_with_a_single_use_token_and_keeps_its_key_in_memory() {
 
     // A restart needs no token: the node identity waits in the kernel keyring, not on disk.
     drop(agent);
-    let restarted = Child::spawn(
-        std::process::Command::new(binary("ferrule-agent"))
-            .arg("--config")
-            .arg(&config)
-            .env("FERRULE_JOIN_TOKEN", &token),
-    );
+    let restarted = cp.spawn_agent(&config, &token);
     restarted.wait_for_line("restored from the kernel keyring", Duration::from_secs(20));
     drop(restarted);
 
     // The same token for another agent: refused.
     let other = cp.agent_config(work.path(), "n9");
-    let mut again = Child::spawn(
-        std::process::Command::new(binary("ferrule-agent"))
-            .arg("--config")
-            .arg(&other)
-            .env("FERRULE_JOIN_TOKEN", &token),
-    );
+    let mut again = cp.spawn_agent(&other, &token);
     assert_eq!(again.wait_exit(Duration::from_secs(20)), Some(1));
     assert!(
         again.output().contains("already used"),

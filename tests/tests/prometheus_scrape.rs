@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use ferrule_tests::prometheus::{Prometheus, deploy_dir};
-use ferrule_tests::{Child, ControlPlaneFixture, binary};
+use ferrule_tests::{Child, ControlPlaneFixture};
 
 const TD: &str = "example.org";
 
@@ -31,12 +31,7 @@ async fn prometheus_scrapes_a_running_agent_and_the_control_plane() {
             Duration::from_secs(600),
         )
         .await;
-    let agent = Child::spawn(
-        std::process::Command::new(binary("ferrule-agent"))
-            .arg("--config")
-            .arg(&config)
-            .env("FERRULE_JOIN_TOKEN", &token),
-    );
+    let agent = cp.spawn_agent(&config, &token);
     agent.wait_for_line("config applied", Duration::from_secs(20));
     let agent_metrics = metrics_addr(&agent);
 
