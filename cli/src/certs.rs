@@ -27,16 +27,18 @@ pub struct CertsArgs {
     connect: ConnectArgs,
 }
 
+/// Where a certificate is in its lifetime; `ferrule check` judges CA certificates the same way.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "UPPERCASE")]
-enum Status {
+pub enum Status {
     Ok,
     Expiring,
     Expired,
 }
 
 impl Status {
-    fn of(not_before: i64, not_after: i64, now: i64) -> Self {
+    /// Unix seconds in, like the control plane's certificate records.
+    pub fn of(not_before: i64, not_after: i64, now: i64) -> Self {
         let remaining = not_after.saturating_sub(now);
         let lifetime = not_after.saturating_sub(not_before);
         if remaining <= 0 {

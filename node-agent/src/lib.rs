@@ -9,4 +9,5 @@ pub mod keyring;
 pub mod mesh_config;
 pub mod netns;
 pub mod pods;
+pub mod preflight;
 pub mod proxy;
