@@ -2,6 +2,8 @@
 
 mod inspect;
 
+pub use inspect::check_signature;
+
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;

@@ -28,9 +28,10 @@ pub struct CertsArgs {
     connect: ConnectArgs,
 }
 
+/// Where a certificate is in its lifetime; `ferrule check` judges CA certificates the same way.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "UPPERCASE")]
-enum Status {
+pub enum Status {
     Ok,
     Expiring,
     Revoked,
@@ -38,6 +39,11 @@ enum Status {
 }
 
 impl Status {
+    /// Unix seconds in, like the control plane's certificate records.
+    pub fn of(not_before: i64, not_after: i64, now: i64) -> Self {
+        Self::of_record(not_before, not_after, false, now)
+    }
+
     fn of_record(not_before: i64, not_after: i64, revoked: bool, now: i64) -> Self {
         let remaining = not_after.saturating_sub(now);
         let lifetime = not_after.saturating_sub(not_before);

@@ -17,6 +17,8 @@ use ferrule_identity::{CertInfo, IdKind, SharedBundle, SpiffeId, TrustBundle, Tr
 use ferrule_proto::v1::admin_client::AdminClient;
 use tonic::transport::Channel;
 
+pub use explain::Explanation;
+
 const DEFAULT_CONTROL_PLANE: &str = "127.0.0.1:8443";
 
 /// How to reach and authenticate to the control plane; shared by every remote command.
@@ -52,22 +54,44 @@ struct AdminFiles {
 }
 
 impl ConnectArgs {
-    /// The control plane address as given.
+    /// The control plane address as the user gave it.
     pub fn address(&self) -> &str {
         &self.control_plane
     }
 
+    /// Whether any admin identity file was given (--ca-dir, --cert, --key or --bundle).
+    pub fn has_identity(&self) -> bool {
+        self.ca_dir.is_some() || self.cert.is_some() || self.key.is_some() || self.bundle.is_some()
+    }
+
+    pub fn ca_dir(&self) -> Option<&Path> {
+        self.ca_dir.as_deref()
+    }
+
+    /// The trust bundle: --bundle, or bundle.pem in --ca-dir.
+    pub fn bundle_path(&self) -> Option<PathBuf> {
+        self.in_ca_dir(&self.bundle, "bundle.pem")
+    }
+
+    /// The admin certificate chain: --cert, or admin.crt in --ca-dir.
+    pub fn cert_path(&self) -> Option<PathBuf> {
+        self.in_ca_dir(&self.cert, "admin.crt")
+    }
+
+    fn in_ca_dir(&self, explicit: &Option<PathBuf>, file: &str) -> Option<PathBuf> {
+        explicit
+            .clone()
+            .or_else(|| self.ca_dir.as_ref().map(|dir| dir.join(file)))
+    }
+
     fn files(&self) -> anyhow::Result<AdminFiles> {
         let pick = |explicit: &Option<PathBuf>, file: &str, flag: &str| {
-            explicit
-                .clone()
-                .or_else(|| self.ca_dir.as_ref().map(|dir| dir.join(file)))
-                .ok_or_else(|| {
-                    anyhow!(
-                        "no {file} to authenticate with: pass --ca-dir DIR (or set \
+            self.in_ca_dir(explicit, file).ok_or_else(|| {
+                anyhow!(
+                    "no {file} to authenticate with: pass --ca-dir DIR (or set \
                          FERRULE_CA_DIR) for the directory `ferrule ca init` wrote, or {flag} FILE"
-                    )
-                })
+                )
+            })
         };
         Ok(AdminFiles {
             cert: pick(&self.cert, "admin.crt", "--cert")?,
@@ -179,7 +203,7 @@ impl AdminIdentity {
 }
 
 /// The SPIFFE ID of the admin certificate, which must be an admin identity.
-fn admin_id(leaf: &[u8], path: &Path) -> anyhow::Result<SpiffeId> {
+pub fn admin_id(leaf: &[u8], path: &Path) -> anyhow::Result<SpiffeId> {
     let id = CertInfo::parse(leaf)
         .and_then(|info| info.spiffe_id())
         .with_context(|| format!("{} is not a usable X.509-SVID", path.display()))?;
@@ -202,10 +226,17 @@ fn read_bundle(path: &Path, td: &TrustDomain) -> anyhow::Result<TrustBundle> {
 
 /// Resolves HOST:PORT; the first address wins, as `TcpStream::connect` would try it first.
 async fn resolve(addr: &str) -> anyhow::Result<SocketAddr> {
-    let mut addrs = tokio::net::lookup_host(addr).await.with_context(|| {
-        format!("cannot resolve the control plane address {addr:?}; expected HOST:PORT (--control-plane)")
+    let fix = format!("expected HOST:PORT ({})", explain::ADDR_FLAG);
+    let mut addrs = tokio::net::lookup_host(addr).await.map_err(|e| {
+        Explanation::error(
+            format!("cannot resolve the control plane address {addr:?}: {e}"),
+            fix.clone(),
+        )
     })?;
     addrs.next().ok_or_else(|| {
-        anyhow!("the control plane address {addr:?} resolves to no address (--control-plane)")
+        Explanation::error(
+            format!("the control plane address {addr:?} resolves to no address"),
+            fix,
+        )
     })
 }

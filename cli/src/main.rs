@@ -4,6 +4,7 @@
 
 mod ca;
 mod certs;
+mod check;
 mod client;
 mod explain;
 mod node;
@@ -46,6 +47,7 @@ enum Command {
     Revoke(revoke::RevokeArgs),
     Explain(explain::ExplainArgs),
     Status(status::StatusArgs),
+    Check(check::CheckArgs),
 }
 
 #[tokio::main(flavor = "current_thread")]
@@ -59,6 +61,7 @@ async fn main() -> ExitCode {
         Command::Revoke(args) => revoke::run(args, cli.output).await,
         Command::Explain(args) => explain::run(args, cli.output).await,
         Command::Status(args) => status::run(args, cli.output).await,
+        Command::Check(args) => check::run(args, cli.output).await,
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -233,6 +233,31 @@ async fn certs_are_sorted_by_expiry_and_flagged() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn status_table_and_json() {
+    let mesh = mesh().await;
+    let out = mesh.ferrule(&["status"]).await.success();
+    let lines: Vec<&str> = out.stdout.lines().collect();
+    assert_eq!(
+        lines,
+        [
+            "control plane: configuration version 7 (epoch e1)",
+            "NODE  CONNECTED  APPLIED  LAG  LAST ACK  NACK",
+            "n1    yes        7        0    -         -",
+            "n2    no         7        0    -         -",
+        ],
+        "{}",
+        out.stdout
+    );
+
+    let out = mesh.ferrule(&["-o", "json", "status"]).await.success();
+    let v: Value = serde_json::from_str(&out.stdout).expect("JSON");
+    assert_eq!(v["version"], 7);
+    assert_eq!(v["agents"][1]["node"], "n2");
+    assert_eq!(v["agents"][1]["connected"], false);
+    assert_eq!(v["agents"][1]["last_ack"], Value::Null);
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn environment_selects_control_plane_and_ca_dir() {
     let mesh = mesh().await;
     let mut cmd = common::ferrule(&["node", "list"]);

@@ -1,7 +1,9 @@
-//! The eBPF object built from `ebpf/` (embedded at build time) and the BPF filesystem its pins
-//! live in. Loading, pinning and attaching the capture programs is `crate::capture`'s job.
+//! The eBPF object built from `ebpf/` (embedded at build time), the BPF filesystem its pins
+//! live in and the cgroup v2 hierarchy its programs attach to. Loading, pinning and attaching the
+//! capture programs is `crate::capture`'s job.
 
 mod bpffs;
+mod cgroup;
 #[cfg(test)]
 pub(crate) mod testing;
 #[cfg(test)]
@@ -11,7 +13,9 @@ use std::{io, path::PathBuf};
 
 use aya::Ebpf;
 
-pub use bpffs::{BPFFS_ROOT, Bpffs, ensure_bpffs, is_bpffs};
+pub use bpffs::{BPFFS_ROOT, Bpffs, ensure_bpffs, is_bpffs, mount_point_for, nearest_existing};
+pub(crate) use cgroup::mounts;
+pub use cgroup::{cgroup2_mount, cgroup2_mount_in};
 
 /// The eBPF object file (ELF) produced by `build.rs`; empty when built with `AYA_BUILD_SKIP=1`.
 static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/ferrule-ebpf"));

@@ -9,5 +9,6 @@ pub mod keyring;
 pub mod mesh_config;
 pub mod netns;
 pub mod pods;
+pub mod preflight;
 pub mod proxy;
 pub mod telemetry;

@@ -144,7 +144,7 @@ fn describe(cert: &Loaded, issuer: Option<&Loaded>) -> anyhow::Result<CertReport
 }
 
 /// Verifies `cert`'s signature with `issuer`'s public key (its own for a self-signed root).
-fn check_signature(cert: &[u8], issuer: Option<&[u8]>) -> Result<(), String> {
+pub fn check_signature(cert: &[u8], issuer: Option<&[u8]>) -> Result<(), String> {
     let (_, cert) = X509Certificate::from_der(cert).map_err(|e| e.to_string())?;
     let issuer = issuer
         .map(X509Certificate::from_der)

@@ -5,31 +5,73 @@
 //! the TLS error (rustls) or the socket error (io) underneath.
 
 use std::error::Error as StdError;
-use std::io;
+use std::{fmt, io};
 
-use anyhow::anyhow;
 use ferrule_identity::tls::verify_error_of;
 use ferrule_identity::{SpiffeId, TrustDomain, VerifyError};
 use rustls::AlertDescription;
 use tonic::{Code, Status};
+
+/// Flag and environment variable of the control plane address, for fixes that point at it.
+pub const ADDR_FLAG: &str = "--control-plane or FERRULE_CONTROL_PLANE";
+/// Flags and environment variable of the admin identity.
+const IDENTITY_FLAGS: &str = "--cert, --ca-dir or FERRULE_CA_DIR";
+
+/// A failure explained: what went wrong, and what to look at. Printed as `problem — fix`;
+/// `ferrule check` shows the two apart.
+#[derive(Debug)]
+pub struct Explanation {
+    pub problem: String,
+    pub fix: Option<String>,
+}
+
+impl Explanation {
+    pub fn error(problem: impl Into<String>, fix: impl Into<String>) -> anyhow::Error {
+        anyhow::Error::new(Self {
+            problem: problem.into(),
+            fix: Some(fix.into()),
+        })
+    }
+
+    fn bare_error(problem: impl Into<String>) -> anyhow::Error {
+        anyhow::Error::new(Self {
+            problem: problem.into(),
+            fix: None,
+        })
+    }
+}
+
+impl fmt::Display for Explanation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.fix {
+            Some(fix) => write!(f, "{} — {fix}", self.problem),
+            None => f.write_str(&self.problem),
+        }
+    }
+}
+
+impl StdError for Explanation {}
 
 /// The control plane answered, and said no.
 pub fn refusal(addr: &str, status: &Status) -> anyhow::Error {
     let msg = status.message();
     match status.code() {
         Code::InvalidArgument | Code::FailedPrecondition | Code::OutOfRange => {
-            anyhow!("the control plane rejected the request: {msg}")
+            Explanation::bare_error(format!("the control plane rejected the request: {msg}"))
         }
-        Code::Unauthenticated | Code::PermissionDenied => anyhow!(
-            "the control plane at {addr} refused the admin certificate: {msg} (--cert, --ca-dir)"
+        Code::Unauthenticated | Code::PermissionDenied => Explanation::error(
+            format!("the control plane at {addr} refused the admin certificate: {msg}"),
+            format!("use an admin certificate it accepts ({IDENTITY_FLAGS})"),
         ),
-        Code::NotFound => anyhow!("not found: {msg}"),
-        Code::AlreadyExists => anyhow!("already exists: {msg}"),
-        Code::Unimplemented => anyhow!(
-            "the control plane at {addr} does not implement this call ({msg}); is it an older \
-             version than this ferrule?"
+        Code::NotFound => Explanation::bare_error(format!("not found: {msg}")),
+        Code::AlreadyExists => Explanation::bare_error(format!("already exists: {msg}")),
+        Code::Unimplemented => Explanation::error(
+            format!("the control plane at {addr} does not implement this call ({msg})"),
+            "is it an older version than this ferrule?",
         ),
-        code => anyhow!("the control plane at {addr} failed the call ({code:?}): {msg}"),
+        code => Explanation::bare_error(format!(
+            "the control plane at {addr} failed the call ({code:?}): {msg}"
+        )),
     }
 }
 
@@ -86,15 +128,20 @@ impl Diagnosis {
         match self {
             Self::Tls(err) => handshake(addr, td, &err),
             Self::Socket(err) => unreachable(addr, &err),
-            Self::Deadline => {
-                anyhow!("the control plane at {addr} did not answer in time; is it overloaded?")
-            }
-            Self::ClosedAfterHandshake => anyhow!(
-                "the control plane at {addr} closed the connection right after the TLS \
-                 handshake; its log should say why (revoked or unknown admin certificate?)"
+            Self::Deadline => Explanation::error(
+                format!("the control plane at {addr} did not answer in time"),
+                "is it overloaded?",
             ),
-            Self::Unclear(text) => anyhow!(
-                "the connection to the control plane at {addr} failed: {text} (--control-plane)"
+            Self::ClosedAfterHandshake => Explanation::error(
+                format!(
+                    "the control plane at {addr} closed the connection right after the TLS \
+                     handshake"
+                ),
+                "its log should say why (revoked or unknown admin certificate?)",
+            ),
+            Self::Unclear(text) => Explanation::error(
+                format!("the connection to the control plane at {addr} failed: {text}"),
+                format!("check the address ({ADDR_FLAG})"),
             ),
         }
     }
@@ -110,7 +157,10 @@ fn unreachable(addr: &str, err: &io::Error) -> anyhow::Error {
         }
         _ => "is the address right?",
     };
-    anyhow!("cannot reach the control plane at {addr}: {err} — {hint} (--control-plane)")
+    Explanation::error(
+        format!("cannot reach the control plane at {addr}: {err}"),
+        format!("{hint} ({ADDR_FLAG})"),
+    )
 }
 
 /// `connection refused` rather than `Connection refused (os error 111)`.
@@ -126,28 +176,43 @@ fn handshake(addr: &str, td: &TrustDomain, err: &rustls::Error) -> anyhow::Error
     if let Some(reason) = verify_error_of(err) {
         let hint = match reason {
             // The reason already names both identities.
-            VerifyError::WrongId { .. } => "is --control-plane the control plane?".to_owned(),
+            VerifyError::WrongId { .. } => {
+                format!("is the address the control plane? ({ADDR_FLAG})")
+            }
             _ => format!(
-                "the control plane must present {} issued under --bundle",
+                "the control plane must present {} issued under the trust bundle (--bundle, \
+                 --ca-dir)",
                 SpiffeId::control_plane(td)
             ),
         };
-        return anyhow!("{prefix}: its certificate was not accepted: {reason} — {hint}");
+        return Explanation::error(
+            format!("{prefix}: its certificate was not accepted: {reason}"),
+            hint,
+        );
     }
     match err {
-        rustls::Error::AlertReceived(alert) if rejects_client_cert(*alert) => anyhow!(
-            "{prefix}: the control plane rejected the admin certificate (alert: {alert:?}) — is \
-             it issued by the CA the control plane uses, and not revoked? (--cert, --ca-dir)"
+        rustls::Error::AlertReceived(alert) if rejects_client_cert(*alert) => Explanation::error(
+            format!(
+                "{prefix}: the control plane rejected the admin certificate (alert: {alert:?})"
+            ),
+            format!(
+                "is it issued by the CA the control plane uses, and not revoked? ({IDENTITY_FLAGS})"
+            ),
         ),
-        rustls::Error::AlertReceived(AlertDescription::NoApplicationProtocol) => anyhow!(
-            "{prefix}: the server does not speak gRPC over h2 (ALPN); is --control-plane the \
-             control plane's gRPC port?"
+        rustls::Error::AlertReceived(AlertDescription::NoApplicationProtocol) => {
+            Explanation::error(
+                format!("{prefix}: the server does not speak gRPC over h2 (ALPN)"),
+                format!("is the address the control plane's gRPC port? ({ADDR_FLAG})"),
+            )
+        }
+        rustls::Error::InvalidMessage(_) => Explanation::error(
+            format!("{prefix}: {err}"),
+            format!(
+                "is the address the control plane's TLS port and not a plaintext or HTTP/1 \
+                 service? ({ADDR_FLAG})"
+            ),
         ),
-        rustls::Error::InvalidMessage(_) => anyhow!(
-            "{prefix}: {err} — is --control-plane the control plane's TLS port and not a \
-             plaintext or HTTP/1 service?"
-        ),
-        other => anyhow!("{prefix}: {other}"),
+        other => Explanation::bare_error(format!("{prefix}: {other}")),
     }
 }
 

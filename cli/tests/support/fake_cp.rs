@@ -43,6 +43,8 @@ pub struct Seen {
 #[derive(Debug, Clone, Default)]
 pub struct FakeAdmin {
     pub seen: Arc<Mutex<Seen>>,
+    /// Added to the real time in `status` answers, to fake a skewed control plane clock.
+    pub clock_offset_ms: i64,
 }
 
 fn record_caller<T>(seen: &Mutex<Seen>, request: &Request<T>) {
@@ -202,11 +204,25 @@ impl admin_server::Admin for FakeAdmin {
 
     async fn status(
         &self,
-        _: Request<v1::StatusRequest>,
+        request: Request<v1::StatusRequest>,
     ) -> Result<Response<v1::StatusResponse>, Status> {
-        Err(Status::unimplemented(
-            "not faked: the real control plane is tested end to end",
-        ))
+        record_caller(&self.seen, &request);
+        let agent = |node: &str, connected| v1::AgentStatus {
+            node: node.into(),
+            connected,
+            applied_version: 7,
+            ..Default::default()
+        };
+        let now_ms = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap()
+            .as_millis() as i64;
+        Ok(Response::new(v1::StatusResponse {
+            epoch: "e1".into(),
+            version: 7,
+            agents: vec![agent("n1", true), agent("n2", false)],
+            server_time_ms: now_ms + self.clock_offset_ms,
+        }))
     }
 }
 

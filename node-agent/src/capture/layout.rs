@@ -18,7 +18,7 @@ use std::{
 use ferrule_ebpf_common::ALL_MAPS;
 
 use super::{Error, programs::PROGRAMS};
-use crate::ebpf::{self, BPFFS_ROOT, Bpffs};
+use crate::ebpf::{self, Bpffs};
 
 const CGROUP_MARKER: &str = "cgroup-";
 
@@ -146,7 +146,7 @@ impl Layout {
 /// bpffs may already be mounted above `dir` (the usual `/sys/fs/bpf`); otherwise mount one at
 /// the conventional root when `dir` is below it, or at `dir` itself.
 fn ensure_on_bpffs(dir: &Path) -> Result<Bpffs, Error> {
-    let existing = dir.ancestors().find(|p| p.exists()).unwrap_or(dir);
+    let existing = ebpf::nearest_existing(dir);
     let on_bpffs = ebpf::is_bpffs(existing).map_err(|source| Error::PinDir {
         path: existing.to_owned(),
         source,
@@ -154,12 +154,7 @@ fn ensure_on_bpffs(dir: &Path) -> Result<Bpffs, Error> {
     if on_bpffs {
         return Ok(Bpffs::AlreadyMounted);
     }
-    let mount_point = if dir.starts_with(BPFFS_ROOT) {
-        Path::new(BPFFS_ROOT)
-    } else {
-        dir
-    };
-    ebpf::ensure_bpffs(mount_point).map_err(Error::Bpffs)
+    ebpf::ensure_bpffs(ebpf::mount_point_for(dir)).map_err(Error::Bpffs)
 }
 
 fn create_dir(path: &Path) -> Result<(), Error> {

@@ -36,6 +36,22 @@ pub fn ensure_bpffs(path: &Path) -> Result<Bpffs, Error> {
     Ok(Bpffs::MountedNow)
 }
 
+/// The directory whose filesystem decides where pins under `dir` live: `dir` itself or, when it
+/// does not exist yet, its nearest existing ancestor.
+pub fn nearest_existing(dir: &Path) -> &Path {
+    dir.ancestors().find(|p| p.exists()).unwrap_or(dir)
+}
+
+/// Where the agent mounts a bpffs for pins under `dir` that are not on one yet: the conventional
+/// root when `dir` is below it, otherwise `dir` itself.
+pub fn mount_point_for(dir: &Path) -> &Path {
+    if dir.starts_with(BPFFS_ROOT) {
+        Path::new(BPFFS_ROOT)
+    } else {
+        dir
+    }
+}
+
 /// Whether `path` is on a bpffs (a mount point or any directory inside one).
 pub fn is_bpffs(path: &Path) -> std::io::Result<bool> {
     let stat = statfs(path)?;

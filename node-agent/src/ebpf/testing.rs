@@ -30,18 +30,9 @@ pub(crate) fn require_root() {
     );
 }
 
-/// Where the cgroup v2 hierarchy is mounted: `/sys/fs/cgroup` on pure v2 hosts,
-/// `/sys/fs/cgroup/unified` on hybrid ones.
 fn cgroup2_root() -> PathBuf {
-    let mountinfo = fs::read_to_string("/proc/self/mountinfo").expect("read /proc/self/mountinfo");
-    mountinfo
-        .lines()
-        .find_map(|line| {
-            // "<id> <parent> <dev> <root> <mount point> <opts>... - <fstype> <source> <opts>"
-            let (mount, fs) = line.split_once(" - ")?;
-            let mount_point = mount.split(' ').nth(4)?;
-            (fs.split(' ').next()? == "cgroup2").then(|| PathBuf::from(mount_point))
-        })
+    super::cgroup2_mount()
+        .expect("read /proc/self/mountinfo")
         .expect("no cgroup2 filesystem mounted (see /proc/self/mountinfo)")
 }
 

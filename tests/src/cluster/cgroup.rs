@@ -17,16 +17,8 @@ const RMDIR_TIMEOUT: Duration = Duration::from_secs(2);
 /// Where the cgroup v2 hierarchy is mounted: `/sys/fs/cgroup` on pure v2 hosts,
 /// `/sys/fs/cgroup/unified` on hybrid ones.
 pub fn cgroup2_root() -> Result<PathBuf, Error> {
-    let mountinfo = fs::read_to_string("/proc/self/mountinfo")
-        .map_err(Error::io("reading /proc/self/mountinfo"))?;
-    mountinfo
-        .lines()
-        .find_map(|line| {
-            // "<id> <parent> <dev> <root> <mount point> <opts>... - <fstype> <source> <opts>"
-            let (mount, fs) = line.split_once(" - ")?;
-            let mount_point = mount.split(' ').nth(4)?;
-            (fs.split(' ').next()? == "cgroup2").then(|| PathBuf::from(mount_point))
-        })
+    ferrule_node_agent::ebpf::cgroup2_mount()
+        .map_err(Error::io("reading /proc/self/mountinfo"))?
         .ok_or(Error::NoCgroup2)
 }
 
