@@ -237,13 +237,18 @@ async fn status_table_and_json() {
     let mesh = mesh().await;
     let out = mesh.ferrule(&["status"]).await.success();
     let lines: Vec<&str> = out.stdout.lines().collect();
+    assert!(
+        lines[0].ends_with(": configuration version 7 (epoch e1)"),
+        "{}",
+        out.stdout
+    );
     assert_eq!(
-        lines,
+        lines[1..],
         [
-            "control plane: configuration version 7 (epoch e1)",
-            "NODE  CONNECTED  APPLIED  LAG  LAST ACK  NACK",
-            "n1    yes        7        0    -         -",
-            "n2    no         7        0    -         -",
+            "2 node(s), 1 agent(s) connected, 0 behind",
+            "NODE  AGENT         APPLIED  LAG  LAST ACK  NACK",
+            "n1    connected     7        0    -         -",
+            "n2    disconnected  7        0    -         -",
         ],
         "{}",
         out.stdout
@@ -252,9 +257,9 @@ async fn status_table_and_json() {
     let out = mesh.ferrule(&["-o", "json", "status"]).await.success();
     let v: Value = serde_json::from_str(&out.stdout).expect("JSON");
     assert_eq!(v["version"], 7);
-    assert_eq!(v["agents"][1]["node"], "n2");
-    assert_eq!(v["agents"][1]["connected"], false);
-    assert_eq!(v["agents"][1]["last_ack"], Value::Null);
+    assert_eq!(v["nodes"][1]["node"], "n2");
+    assert_eq!(v["nodes"][1]["agent"], "disconnected");
+    assert_eq!(v["nodes"][1]["last_ack"], Value::Null);
 }
 
 #[tokio::test(flavor = "multi_thread")]
