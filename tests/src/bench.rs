@@ -2,6 +2,7 @@
 //! the same run, because this machine is noisy and only ratios carry over.
 
 pub mod datapath;
+pub mod push;
 pub mod sign;
 
 use std::time::Duration;

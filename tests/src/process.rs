@@ -4,7 +4,7 @@ use std::io::{BufRead, BufReader};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 /// Path of a workspace binary of the same build profile (target/<profile>/NAME), from a test
@@ -41,6 +41,64 @@ pub fn wait_for_port(addr: SocketAddr, timeout: Duration) {
         );
         std::thread::sleep(Duration::from_millis(25));
     }
+}
+
+/// Raises this process's soft limit on open files to at least `needed`, up to the hard limit
+/// (beyond it only as root); children started afterwards inherit it. A thousand TLS connections
+/// need more than the common default of 1024, in the benchmark and in the control plane alike.
+/// Returns the soft limit now in force.
+pub fn raise_open_files_limit(needed: u64) -> std::io::Result<u64> {
+    use rustix::process::{Resource, Rlimit, getrlimit, setrlimit};
+    let limit = getrlimit(Resource::Nofile);
+    let current = limit.current.unwrap_or(u64::MAX);
+    if current >= needed {
+        return Ok(current);
+    }
+    // Like Go's runtime: take everything the hard limit allows.
+    let wanted = limit.maximum.map_or(needed, |maximum| maximum.max(needed));
+    setrlimit(
+        Resource::Nofile,
+        Rlimit {
+            current: Some(wanted),
+            maximum: limit.maximum.map(|maximum| maximum.max(wanted)),
+        },
+    )?;
+    Ok(wanted)
+}
+
+/// User plus system CPU time of process `pid` so far: utime and stime from /proc/<pid>/stat,
+/// fields 14 and 15, counted after the `)` that ends the command name, since the name itself
+/// may contain spaces.
+pub fn cpu_time(pid: u32) -> Duration {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .unwrap_or_else(|e| panic!("reading /proc/{pid}/stat (has the process exited?): {e}"));
+    let after_name = &stat[stat.rfind(')').expect("comm in /proc/<pid>/stat") + 1..];
+    let ticks: u64 = after_name
+        .split_whitespace()
+        .skip(11)
+        .take(2)
+        .map(|field| {
+            field
+                .parse::<u64>()
+                .expect("utime/stime in /proc/<pid>/stat")
+        })
+        .sum();
+    Duration::from_secs_f64(ticks as f64 / clock_ticks_per_second() as f64)
+}
+
+/// The unit of /proc's CPU times (USER_HZ); asked of the system rather than assumed.
+fn clock_ticks_per_second() -> u64 {
+    static TICKS: OnceLock<u64> = OnceLock::new();
+    *TICKS.get_or_init(|| {
+        let out = Command::new("getconf")
+            .arg("CLK_TCK")
+            .output()
+            .expect("running getconf CLK_TCK");
+        String::from_utf8_lossy(&out.stdout)
+            .trim()
+            .parse()
+            .expect("getconf CLK_TCK prints a number")
+    })
 }
 
 /// A running binary; stderr and stdout lines are collected.
@@ -81,6 +139,11 @@ impl Child {
     /// The process id (for /proc readings such as memory).
     pub fn id(&self) -> u32 {
         self.child.id()
+    }
+
+    /// User plus system CPU time of the process so far (all its threads), from /proc.
+    pub fn cpu_time(&self) -> Duration {
+        cpu_time(self.id())
     }
 
     /// Resident memory in KiB, from /proc.

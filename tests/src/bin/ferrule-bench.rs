@@ -1,10 +1,11 @@
-//! `ferrule-bench sign [--agents N] [--seconds S]` and `ferrule-bench datapath [--seconds S]`;
-//! run through `cargo xtask bench <name>`, which builds the release binaries first.
+//! `ferrule-bench sign [--agents N] [--seconds S]`, `ferrule-bench datapath [--seconds S]` and
+//! `ferrule-bench push [--agents N] [--rounds R]`; run through `cargo xtask bench <name>`, which
+//! builds the release binaries first.
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 use ferrule_tests::ControlPlaneFixture;
-use ferrule_tests::bench::{datapath, sign};
+use ferrule_tests::bench::{datapath, push, sign};
 
 #[derive(Debug, Parser)]
 #[command(about = "Ferrule benchmarks against the real binaries")]
@@ -42,6 +43,22 @@ enum Bench {
         #[arg(long, default_value_t = 1000)]
         idle_connections: usize,
     },
+    /// Time from `ferrule revoke` or a policy change to the last agent's ACK, with many
+    /// simulated agents watching one control plane, and its memory per agent.
+    Push {
+        /// Simulated agents, each a node with its own certificate, connection and watch stream.
+        #[arg(long, default_value_t = 1000)]
+        agents: usize,
+        /// Rounds of each trigger (CLI and RPC revocations, policy changes).
+        #[arg(long, default_value_t = 20)]
+        rounds: usize,
+        /// Agents joined, or connected, at once.
+        #[arg(long, default_value_t = 50)]
+        batch: usize,
+        /// Seconds a round may take before it counts as incomplete.
+        #[arg(long, default_value_t = 30)]
+        round_timeout: u64,
+    },
 }
 
 #[tokio::main]
@@ -78,6 +95,21 @@ async fn main() {
             // The mesh harness is synchronous (processes, /proc, sleeps).
             let report = tokio::task::block_in_place(|| datapath::run(&options));
             datapath::print(&report, &options);
+        }
+        Bench::Push {
+            agents,
+            rounds,
+            batch,
+            round_timeout,
+        } => {
+            let options = push::Options {
+                agents,
+                rounds,
+                batch,
+                round_timeout: Duration::from_secs(round_timeout),
+            };
+            let report = push::run(&options).await;
+            push::print(&report, &options);
         }
     }
 }
