@@ -47,3 +47,36 @@ pub fn error_chain(error: &dyn std::error::Error) -> String {
     }
     text
 }
+
+/// Raises the soft limit on open files to the hard limit (at least `needed`), as Go's runtime
+/// does: a control plane holds one connection per agent and an agent one per tunnel, and the
+/// usual soft limit of 1,024 would refuse them long before the machine runs out. Returns the
+/// limit now in force.
+pub fn raise_open_files_limit(needed: u64) -> std::io::Result<u64> {
+    use rustix::process::{Resource, Rlimit, getrlimit, setrlimit};
+    let limit = getrlimit(Resource::Nofile);
+    let current = limit.current.unwrap_or(u64::MAX);
+    let wanted = limit.maximum.map_or(needed, |maximum| maximum.max(needed));
+    if current >= wanted {
+        return Ok(current);
+    }
+    setrlimit(
+        Resource::Nofile,
+        Rlimit {
+            current: Some(wanted),
+            maximum: limit.maximum.map(|maximum| maximum.max(wanted)),
+        },
+    )?;
+    Ok(wanted)
+}
+
+/// [`raise_open_files_limit`] to the hard limit at startup; a failure is logged, not fatal.
+pub fn raise_open_files_limit_or_warn() {
+    match raise_open_files_limit(0) {
+        Ok(limit) => tracing::debug!(limit, "open-files limit"),
+        Err(e) => tracing::warn!(
+            error = %e,
+            "cannot raise the open-files limit: connections beyond it will be refused"
+        ),
+    }
+}

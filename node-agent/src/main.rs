@@ -26,6 +26,7 @@ struct Args {
 async fn main() -> ExitCode {
     let args = Args::parse();
     ferrule_config::process::init_logging(args.log_json);
+    ferrule_config::process::raise_open_files_limit_or_warn();
     let config = match config::Config::load(&args.config, &config::ProcessEnv) {
         Ok(config) => config,
         Err(e) => {

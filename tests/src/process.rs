@@ -43,28 +43,7 @@ pub fn wait_for_port(addr: SocketAddr, timeout: Duration) {
     }
 }
 
-/// Raises this process's soft limit on open files to at least `needed`, up to the hard limit
-/// (beyond it only as root); children started afterwards inherit it. A thousand TLS connections
-/// need more than the common default of 1024, in the benchmark and in the control plane alike.
-/// Returns the soft limit now in force.
-pub fn raise_open_files_limit(needed: u64) -> std::io::Result<u64> {
-    use rustix::process::{Resource, Rlimit, getrlimit, setrlimit};
-    let limit = getrlimit(Resource::Nofile);
-    let current = limit.current.unwrap_or(u64::MAX);
-    if current >= needed {
-        return Ok(current);
-    }
-    // Like Go's runtime: take everything the hard limit allows.
-    let wanted = limit.maximum.map_or(needed, |maximum| maximum.max(needed));
-    setrlimit(
-        Resource::Nofile,
-        Rlimit {
-            current: Some(wanted),
-            maximum: limit.maximum.map(|maximum| maximum.max(wanted)),
-        },
-    )?;
-    Ok(wanted)
-}
+pub use ferrule_config::process::raise_open_files_limit;
 
 /// User plus system CPU time of process `pid` so far: utime and stime from /proc/<pid>/stat,
 /// fields 14 and 15, counted after the `)` that ends the command name, since the name itself
