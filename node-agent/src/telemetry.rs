@@ -9,7 +9,7 @@ mod plaintext;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::SystemTime;
 
 use prometheus_client::registry::Registry;
 use serde::Serialize;
@@ -228,9 +228,4 @@ impl Telemetry {
 /// The reason label of a failed handshake of the HBONE proxy.
 pub fn handshake_reason(error: &HandshakeError) -> HandshakeReason {
     error.reason()
-}
-
-/// How long ago `since` was, in whole milliseconds.
-pub fn elapsed_ms(since: std::time::Instant) -> u64 {
-    Duration::as_millis(&since.elapsed()) as u64
 }
