@@ -208,17 +208,8 @@ impl Mesh {
 
     /// The agent's `/metrics` address inside its node's netns (it binds port 0 in tests).
     pub fn metrics_addr(&self, node: usize) -> SocketAddr {
-        let line = self
-            .agent(node)
-            .wait_for_line("metrics listening", Duration::from_secs(10));
-        let start = line
-            .find("127.0.0.1:")
-            .expect("metrics address in the log line");
-        let addr: String = line[start..]
-            .chars()
-            .take_while(|c| c.is_ascii_digit() || *c == '.' || *c == ':')
-            .collect();
-        addr.parse().expect("metrics address")
+        self.agent(node)
+            .logged_address("metrics listening", Duration::from_secs(10))
     }
 
     /// The agent's metrics, scraped with curl inside its node's netns.

@@ -145,6 +145,20 @@ impl Child {
             .join("\n")
     }
 
+    /// The loopback address (`127.0.0.1:PORT`) in the first line with `needle`, e.g. where a
+    /// process that bound port 0 says it listens.
+    pub fn logged_address(&self, needle: &str, timeout: Duration) -> std::net::SocketAddr {
+        let line = self.wait_for_line(needle, timeout);
+        let start = line
+            .find("127.0.0.1:")
+            .unwrap_or_else(|| panic!("no 127.0.0.1 address in {line:?}"));
+        let addr: String = line[start..]
+            .chars()
+            .take_while(|c| c.is_ascii_digit() || *c == '.' || *c == ':')
+            .collect();
+        addr.parse().expect("address")
+    }
+
     /// Waits until a line containing `needle` appears; panics with the output otherwise.
     pub fn wait_for_line(&self, needle: &str, timeout: Duration) -> String {
         self.wait_for_count(needle, needle, 1, timeout)

@@ -4,19 +4,10 @@
 
 use std::time::Duration;
 
+use ferrule_tests::ControlPlaneFixture;
 use ferrule_tests::prometheus::{Prometheus, deploy_dir};
-use ferrule_tests::{Child, ControlPlaneFixture};
 
 const TD: &str = "example.org";
-
-fn metrics_addr(agent: &Child) -> String {
-    let line = agent.wait_for_line("metrics listening", Duration::from_secs(20));
-    let start = line.find("127.0.0.1:").expect("address in the log line");
-    line[start..]
-        .chars()
-        .take_while(|c| c.is_ascii_digit() || *c == '.' || *c == ':')
-        .collect()
-}
 
 #[tokio::test(flavor = "multi_thread")]
 async fn prometheus_scrapes_a_running_agent_and_the_control_plane() {
@@ -33,11 +24,11 @@ async fn prometheus_scrapes_a_running_agent_and_the_control_plane() {
         .await;
     let agent = cp.spawn_agent(&config, &token);
     agent.wait_for_line("config applied", Duration::from_secs(20));
-    let agent_metrics = metrics_addr(&agent);
+    let agent_metrics = agent.logged_address("metrics listening", Duration::from_secs(20));
 
     let prometheus = tokio::task::block_in_place(|| {
         Prometheus::builder()
-            .job("ferrule-agent", [agent_metrics.clone()])
+            .job("ferrule-agent", [agent_metrics])
             .job("ferrule-control-plane", [cp.metrics_addr])
             .rule_file(deploy_dir().join("prometheus/alerts.yaml"))
             .start()
