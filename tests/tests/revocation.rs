@@ -281,3 +281,87 @@ async fn bad_policy_files_are_rejected_whole_with_the_file_field_and_reason() {
         text(&out)
     );
 }
+
+fn register(uid: &str, sa: &str, ip: &str) -> v1::RegisterWorkloadRequest {
+    v1::RegisterWorkloadRequest {
+        workload: Some(v1::Workload {
+            uid: uid.into(),
+            name: uid.into(),
+            namespace: "shop".into(),
+            service_account: sa.into(),
+            ips: vec![ip.into()],
+            ..Default::default()
+        }),
+    }
+}
+
+async fn revoked_serials(cp: &ControlPlaneFixture) -> Vec<String> {
+    let revocations = cp
+        .admin()
+        .list_revocations(v1::ListRevocationsRequest {})
+        .await
+        .unwrap()
+        .into_inner()
+        .revocations;
+    revocations
+        .into_iter()
+        .filter_map(|r| match r.target {
+            Some(v1::revocation::Target::Serial(s)) => Some(s),
+            _ => None,
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn offboarding_the_last_workload_of_an_identity_or_a_node_revokes_its_certificates() {
+    use ferrule_proto::v1::workloads_client::WorkloadsClient;
+    let mut cp = ControlPlaneFixture::new("example.org");
+    cp.start();
+    let node = cp
+        .join_node("n1", &["spiffe://example.org/ns/shop/*"])
+        .await;
+    let mut workloads = WorkloadsClient::new(cp.channel(Some(node.clone())));
+    for (uid, ip) in [("web-a", "10.244.0.10"), ("web-b", "10.244.0.11")] {
+        workloads.register(register(uid, "web", ip)).await.unwrap();
+    }
+    workloads
+        .register(register("db-a", "db", "10.244.0.12"))
+        .await
+        .unwrap();
+    let web = sign(&cp, &node, WEB).await.unwrap();
+    let db = sign(&cp, &node, "spiffe://example.org/ns/shop/sa/db")
+        .await
+        .unwrap();
+
+    let unregister = |uid: &str| v1::UnregisterWorkloadRequest { uid: uid.into() };
+    workloads.unregister(unregister("web-a")).await.unwrap();
+    assert!(
+        !revoked_serials(&cp).await.contains(&web.serial),
+        "web-b still runs on n1 with the same identity and certificate"
+    );
+    workloads.unregister(unregister("web-b")).await.unwrap();
+    assert!(
+        revoked_serials(&cp).await.contains(&web.serial),
+        "the last web workload left n1: its certificate is revoked"
+    );
+    assert!(!revoked_serials(&cp).await.contains(&db.serial));
+
+    let out = cp.ferrule(&["-o", "json", "node", "remove", "n1"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["workloads_removed"], 1, "{report}");
+    assert!(revoked_serials(&cp).await.contains(&db.serial), "{report}");
+    let listed = cp.ferrule(&["-o", "json", "status"]);
+    let status: serde_json::Value = serde_json::from_slice(&listed.stdout).unwrap();
+    let n1 = status["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|n| n["node"] == "n1")
+        .cloned();
+    assert_eq!(
+        n1.map(|n| n["agent"].clone()),
+        Some("revoked".into()),
+        "{status}"
+    );
+}
