@@ -20,11 +20,28 @@ struct Args {
     /// Log as JSON lines instead of text.
     #[arg(long)]
     log_json: bool,
+    /// Runtime threads for the proxy [default: one per core]. Fewer leave cores to the apps
+    /// on small nodes.
+    #[arg(long, env = "FERRULE_WORKER_THREADS", value_parser = clap::value_parser!(u16).range(1..=1024))]
+    worker_threads: Option<u16>,
 }
 
-#[tokio::main]
-async fn main() -> ExitCode {
+fn main() -> ExitCode {
     let args = Args::parse();
+    let mut runtime = tokio::runtime::Builder::new_multi_thread();
+    if let Some(threads) = args.worker_threads {
+        runtime.worker_threads(usize::from(threads));
+    }
+    match runtime.enable_all().build() {
+        Ok(runtime) => runtime.block_on(run(args)),
+        Err(e) => {
+            eprintln!("ferrule-agent: cannot start the async runtime: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(args: Args) -> ExitCode {
     ferrule_config::process::init_logging(args.log_json);
     ferrule_config::process::raise_open_files_limit_or_warn();
     let config = match config::Config::load(&args.config, &config::ProcessEnv) {
