@@ -97,45 +97,56 @@ fn identity_change(id: &str, reason: &str) -> Change {
     )
 }
 
+/// The inventory's certificate with `serial`.
+async fn listed_serial(cp: &ControlPlane, serial: &str) -> Result<CertificateRecord, Status> {
+    cp.store
+        .get_certificate(&normalize_serial(serial))
+        .await
+        .map_err(store_status)?
+        .ok_or_else(|| {
+            Status::not_found(format!(
+                "no certificate with serial {serial} in the inventory (see `ferrule certs`)"
+            ))
+        })
+}
+
+/// Certificates still valid that `wanted` selects.
+async fn valid_certificates(
+    cp: &ControlPlane,
+    wanted: impl Fn(&CertificateRecord) -> bool,
+) -> Result<Vec<CertificateRecord>, Status> {
+    let current = now();
+    let certificates = cp
+        .store
+        .list_certificates(None)
+        .await
+        .map_err(store_status)?;
+    Ok(certificates
+        .into_iter()
+        .filter(|c| c.not_after > current && wanted(c))
+        .collect())
+}
+
 /// Revokes `what` and pushes it; returns the new version and the serials it covers.
 pub async fn revoke(
     cp: &ControlPlane,
     what: &Revoke,
     reason: &str,
 ) -> Result<(u64, Vec<String>), Status> {
-    let certificates = cp
-        .store
-        .list_certificates(None)
-        .await
-        .map_err(store_status)?;
-    let current = now();
-    let valid = certificates.iter().filter(|c| c.not_after > current);
-    let (mut changes, covered): (Vec<Change>, Vec<&CertificateRecord>) = match what {
-        Revoke::Serial(serial) => {
-            let wanted = normalize_serial(serial);
-            let record = certificates
-                .iter()
-                .find(|c| normalize_serial(&c.serial) == wanted)
-                .ok_or_else(|| {
-                    Status::not_found(format!(
-                        "no certificate with serial {serial} in the inventory (see `ferrule certs`)"
-                    ))
-                })?;
-            (Vec::new(), vec![record])
-        }
+    let (mut changes, covered) = match what {
+        Revoke::Serial(serial) => (Vec::new(), vec![listed_serial(cp, serial).await?]),
         Revoke::Identity(id) => {
-            let covered = valid.filter(|c| c.spiffe_id == id.as_str()).collect();
+            let covered = valid_certificates(cp, |c| c.spiffe_id == id.as_str()).await?;
             (vec![identity_change(id.as_str(), reason)], covered)
         }
         Revoke::Node(node) => {
             let record = cp.store.get_node(node).await.map_err(store_status)?;
             let record =
                 record.ok_or_else(|| Status::not_found(format!("no node named {node}")))?;
-            let covered = valid.filter(|c| c.node == *node || c.spiffe_id == record.spiffe_id);
-            (
-                vec![identity_change(&record.spiffe_id, reason)],
-                covered.collect(),
-            )
+            let covered =
+                valid_certificates(cp, |c| c.node == *node || c.spiffe_id == record.spiffe_id)
+                    .await?;
+            (vec![identity_change(&record.spiffe_id, reason)], covered)
         }
     };
     changes.extend(covered.iter().map(|c| serial_change(c, reason)));

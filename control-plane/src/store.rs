@@ -157,6 +157,8 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
     async fn list_nodes(&self) -> Result<Vec<NodeRecord>, StoreError>;
     /// Durable when it returns.
     async fn record_certificate(&self, record: CertificateRecord) -> Result<(), StoreError>;
+    /// The certificate with this serial (as issued: lower-case hex), if still listed.
+    async fn get_certificate(&self, serial: &str) -> Result<Option<CertificateRecord>, StoreError>;
     /// Certificates of `node` (all if `None`), sorted by `not_after`, then serial.
     async fn list_certificates(
         &self,

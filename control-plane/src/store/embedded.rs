@@ -191,6 +191,22 @@ impl Store for EmbeddedStore {
         self.writer.submit(record).await
     }
 
+    async fn get_certificate(&self, serial: &str) -> Result<Option<CertificateRecord>, StoreError> {
+        let serial = serial.to_owned();
+        self.read(move |txn| {
+            let certificates = txn
+                .open_table(CERTIFICATES)
+                .map_err(backend("open the certificates table"))?;
+            let value = certificates
+                .get(serial.as_str())
+                .map_err(backend("read a certificate"))?;
+            value
+                .map(|v| decode("certificate", &serial, v.value()))
+                .transpose()
+        })
+        .await
+    }
+
     async fn list_certificates(
         &self,
         node: Option<&str>,

@@ -66,6 +66,11 @@ async fn data_survives_close_and_reopen() {
         store.list_certificates(None).await.unwrap(),
         vec![cert("01", "n1", 900)]
     );
+    assert_eq!(
+        store.get_certificate("01").await.unwrap(),
+        Some(cert("01", "n1", 900))
+    );
+    assert_eq!(store.get_certificate("02").await.unwrap(), None);
     let reused = store.consume_token("used", &SECRET, 501).await;
     assert!(
         matches!(reused, Err(TokenError::Used)),
