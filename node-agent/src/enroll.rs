@@ -10,6 +10,8 @@
 //! 409 (uid already enrolled with another spec) or 500.
 
 mod server;
+#[cfg(any(test, feature = "testing"))]
+pub mod testing;
 
 pub use server::serve;
 

@@ -4,7 +4,7 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::process::{Command, Output};
+use std::process::Output;
 use std::time::Duration;
 
 use crate::cluster::{Cluster, Node, Pod};
@@ -162,26 +162,7 @@ impl Mesh {
     }
 
     fn api(&self, node: usize, method: &str, path: &str, body: Option<&str>) -> (u16, String) {
-        let mut cmd = Command::new("curl");
-        cmd.args([
-            "-sS",
-            "-o",
-            "-",
-            "-w",
-            "\n%{http_code}",
-            "-X",
-            method,
-            "--unix-socket",
-        ])
-        .arg(self.enroll_socket(node))
-        .arg(format!("http://agent{path}"));
-        if let Some(body) = body {
-            cmd.args(["-H", "content-type: application/json", "--data", body]);
-        }
-        let out = cmd.output().expect("curl");
-        let text = String::from_utf8_lossy(&out.stdout).into_owned();
-        let (body, status) = text.rsplit_once('\n').unwrap_or(("", "0"));
-        (status.trim().parse().unwrap_or(0), body.to_owned())
+        ferrule_node_agent::enroll::testing::call(&self.enroll_socket(node), method, path, body)
     }
 
     /// Enrolls every pod, asserting success.

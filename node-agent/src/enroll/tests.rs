@@ -1,8 +1,8 @@
 //! The API driven by curl, the way an operator or a CNI plugin would, against a recording fake.
 
-use std::process::Command;
 use std::sync::{Arc, Mutex};
 
+use super::testing::call as curl;
 use super::*;
 
 #[derive(Default)]
@@ -38,32 +38,6 @@ impl PodLifecycle for Recorder {
     fn list(&self) -> Vec<EnrolledPod> {
         self.pods.lock().unwrap().clone()
     }
-}
-
-/// Runs curl against the socket; returns (HTTP status, body).
-fn curl(socket: &std::path::Path, method: &str, path: &str, body: Option<&str>) -> (u16, String) {
-    let mut cmd = Command::new("curl");
-    cmd.args([
-        "-sS",
-        "-o",
-        "-",
-        "-w",
-        "\n%{http_code}",
-        "-X",
-        method,
-        "--unix-socket",
-    ])
-    .arg(socket)
-    .arg(format!("http://agent{path}"));
-    if let Some(body) = body {
-        cmd.args(["-H", "content-type: application/json", "--data", body]);
-    }
-    let out = cmd
-        .output()
-        .expect("curl is installed by cargo xtask setup");
-    let text = String::from_utf8_lossy(&out.stdout).into_owned();
-    let (body, status) = text.rsplit_once('\n').expect("status line");
-    (status.trim().parse().expect("status code"), body.to_owned())
 }
 
 const POD: &str = r#"{"uid":"u1","name":"web-0","namespace":"shop","service_account":"web",
