@@ -1,7 +1,6 @@
 //! `GET /metrics` in the Prometheus text format, for every Ferrule binary: a plain HTTP/1.1
 //! server on an already-bound listener (loopback by default: metrics name identities).
 
-use std::convert::Infallible;
 use std::future::Future;
 use std::sync::Arc;
 
@@ -9,7 +8,6 @@ use bytes::Bytes;
 use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper::{Method, Request, Response, StatusCode};
-use hyper_util::rt::TokioIo;
 use prometheus_client::registry::Registry;
 use tokio::net::TcpListener;
 
@@ -21,35 +19,8 @@ pub async fn serve(
     registry: Arc<Registry>,
     shutdown: impl Future<Output = ()>,
 ) {
-    tokio::pin!(shutdown);
-    loop {
-        let stream = tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok((stream, _)) => stream,
-                Err(e) => {
-                    tracing::warn!(error = %e, "metrics accept failed");
-                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-                    continue;
-                }
-            },
-            () = &mut shutdown => return,
-        };
-        let registry = registry.clone();
-        tokio::spawn(async move {
-            let service = hyper::service::service_fn(move |req| {
-                let registry = registry.clone();
-                async move { Ok::<_, Infallible>(respond(&registry, &req)) }
-            });
-            let served = hyper::server::conn::http1::Builder::new()
-                .timer(hyper_util::rt::TokioTimer::new())
-                .header_read_timeout(std::time::Duration::from_secs(10))
-                .serve_connection(TokioIo::new(stream), service)
-                .await;
-            if let Err(e) = served {
-                tracing::debug!(error = %e, "metrics connection ended");
-            }
-        });
-    }
+    let respond = move |req: &Request<Incoming>| respond(&registry, req);
+    crate::http::serve(listener, "metrics", respond, shutdown).await;
 }
 
 fn respond(registry: &Registry, req: &Request<Incoming>) -> Response<Full<Bytes>> {

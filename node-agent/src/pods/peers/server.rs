@@ -1,6 +1,5 @@
 //! The HTTP side of the peer-identity endpoint.
 
-use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
@@ -8,35 +7,16 @@ use bytes::Bytes;
 use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper::{Method, Request, Response, StatusCode};
-use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
+
+use ferrule_config::http::Reply;
 
 use super::{NotFound, PeerDirectory};
 
-type Reply = Response<Full<Bytes>>;
-
 /// Serves the pod's peer-identity endpoint for as long as the task runs.
 pub async fn serve(listener: TcpListener, peers: Arc<PeerDirectory>) {
-    loop {
-        let stream = match listener.accept().await {
-            Ok((stream, _)) => stream,
-            Err(e) => {
-                tracing::warn!(error = %e, "peer endpoint accept failed");
-                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-                continue;
-            }
-        };
-        let peers = peers.clone();
-        tokio::spawn(async move {
-            let service = hyper::service::service_fn(move |req| {
-                let peers = peers.clone();
-                async move { Ok::<_, Infallible>(answer(&peers, &req)) }
-            });
-            let _ = hyper::server::conn::http1::Builder::new()
-                .serve_connection(TokioIo::new(stream), service)
-                .await;
-        });
-    }
+    let answer = move |req: &Request<Incoming>| answer(&peers, req);
+    ferrule_config::http::serve(listener, "peer endpoint", answer, std::future::pending()).await;
 }
 
 fn answer(peers: &PeerDirectory, req: &Request<Incoming>) -> Reply {
