@@ -30,16 +30,17 @@ pub enum Change {
 }
 
 impl Change {
-    fn into_store(self) -> ConfigChange {
+    /// The change as the store writes it: the resource encoded.
+    fn to_store(&self) -> ConfigChange {
         match self {
             Self::Put(resource) => ConfigChange {
-                kind: kind_of(&resource),
+                kind: kind_of(resource),
                 key: resource.key.clone(),
                 value: Some(resource.encode_to_vec()),
             },
             Self::Remove(kind, key) => ConfigChange {
-                kind,
-                key,
+                kind: *kind,
+                key: key.clone(),
                 value: None,
             },
         }
@@ -101,12 +102,12 @@ impl MeshConfig {
     /// current one if nothing changed).
     pub async fn apply(&self, store: &dyn Store, changes: Vec<Change>) -> Result<u64, StoreError> {
         let _writing = self.writing.lock().await;
-        let changes: Vec<ConfigChange> = changes.into_iter().map(Change::into_store).collect();
-        let version = store.apply_config(changes.clone()).await?;
+        let encoded = changes.iter().map(Change::to_store).collect();
+        let version = store.apply_config(encoded).await?;
         let tombstones = {
             let mut cache = self.write();
             if version > cache.version {
-                cache.apply(version, changes)?;
+                cache.apply(version, changes);
             }
             cache.tombstones()
         };

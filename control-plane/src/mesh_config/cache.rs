@@ -5,8 +5,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use ferrule_proto::v1;
 use prost::Message;
 
-use super::proto_kind;
-use crate::store::{ConfigChange, ConfigLog, ResourceKind, StoreError};
+use super::{Change, kind_of, proto_kind};
+use crate::store::{ConfigLog, ResourceKind, StoreError};
 
 #[derive(Debug)]
 struct Entry {
@@ -72,31 +72,18 @@ impl Cache {
     }
 
     /// Mirrors a committed write: the same skip rule as the store (a change that changes
-    /// nothing keeps its old version).
-    pub(super) fn apply(
-        &mut self,
-        version: u64,
-        changes: Vec<ConfigChange>,
-    ) -> Result<(), StoreError> {
+    /// nothing, including removing what is absent, keeps its old version).
+    pub(super) fn apply(&mut self, version: u64, changes: Vec<Change>) {
         for change in changes {
-            let resource = change
-                .value
-                .map(|bytes| decode(change.kind, &change.key, &bytes))
-                .transpose()?;
-            let current = self.get(change.kind, &change.key);
-            if current == resource.as_ref() {
-                continue;
+            let (kind, key, resource) = match change {
+                Change::Put(resource) => (kind_of(&resource), resource.key.clone(), Some(resource)),
+                Change::Remove(kind, key) => (kind, key, None),
+            };
+            if self.get(kind, &key) != resource.as_ref() {
+                self.insert(kind, key, version, resource);
             }
-            let was_known = self
-                .entries
-                .contains_key(&(change.kind, change.key.clone()));
-            if resource.is_none() && !was_known {
-                continue;
-            }
-            self.insert(change.kind, change.key, version, resource);
         }
         self.version = version;
-        Ok(())
     }
 
     pub(super) fn get(&self, kind: ResourceKind, key: &str) -> Option<&v1::Resource> {
