@@ -169,19 +169,12 @@ impl InboundTarget for PodApp {
             (None, Err(_)) => CloseReason::Error,
         };
         self.telemetry.connection_closed(&ConnectionRecord {
-            time: SystemTime::now(),
-            direction: Direction::Inbound,
-            source_identity: peer.id.to_string(),
-            destination_identity: self.pod.id.to_string(),
-            source_address: how.tunnel_peer,
-            destination_address: how.destination,
-            decision: how.decision.to_owned(),
-            rule: how.rule.to_owned(),
             bytes_to_destination: how.relayed.tunnel_to_tcp,
             bytes_to_source: how.relayed.tcp_to_tunnel,
             duration_ms: how.duration.as_millis() as u64,
             close_reason,
             error: how.relayed.result.as_ref().err().map(|e| e.to_string()),
+            ..self.record(peer, how.destination, how.decision, how.rule)
         });
     }
 
@@ -203,22 +196,31 @@ impl InboundTarget for PodApp {
 }
 
 impl PodApp {
-    /// A refused stream is also an access-log line: who was refused, by which rule.
-    fn log_refusal(&self, peer: &Peer, dst: SocketAddr, decision: &Decision, rule: &str) {
-        self.telemetry.connection_closed(&ConnectionRecord {
+    /// The access-log record of a stream from `peer` to `dst`, as it stands before any byte.
+    fn record(&self, peer: &Peer, dst: SocketAddr, decision: &str, rule: &str) -> ConnectionRecord {
+        ConnectionRecord {
             time: SystemTime::now(),
             direction: Direction::Inbound,
             source_identity: peer.id.to_string(),
             destination_identity: self.pod.id.to_string(),
             source_address: peer.address,
             destination_address: dst,
-            decision: decision.verdict.as_str().to_owned(),
+            decision: decision.to_owned(),
             rule: rule.to_owned(),
             bytes_to_destination: 0,
             bytes_to_source: 0,
             duration_ms: 0,
+            close_reason: CloseReason::Ok,
+            error: None,
+        }
+    }
+
+    /// A refused stream is also an access-log line: who was refused, by which rule.
+    fn log_refusal(&self, peer: &Peer, dst: SocketAddr, decision: &Decision, rule: &str) {
+        self.telemetry.connection_closed(&ConnectionRecord {
             close_reason: CloseReason::Policy,
             error: Some(decision.to_string()),
+            ..self.record(peer, dst, decision.verdict.as_str(), rule)
         });
     }
 }

@@ -66,8 +66,6 @@ pub struct Admitted {
 
 /// How an admitted connection went, for the target's access log and metrics.
 pub struct Finished<'a> {
-    /// The remote end of the tunnel (the source node's address).
-    pub tunnel_peer: SocketAddr,
     pub destination: SocketAddr,
     pub decision: &'a str,
     pub rule: &'a str,

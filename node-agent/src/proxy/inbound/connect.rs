@@ -17,7 +17,6 @@ pub(super) async fn handle(
     request: Request<RecvStream>,
     mut respond: SendResponse<Bytes>,
     peer: Arc<Peer>,
-    tunnel_peer: SocketAddr,
     target: Arc<dyn InboundTarget>,
 ) {
     let (parts, recv) = request.into_parts();
@@ -63,7 +62,6 @@ pub(super) async fn handle(
     target.finished(
         &peer,
         &Finished {
-            tunnel_peer,
             destination: dst,
             decision: &decision,
             rule: &rule,

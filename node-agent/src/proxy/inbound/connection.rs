@@ -92,7 +92,7 @@ async fn accept_streams(
         tokio::select! {
             request = conn.accept() => match request {
                 Some(Ok((request, respond))) => {
-                    tokio::spawn(super::connect::handle(request, respond, peer.clone(), addr, target.clone()));
+                    tokio::spawn(super::connect::handle(request, respond, peer.clone(), target.clone()));
                 }
                 Some(Err(e)) => return debug!(peer_addr = %addr, peer = %peer_id, error = %e, "HBONE connection failed"),
                 None => return,
