@@ -21,7 +21,6 @@ pub use labels::{CloseReason, Direction, RenewalResult, Side, UpdateKind, Update
 pub use metrics::Metrics;
 pub use plaintext::{PlaintextCollector, PlaintextCounts};
 
-use crate::proxy::HandshakeError;
 use metrics::{
     AuthzLabels, BytesLabels, ClosedLabels, ConnectionLabels, HandshakeLabels, IdentityLabels,
     RenewalLabels, UpdateLabels,
@@ -223,9 +222,4 @@ impl Telemetry {
     pub fn config_connected(&self, connected: bool) {
         self.metrics.config_connected.set(i64::from(connected));
     }
-}
-
-/// The reason label of a failed handshake of the HBONE proxy.
-pub fn handshake_reason(error: &HandshakeError) -> HandshakeReason {
-    error.reason()
 }

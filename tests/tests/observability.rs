@@ -11,18 +11,24 @@ fn script() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("scripts/stream.py")
 }
 
-#[test]
-fn a_connection_is_logged_as_json_with_both_identities_and_counted_in_metrics() {
-    let mesh = Mesh::start(2, 1);
-    mesh.enroll_all("strict");
+/// `stream.py MODE 8080` in pod (0, 0), once it is listening.
+fn server(mesh: &Mesh, mode: &str) -> Child {
     let server = Child::spawn(
         mesh.pod(0, 0)
             .command("python3")
             .arg("-u")
             .arg(script())
-            .args(["chat", "8080"]),
+            .args([mode, "8080"]),
     );
     server.wait_for_line("ready", Duration::from_secs(10));
+    server
+}
+
+#[test]
+fn a_connection_is_logged_as_json_with_both_identities_and_counted_in_metrics() {
+    let mesh = Mesh::start(2, 1);
+    mesh.enroll_all("strict");
+    let _server = server(&mesh, "chat");
     let target = format!("{}:8080", mesh.pod(0, 0).ip);
     let out = mesh
         .pod(1, 0)
@@ -80,14 +86,7 @@ fn a_connection_is_logged_as_json_with_both_identities_and_counted_in_metrics() 
 fn applications_ask_the_pod_local_endpoint_who_is_on_the_other_end() {
     let mesh = Mesh::start(2, 1);
     mesh.enroll_all("strict");
-    let server = Child::spawn(
-        mesh.pod(0, 0)
-            .command("python3")
-            .arg("-u")
-            .arg(script())
-            .args(["peer-server", "8080"]),
-    );
-    server.wait_for_line("ready", Duration::from_secs(10));
+    let server = server(&mesh, "peer-server");
     let out = mesh
         .pod(1, 0)
         .command("python3")

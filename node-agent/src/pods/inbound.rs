@@ -18,7 +18,7 @@ use crate::proxy::{
     serve_inbound,
 };
 use crate::telemetry::{
-    CloseReason, ConnectionRecord, Direction, HandshakeFailure, Side, Telemetry, handshake_reason,
+    CloseReason, ConnectionRecord, Direction, HandshakeFailure, Side, Telemetry,
 };
 
 /// The pod as policies select it.
@@ -185,7 +185,7 @@ impl InboundTarget for PodApp {
         );
         self.telemetry.handshake_failed(HandshakeFailure {
             side: Side::Server,
-            reason: handshake_reason(error),
+            reason: error.reason(),
             source: tunnel_peer,
             source_identity: None,
             destination,

@@ -13,9 +13,7 @@ use super::{INBOUND_PORT, Shared};
 use crate::config::NonMesh;
 use crate::netns::Netns;
 use crate::proxy::{OutboundError, Relayed, TunnelKey, relay};
-use crate::telemetry::{
-    CloseReason, ConnectionRecord, Direction, HandshakeFailure, Side, handshake_reason,
-};
+use crate::telemetry::{CloseReason, ConnectionRecord, Direction, HandshakeFailure, Side};
 
 const CERT_WAIT: Duration = Duration::from_secs(5);
 
@@ -118,7 +116,7 @@ async fn mesh(
             {
                 telemetry.handshake_failed(HandshakeFailure {
                     side: Side::Client,
-                    reason: handshake_reason(failure),
+                    reason: failure.reason(),
                     source: client,
                     source_identity: Some(source.as_str()),
                     destination: *address,
