@@ -88,11 +88,7 @@ pub async fn start(
             got: node_id,
         });
     }
-    tracing::info!(
-        id = %node_id, serial = %node_cert.serial,
-        expires_in_s = control::seconds_until(node_cert.not_after),
-        "joined the mesh"
-    );
+    let (serial, not_after) = (node_cert.serial.clone(), node_cert.not_after);
     let node_slot = Arc::new(CertSlot::new(node_cert.certified.clone()));
     let channel = control::node_channel(config.control_plane, &bundle, node_slot.clone());
     let authority = ControlPlaneAuthority::new(channel.clone());
@@ -102,13 +98,22 @@ pub async fn start(
         policy,
         telemetry.clone(),
     );
-    let updates = identities.adopt(node_cert);
-    tokio::spawn(follow_node_cert(
-        updates,
-        node_slot,
+    let mut updates = identities.adopt(node_cert);
+    let record = NodeCertRecord {
+        slot: node_slot,
         keyring,
-        config.data_dir.clone(),
-    ));
+        data_dir: config.data_dir.clone(),
+    };
+    // Recorded before the announcement, so whoever reads "joined" finds the chain on disk.
+    if let Some(cert) = updates.borrow_and_update().clone() {
+        record.keep(&cert);
+    }
+    tracing::info!(
+        id = %node_id, %serial,
+        expires_in_s = control::seconds_until(not_after),
+        "joined the mesh"
+    );
+    tokio::spawn(follow_node_cert(updates, record));
     let mesh = MeshConfig::default();
     mesh.spawn_watch(
         channel.clone(),
@@ -221,26 +226,34 @@ async fn node_identity(
     Ok((id, cert))
 }
 
-/// Presents each renewed node certificate to the control plane and records the public chain.
-async fn follow_node_cert(
-    mut updates: watch::Receiver<Option<Arc<WorkloadCert>>>,
+/// Where the agent keeps its node certificate: the control-plane channel's client
+/// certificate, the kernel keyring (for restarts) and the public chain on disk.
+struct NodeCertRecord {
     slot: Arc<CertSlot>,
     keyring: NodeKeyring,
     data_dir: Option<std::path::PathBuf>,
-) {
-    loop {
-        let current = updates.borrow_and_update().clone();
-        if let Some(cert) = current {
-            slot.set(cert.certified.clone());
-            if let Err(e) = keyring.store(&cert) {
-                tracing::warn!(error = %e, "cannot keep the node identity in the kernel keyring; a restart will need a new token");
-            }
-            if let Some(dir) = &data_dir {
-                write_public_chain(dir, &cert);
-            }
+}
+
+impl NodeCertRecord {
+    fn keep(&self, cert: &WorkloadCert) {
+        self.slot.set(cert.certified.clone());
+        if let Err(e) = self.keyring.store(cert) {
+            tracing::warn!(error = %e, "cannot keep the node identity in the kernel keyring; a restart will need a new token");
         }
-        if updates.changed().await.is_err() {
-            return;
+        if let Some(dir) = &self.data_dir {
+            write_public_chain(dir, cert);
+        }
+    }
+}
+
+/// Records each renewed node certificate.
+async fn follow_node_cert(
+    mut updates: watch::Receiver<Option<Arc<WorkloadCert>>>,
+    record: NodeCertRecord,
+) {
+    while updates.changed().await.is_ok() {
+        if let Some(cert) = updates.borrow_and_update().clone() {
+            record.keep(&cert);
         }
     }
 }
