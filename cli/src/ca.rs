@@ -1,5 +1,6 @@
 //! `ferrule ca`: create the layered CA and inspect an existing one.
 
+mod crl;
 mod inspect;
 
 pub use inspect::check_signature;
@@ -19,8 +20,9 @@ pub enum CaCommand {
     /// Create an offline root, an intermediate, the issuing CA and the first admin identity
     ///
     /// Writes root.crt/.key, intermediate.crt/.key, issuing.crt/.key, chain.pem (issuing +
-    /// intermediate), bundle.pem (trust bundle) and admin.crt/.key into --out. Refuses to
-    /// overwrite any existing file. Keys are written with mode 0600.
+    /// intermediate), bundle.pem (trust bundle), ca-crls.pem (CRLs of root and intermediate,
+    /// valid 180 days) and admin.crt/.key into --out. Refuses to overwrite any existing file.
+    /// Keys are written with mode 0600.
     #[command(verbatim_doc_comment)]
     Init {
         /// Trust domain of the mesh, e.g. `example.org` (lowercase letters, digits, `.-_`).
@@ -47,6 +49,22 @@ pub enum CaCommand {
         #[arg(value_name = "DIR")]
         dir: PathBuf,
     },
+    /// Re-sign the CRLs of the offline root and intermediate (ca-crls.pem)
+    ///
+    /// Relying parties that check revocation along the whole chain (nginx `ssl_crl`,
+    /// `openssl verify -crl_check_all`) need a current CRL from every CA, and the control plane
+    /// holds only the issuing key. Run this where root.key and intermediate.key are, before the
+    /// old CRLs expire (alert FerruleOfflineCrlExpiring), and copy ca-crls.pem to the file the
+    /// control plane's `ca.offline_crls` names; it picks the new file up within a minute.
+    #[command(verbatim_doc_comment)]
+    Crl {
+        /// The directory `ferrule ca init` wrote (needs root.crt/.key, intermediate.crt/.key).
+        #[arg(long, value_name = "DIR")]
+        dir: PathBuf,
+        /// How long the new CRLs stay valid.
+        #[arg(long, value_name = "DURATION", default_value = "180d", value_parser = crl::parse_validity)]
+        valid_for: std::time::Duration,
+    },
 }
 
 pub fn run(cmd: CaCommand, format: Format) -> anyhow::Result<()> {
@@ -57,6 +75,7 @@ pub fn run(cmd: CaCommand, format: Format) -> anyhow::Result<()> {
             admin_name,
         } => init(trust_domain, &out, admin_name, format),
         CaCommand::Inspect { dir } => inspect::run(&dir, format),
+        CaCommand::Crl { dir, valid_for } => crl::run(&dir, valid_for, format),
     }
 }
 
@@ -155,6 +174,11 @@ fn written_files(layout: &CaLayout) -> Vec<WrittenFile> {
             false,
         ),
         entry(layout.bundle(), "trust bundle: control plane, CLI", false),
+        entry(
+            layout.offline_crls(),
+            "root + intermediate CRLs: control plane",
+            false,
+        ),
         entry(layout.admin_cert(), "admin certificate: ferrule CLI", false),
         entry(layout.admin_key(), "admin key: ferrule CLI", true),
     ]
@@ -187,7 +211,9 @@ fn next_steps(dir: &str) -> String {
          - Move root.key OFF this machine now (offline storage). It is needed only to sign a new\n  \
            intermediate; intermediate.key is needed only to sign a new issuing CA. Neither\n  \
            belongs on the control plane.\n\
-         - The control plane needs chain.pem, bundle.pem and issuing.key.\n\
+         - The control plane needs chain.pem, bundle.pem, ca-crls.pem and issuing.key.\n\
+         - ca-crls.pem expires in 180 days: re-sign it with `ferrule ca crl --dir {dir}`\n  \
+           where the offline keys are.\n\
          - The ferrule CLI authenticates with admin.crt and admin.key and trusts bundle.pem:\n  \
            export FERRULE_CA_DIR={dir}  (or pass --cert, --key, --bundle)\n"
     )

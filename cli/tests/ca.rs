@@ -6,7 +6,7 @@ mod common;
 use common::{init_ca, run};
 use serde_json::Value;
 
-const CA_FILES: [&str; 10] = [
+const CA_FILES: [&str; 11] = [
     "root.crt",
     "root.key",
     "intermediate.crt",
@@ -15,6 +15,7 @@ const CA_FILES: [&str; 10] = [
     "issuing.key",
     "chain.pem",
     "bundle.pem",
+    "ca-crls.pem",
     "admin.crt",
     "admin.key",
 ];
@@ -44,7 +45,8 @@ fn init_writes_the_ca_and_says_where_each_file_belongs() {
     }
     for advice in [
         "Move root.key OFF this machine",
-        "The control plane needs chain.pem, bundle.pem and issuing.key",
+        "The control plane needs chain.pem, bundle.pem, ca-crls.pem and issuing.key",
+        "ferrule ca crl --dir",
         "admin.crt and admin.key",
         "spiffe://example.org/ferrule/admin/alice",
     ] {
@@ -170,6 +172,86 @@ fn inspect_fails_when_a_link_is_from_another_ca() {
     );
 }
 
+/// `openssl crl -verify` of each CRL block in `file` against `issuer`; returns the verdicts.
+fn openssl_verify_crls(file: &std::path::Path, issuers: &[std::path::PathBuf]) -> Vec<String> {
+    let text = std::fs::read_to_string(file).unwrap();
+    let blocks: Vec<_> = text
+        .split_inclusive("-----END X509 CRL-----")
+        .filter(|b| b.contains("BEGIN X509 CRL"))
+        .collect();
+    assert_eq!(blocks.len(), issuers.len(), "{text}");
+    blocks
+        .iter()
+        .zip(issuers)
+        .map(|(block, issuer)| {
+            let single = file.with_extension("one.pem");
+            std::fs::write(&single, block).unwrap();
+            let out = std::process::Command::new("openssl")
+                .args(["crl", "-noout", "-nextupdate", "-in"])
+                .arg(&single)
+                .arg("-CAfile")
+                .arg(issuer)
+                .output()
+                .unwrap();
+            format!(
+                "{}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn crl_re_signs_the_offline_crls_that_openssl_accepts() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = init_ca(tmp.path(), "example.org");
+    let file = dir.join("ca-crls.pem");
+    let before = std::fs::read(&file).unwrap();
+    let out = run(&[
+        "-o",
+        "json",
+        "ca",
+        "crl",
+        "--dir",
+        dir.to_str().unwrap(),
+        "--valid-for",
+        "30d",
+    ])
+    .success();
+    let report: Value = serde_json::from_str(&out.stdout).unwrap();
+    let cas: Vec<_> = report["crls"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["ca"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(cas, ["root", "intermediate"], "{report}");
+    assert_ne!(std::fs::read(&file).unwrap(), before, "file replaced");
+    let issuers = [dir.join("root.crt"), dir.join("intermediate.crt")];
+    for verdict in openssl_verify_crls(&file, &issuers) {
+        assert!(verdict.contains("verify OK"), "{verdict}");
+        assert!(verdict.contains("nextUpdate="), "{verdict}");
+    }
+
+    let text = run(&["ca", "crl", "--dir", dir.to_str().unwrap()]).success();
+    assert!(text.stdout.contains("ca.offline_crls"), "{}", text.stdout);
+}
+
+#[test]
+fn crl_without_the_offline_keys_says_which_file_is_missing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = init_ca(tmp.path(), "example.org");
+    std::fs::remove_file(dir.join("root.key")).unwrap();
+    let out = run(&["ca", "crl", "--dir", dir.to_str().unwrap()]);
+    assert_eq!(out.code, 1, "{out:#?}");
+    assert!(
+        out.stderr.contains("root.key") && out.stderr.contains("re-signing the offline CRLs"),
+        "stderr: {}",
+        out.stderr
+    );
+}
+
 #[test]
 fn init_refuses_to_overwrite_an_existing_ca() {
     let tmp = tempfile::tempdir().unwrap();
@@ -198,7 +280,7 @@ fn init_refuses_to_overwrite_an_existing_ca() {
 
 #[test]
 fn usage_errors_exit_2_and_say_what_is_wrong() {
-    let cases: [(&[&str], &str); 7] = [
+    let cases: [(&[&str], &str); 8] = [
         (&["frobnicate"], "unrecognized subcommand 'frobnicate'"),
         (
             &["ca", "frobnicate"],
@@ -215,6 +297,10 @@ fn usage_errors_exit_2_and_say_what_is_wrong() {
                 "/nonexistent/x",
             ],
             "may hold only lowercase letters",
+        ),
+        (
+            &["ca", "crl", "--dir", "/x", "--valid-for", "1h"],
+            "must be between 1d and 5y",
         ),
         (
             &["node", "token", "create", "--node", "n1", "--ttl", "soon"],

@@ -141,6 +141,9 @@ pub async fn serve(
     registry.register_collector(Box::new(crate::metrics::FleetCollector(Arc::downgrade(
         &state,
     ))));
+    registry.register_collector(Box::new(crate::metrics::CrlCollector(
+        public.documents.clone(),
+    )));
     let metrics_addr = start_metrics(config, &state, registry).await?;
     let incoming = tls_incoming::incoming(listener, tls, metrics);
     background.extend(public.tasks);
@@ -210,6 +213,7 @@ async fn bind_until_closing(
 struct Public {
     addr: Option<SocketAddr>,
     tasks: Vec<JoinHandle<()>>,
+    documents: tokio::sync::watch::Receiver<Arc<crate::public::PublicDocuments>>,
 }
 
 /// The CRL publisher always runs (it is cheap and keeps signing exercised); the HTTPS listener
@@ -219,20 +223,31 @@ async fn start_public(
     state: &Arc<ControlPlane>,
     slot: Arc<CertSlot>,
 ) -> Result<Public, AppError> {
-    let (documents, publisher) =
-        published::start(state.clone()).map_err(|e| AppError::Publish(e.to_string()))?;
+    let (documents, publisher) = published::start(state.clone(), config.ca.offline_crls.clone())
+        .map_err(|e| AppError::Publish(e.to_string()))?;
     let mut tasks = vec![publisher];
     let Some(addr) = config.public_listen else {
         tracing::info!("public HTTPS (CRL, trust bundle) is off; set public_listen to serve it");
-        return Ok(Public { addr: None, tasks });
+        return Ok(Public {
+            addr: None,
+            tasks,
+            documents,
+        });
     };
     let (listener, bound, shutdown) = bind_until_closing(addr, state).await?;
     let tls = public::public_server_config(slot);
     tasks.push(tokio::spawn(public::serve_public(
-        listener, tls, documents, shutdown,
+        listener,
+        tls,
+        documents.clone(),
+        shutdown,
     )));
     tracing::info!(addr = ?bound, "public HTTPS serving the CRL and trust bundle");
-    Ok(Public { addr: bound, tasks })
+    Ok(Public {
+        addr: bound,
+        tasks,
+        documents,
+    })
 }
 
 fn bundle_resource(ca: &IssuingCa) -> v1::Resource {

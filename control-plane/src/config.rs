@@ -32,6 +32,9 @@ pub struct CaConfig {
     pub chain: PathBuf,
     /// Trust bundle: every root currently accepted.
     pub bundle: PathBuf,
+    /// CRLs of the root and intermediate (`ca-crls.pem` from `ferrule ca init` / `ca crl`),
+    /// served after the issuing CA's CRL; re-read every minute.
+    pub offline_crls: Option<PathBuf>,
     pub signer: SignerConfig,
 }
 

@@ -9,6 +9,7 @@ pub mod config;
 pub mod handshakes;
 pub mod mesh_config;
 pub mod metrics;
+pub mod offline_crls;
 pub mod public;
 pub mod published;
 pub mod revocations;

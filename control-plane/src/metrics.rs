@@ -14,6 +14,7 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::registry::Registry;
 
+use crate::public::PublicDocuments;
 use crate::state::ControlPlane;
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
@@ -155,6 +156,35 @@ impl Collector for FleetCollector {
                     list.identities().count() as i64,
                 ),
             ],
+        )
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct CrlLabels {
+    ca: &'static str,
+    issuer: String,
+}
+
+/// The CRLs served on `/crl.pem`, read at scrape time: an offline CRL nearing its next update
+/// must be re-signed (`ferrule ca crl`) before gateways start refusing clients.
+#[derive(Debug)]
+pub struct CrlCollector(pub tokio::sync::watch::Receiver<Arc<PublicDocuments>>);
+
+impl Collector for CrlCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), fmt::Error> {
+        let documents = self.0.borrow().clone();
+        gauge(
+            &mut encoder,
+            "ferrule_crl_next_update_timestamp_seconds",
+            "When each published CRL expires (Unix seconds), by CA role and issuer",
+            documents.crl_status.iter().map(|crl| {
+                let labels = CrlLabels {
+                    ca: crl.ca,
+                    issuer: crl.issuer.clone(),
+                };
+                (labels, crl.next_update)
+            }),
         )
     }
 }

@@ -13,6 +13,8 @@ use std::time::Duration;
 
 use ferrule_identity::tls::{self, CertSlot};
 use ferrule_identity::{Crl, TrustBundle};
+
+use crate::offline_crls::{CrlStatus, OfflineCrls};
 use rustls::ServerConfig;
 use rustls::server::NoServerSessionStorage;
 
@@ -30,6 +32,10 @@ pub enum PublicError {
 #[derive(Debug, Clone)]
 pub struct PublicDocuments {
     pub crl: Arc<Crl>,
+    /// The issuing CA's CRL followed by the offline CAs' CRLs, as `ssl_crl` wants them.
+    pub crl_chain_pem: String,
+    /// Every CRL of `crl_chain_pem`, the issuing CA's first.
+    pub crl_status: Vec<CrlStatus>,
     /// The trust bundle's roots as PEM.
     pub bundle_pem: String,
     /// The trust bundle as a SPIFFE bundle (JWK Set).
@@ -38,13 +44,32 @@ pub struct PublicDocuments {
 
 impl PublicDocuments {
     /// `sequence` becomes `spiffe_sequence`: it must increase whenever the bundle changes.
-    pub fn new(bundle: &TrustBundle, crl: Arc<Crl>, sequence: u64) -> Result<Self, PublicError> {
+    pub fn new(
+        bundle: &TrustBundle,
+        crl: Arc<Crl>,
+        offline: &OfflineCrls,
+        sequence: u64,
+    ) -> Result<Self, PublicError> {
+        let issuing = CrlStatus {
+            ca: "issuing",
+            issuer: crl.issuer().to_owned(),
+            next_update: unix_secs(crl.next_update()),
+        };
         Ok(Self {
+            crl_chain_pem: format!("{}{}", crl.pem(), offline.pem),
+            crl_status: std::iter::once(issuing)
+                .chain(offline.status.iter().cloned())
+                .collect(),
             crl,
             bundle_pem: bundle.to_pem(),
             spiffe_bundle_json: spiffe_bundle::to_json(bundle, sequence, SPIFFE_REFRESH_HINT)?,
         })
     }
+}
+
+fn unix_secs(t: std::time::SystemTime) -> i64 {
+    t.duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
 }
 
 /// TLS 1.3 with the mesh's crypto provider and a rotating certificate, no client certificate,

@@ -1,7 +1,9 @@
 //! What the public HTTPS endpoint serves, kept current: the CRL is re-signed by the issuing CA
-//! whenever the set of revoked serials changes, and well before it expires.
+//! whenever the set of revoked serials changes, and well before it expires; the offline CAs'
+//! CRLs are re-read from their file every minute.
 
 use std::collections::BTreeSet;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -10,6 +12,7 @@ use ferrule_proto::v1::revocation::Target;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
+use crate::offline_crls::{self, OfflineCrlError, OfflineCrls};
 use crate::public::PublicDocuments;
 use crate::revocations;
 use crate::state::ControlPlane;
@@ -17,12 +20,63 @@ use crate::state::ControlPlane;
 /// A CRL is valid this long; it is re-signed after half of it even without changes.
 const CRL_VALIDITY: Duration = Duration::from_secs(24 * 3600);
 
+/// How often `ca.offline_crls` is re-read, so a file re-signed offline is served within a minute.
+const OFFLINE_RELOAD: Duration = Duration::from_secs(60);
+
 #[derive(Debug, thiserror::Error)]
 pub enum PublishError {
     #[error("signing the CRL: {0}")]
     Crl(#[from] ferrule_identity::ca::CaError),
     #[error(transparent)]
     Documents(#[from] crate::public::PublicError),
+    #[error(transparent)]
+    OfflineCrls(#[from] OfflineCrlError),
+}
+
+/// The offline CAs' CRL file and the last good copy of it.
+struct OfflineSource {
+    path: Option<PathBuf>,
+    current: OfflineCrls,
+}
+
+impl OfflineSource {
+    /// A configured file that is missing or wrong stops the start: gateways would refuse clients.
+    fn open(path: Option<PathBuf>, cp: &ControlPlane) -> Result<Self, PublishError> {
+        let current = match &path {
+            Some(path) => offline_crls::load(path, &cp.ca)?,
+            None => OfflineCrls::default(),
+        };
+        warn_if_expired(&current);
+        Ok(Self { path, current })
+    }
+
+    /// Re-reads the file; true when its CRLs changed. A bad file is logged and the last good
+    /// copy kept, so a half-copied file never reaches gateways.
+    fn reload(&mut self, cp: &ControlPlane) -> bool {
+        let Some(path) = &self.path else { return false };
+        match offline_crls::load(path, &cp.ca) {
+            Ok(crls) if crls != self.current => {
+                tracing::info!(path = %path.display(), crls = crls.status.len(), "offline CAs' CRLs reloaded");
+                warn_if_expired(&crls);
+                self.current = crls;
+                true
+            }
+            Ok(_) => false,
+            Err(e) => {
+                tracing::error!(error = %e, "keeping the offline CAs' CRLs loaded before");
+                false
+            }
+        }
+    }
+}
+
+fn warn_if_expired(crls: &OfflineCrls) {
+    for crl in crls.expired(SystemTime::now()) {
+        tracing::error!(
+            issuer = %crl.issuer,
+            "the offline CRL has expired: gateways checking the chain refuse clients; re-sign it with `ferrule ca crl`"
+        );
+    }
 }
 
 fn revoked_serials(cp: &ControlPlane) -> Vec<RevokedSerial> {
@@ -59,25 +113,40 @@ fn next_number(previous: u64) -> u64 {
     now.max(previous + 1)
 }
 
-pub fn documents(cp: &ControlPlane, number: u64) -> Result<PublicDocuments, PublishError> {
+fn documents(
+    cp: &ControlPlane,
+    number: u64,
+    offline: &OfflineCrls,
+) -> Result<PublicDocuments, PublishError> {
     let now = SystemTime::now();
     let crl = cp
         .ca
         .sign_crl(&revoked_serials(cp), number, now, now + CRL_VALIDITY)?;
-    Ok(PublicDocuments::new(cp.ca.bundle(), Arc::new(crl), 1)?)
+    Ok(PublicDocuments::new(
+        cp.ca.bundle(),
+        Arc::new(crl),
+        offline,
+        1,
+    )?)
 }
 
 /// Signs the first documents and keeps them current until the task is aborted.
 pub fn start(
     cp: Arc<ControlPlane>,
+    offline_crls: Option<PathBuf>,
 ) -> Result<(watch::Receiver<Arc<PublicDocuments>>, JoinHandle<()>), PublishError> {
+    let mut offline = OfflineSource::open(offline_crls, &cp)?;
     let mut number = next_number(0);
-    let (tx, rx) = watch::channel(Arc::new(documents(&cp, number)?));
+    let (tx, rx) = watch::channel(Arc::new(documents(&cp, number, &offline.current)?));
     let task = tokio::spawn(async move {
         let mut versions = cp.config.subscribe();
         let mut listed = serial_set(&cp);
+        let start = tokio::time::Instant::now();
+        let mut reload = tokio::time::interval_at(start + OFFLINE_RELOAD, OFFLINE_RELOAD);
+        // A deadline, not a sleep per turn: the turns that sign nothing must not postpone it.
+        let mut refresh_at = start + CRL_VALIDITY / 2;
         loop {
-            let refresh = tokio::time::sleep(CRL_VALIDITY / 2);
+            let refresh = tokio::time::sleep_until(refresh_at);
             tokio::select! {
                 changed = versions.changed() => {
                     if changed.is_err() { return }
@@ -85,10 +154,14 @@ pub fn start(
                     if now_listed == listed { continue }
                     listed = now_listed;
                 }
+                _ = reload.tick() => {
+                    if !offline.reload(&cp) { continue }
+                }
                 () = refresh => {}
             }
             number = next_number(number);
-            match documents(&cp, number) {
+            refresh_at = tokio::time::Instant::now() + CRL_VALIDITY / 2;
+            match documents(&cp, number, &offline.current) {
                 Ok(docs) => {
                     tracing::info!(number, revoked = listed.len(), "CRL signed");
                     tx.send_replace(Arc::new(docs));

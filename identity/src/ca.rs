@@ -4,10 +4,12 @@
 mod init;
 mod issue;
 mod layout;
+mod offline_crls;
 
 pub use init::{CaInitOptions, init};
 pub use issue::{IssuedSvid, IssuingCa, SvidRequest};
 pub use layout::{CaLayout, read_cert_pem};
+pub use offline_crls::{DEFAULT_OFFLINE_CRL_TTL, renew_offline_crls};
 
 use crate::csr::CsrError;
 use crate::signer::SignerError;

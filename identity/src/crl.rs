@@ -1,11 +1,15 @@
-//! Certificate revocation lists signed by the issuing CA, for relying parties outside the mesh
-//! (`openssl verify -crl_check`, a gateway's `ssl_crl`). The CRL is signed through the same
-//! [`Signer`](crate::signer::Signer) as certificates, so an HSM-held key works unchanged.
+//! Certificate revocation lists for relying parties outside the mesh (`openssl verify
+//! -crl_check`, a gateway's `ssl_crl`). The issuing CA's CRL is signed through the same
+//! [`Signer`](crate::signer::Signer) as certificates, so an HSM-held key works unchanged; the
+//! CAs above it sign theirs offline (`crate::ca::offline_crls`).
 
 use std::str::FromStr;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use rcgen::{CertificateRevocationListParams, KeyIdMethod, RevokedCertParams, SerialNumber};
+use rcgen::{
+    CertificateRevocationListParams, Issuer, KeyIdMethod, RevokedCertParams, SerialNumber,
+    SigningKey,
+};
 use rustls_pki_types::CertificateDer;
 
 use crate::ca::{CaError, IssuingCa};
@@ -98,6 +102,7 @@ pub struct RevokedSerial {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Crl {
     der: Vec<u8>,
+    issuer: String,
     number: u64,
     this_update: SystemTime,
     next_update: SystemTime,
@@ -111,6 +116,11 @@ impl Crl {
     /// PEM text with an `X509 CRL` block, as OpenSSL and nginx read it.
     pub fn pem(&self) -> String {
         pem::encode(&pem::Pem::new("X509 CRL", self.der.clone()))
+    }
+
+    /// The issuer's distinguished name, e.g. `O=Ferrule, CN=example.org Ferrule Issuing CA`.
+    pub fn issuer(&self) -> &str {
+        &self.issuer
     }
 
     pub fn number(&self) -> u64 {
@@ -138,58 +148,86 @@ impl IssuingCa {
         this_update: SystemTime,
         next_update: SystemTime,
     ) -> Result<Crl, CaError> {
-        let this_update = whole_seconds(this_update);
-        let next_update = whole_seconds(next_update);
-        if next_update <= this_update {
-            return Err(CaError::BadRequest(
-                "CRL next update must be after this update".into(),
-            ));
-        }
-        let revoked_certs = revoked
-            .iter()
-            .map(|entry| {
-                Ok(RevokedCertParams {
-                    serial_number: parse_serial(&entry.serial)?,
-                    revocation_time: whole_seconds(entry.revoked_at).into(),
-                    reason_code: Some(entry.reason.rcgen()),
-                    invalidity_date: None,
-                })
-            })
-            .collect::<Result<Vec<_>, CaError>>()?;
-        let params = CertificateRevocationListParams {
-            this_update: this_update.into(),
-            next_update: next_update.into(),
-            crl_number: SerialNumber::from(number),
-            issuing_distribution_point: None,
-            revoked_certs,
-            key_identifier_method: authority_key_id(self.chain())?,
-        };
-        let crl = params.signed_by(self.issuer())?;
-        Ok(Crl {
-            der: crl.der().to_vec(),
+        let issuing = self
+            .chain()
+            .first()
+            .ok_or_else(|| CaError::BadRequest("empty issuing CA chain".into()))?;
+        let window = CrlWindow {
             number,
             this_update,
             next_update,
-        })
+        };
+        sign_crl_by(self.issuer(), issuing, revoked, window)
     }
 }
 
-/// The AKI must equal the issuing certificate's Subject Key Identifier, whatever method produced
-/// it (a CA created elsewhere may use SHA-1); rcgen's SHA-256 truncation is only the fallback.
-fn authority_key_id(chain: &[CertificateDer<'_>]) -> Result<KeyIdMethod, CaError> {
+/// A CRL's number and validity.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct CrlWindow {
+    pub number: u64,
+    pub this_update: SystemTime,
+    pub next_update: SystemTime,
+}
+
+/// Signs a CRL with any CA's key: the issuing CA's (through its signer) or an offline one's.
+pub(crate) fn sign_crl_by(
+    issuer: &Issuer<'_, impl SigningKey>,
+    issuer_cert: &CertificateDer<'_>,
+    revoked: &[RevokedSerial],
+    window: CrlWindow,
+) -> Result<Crl, CaError> {
+    let (issuer_name, aki) = issuer_names(issuer_cert)?;
+    let this_update = whole_seconds(window.this_update);
+    let next_update = whole_seconds(window.next_update);
+    if next_update <= this_update {
+        return Err(CaError::BadRequest(
+            "CRL next update must be after this update".into(),
+        ));
+    }
+    let revoked_certs = revoked
+        .iter()
+        .map(|entry| {
+            Ok(RevokedCertParams {
+                serial_number: parse_serial(&entry.serial)?,
+                revocation_time: whole_seconds(entry.revoked_at).into(),
+                reason_code: Some(entry.reason.rcgen()),
+                invalidity_date: None,
+            })
+        })
+        .collect::<Result<Vec<_>, CaError>>()?;
+    let params = CertificateRevocationListParams {
+        this_update: this_update.into(),
+        next_update: next_update.into(),
+        crl_number: SerialNumber::from(window.number),
+        issuing_distribution_point: None,
+        revoked_certs,
+        key_identifier_method: aki,
+    };
+    let crl = params.signed_by(issuer)?;
+    Ok(Crl {
+        der: crl.der().to_vec(),
+        issuer: issuer_name,
+        number: window.number,
+        this_update,
+        next_update,
+    })
+}
+
+/// The CRL issuer's subject (as the CRL names it) and the Authority Key Identifier, which must
+/// equal the issuer certificate's Subject Key Identifier whatever method produced it (a CA created
+/// elsewhere may use SHA-1); rcgen's SHA-256 truncation is only the fallback.
+fn issuer_names(issuer: &CertificateDer<'_>) -> Result<(String, KeyIdMethod), CaError> {
     use x509_parser::prelude::{FromDer, ParsedExtension, X509Certificate};
-    let issuing = chain
-        .first()
-        .ok_or_else(|| CaError::BadRequest("empty issuing CA chain".into()))?;
-    let (_, cert) = X509Certificate::from_der(issuing)
-        .map_err(|e| CaError::BadRequest(format!("issuing certificate: {e}")))?;
+    let (_, cert) = X509Certificate::from_der(issuer)
+        .map_err(|e| CaError::BadRequest(format!("CRL issuer certificate: {e}")))?;
     let ski = cert
         .iter_extensions()
         .find_map(|ext| match ext.parsed_extension() {
             ParsedExtension::SubjectKeyIdentifier(id) => Some(id.0.to_vec()),
             _ => None,
         });
-    Ok(ski.map_or(KeyIdMethod::Sha256, KeyIdMethod::PreSpecified))
+    let aki = ski.map_or(KeyIdMethod::Sha256, KeyIdMethod::PreSpecified);
+    Ok((cert.subject().to_string(), aki))
 }
 
 fn parse_serial(hex_serial: &str) -> Result<SerialNumber, CaError> {

@@ -242,10 +242,11 @@ fn config_yaml(
 ) -> String {
     let ip = addr.ip();
     format!(
-        "trust_domain: {td}\nlisten: {addr}\npublic_listen: {public}\nmetrics_listen: {metrics}\nserver:\n  ip_addresses: [\"{ip}\"]\ndata_dir: {}\nca:\n  chain: {}\n  bundle: {}\n  signer:\n    file:\n      key: {}\n",
+        "trust_domain: {td}\nlisten: {addr}\npublic_listen: {public}\nmetrics_listen: {metrics}\nserver:\n  ip_addresses: [\"{ip}\"]\ndata_dir: {}\nca:\n  chain: {}\n  bundle: {}\n  offline_crls: {}\n  signer:\n    file:\n      key: {}\n",
         data.display(),
         layout.chain().display(),
         layout.bundle().display(),
+        layout.offline_crls().display(),
         layout.issuing_key().display()
     )
 }

@@ -8,7 +8,8 @@ use anyhow::{Context as _, bail};
 use crate::cmd;
 
 /// Debian packages: LLVM for bpf-linker, protoc for tonic, SoftHSM2 + OpenSC for the PKCS#11
-/// signer, capture tools and iproute2 for the netns tests, etcd for the HA store, promtool.
+/// signer, capture tools and iproute2 for the netns tests, etcd for the HA store, promtool,
+/// nginx as a gateway outside the mesh that checks the published CRLs.
 const APT_PACKAGES: &[&str] = &[
     "llvm-22-dev",
     "libpolly-22-dev",
@@ -26,6 +27,7 @@ const APT_PACKAGES: &[&str] = &[
     "curl",
     "python3",
     "prometheus",
+    "nginx-light",
 ];
 
 /// bpf-linker links against this LLVM (package llvm-22-dev); the two must match.

@@ -43,6 +43,7 @@ pub(super) struct RawConfig {
 struct RawCa {
     chain: PathBuf,
     bundle: PathBuf,
+    offline_crls: Option<PathBuf>,
     signer: RawSigner,
 }
 
@@ -141,6 +142,7 @@ impl RawConfig {
             ca: CaConfig {
                 chain: ca.chain,
                 bundle: ca.bundle,
+                offline_crls: ca.offline_crls,
                 signer: ca.signer.validate()?,
             },
             certificates: self.certificates.validate()?,

@@ -43,7 +43,7 @@ impl Document {
 
     fn body(self, docs: &PublicDocuments) -> Bytes {
         match self {
-            Self::CrlPem => Bytes::from(docs.crl.pem()),
+            Self::CrlPem => Bytes::copy_from_slice(docs.crl_chain_pem.as_bytes()),
             Self::CrlDer => Bytes::copy_from_slice(docs.crl.der()),
             Self::BundlePem => Bytes::copy_from_slice(docs.bundle_pem.as_bytes()),
             Self::SpiffeBundle => Bytes::copy_from_slice(docs.spiffe_bundle_json.as_bytes()),
@@ -127,7 +127,7 @@ mod tests {
     fn documents(now: SystemTime, next_update: SystemTime) -> PublicDocuments {
         let test = TestCa::new("example.org");
         let crl = test.ca.sign_crl(&[], 1, now, next_update).unwrap();
-        PublicDocuments::new(test.ca.bundle(), Arc::new(crl), 1).unwrap()
+        PublicDocuments::new(test.ca.bundle(), Arc::new(crl), &Default::default(), 1).unwrap()
     }
 
     async fn body(response: Response<Full<Bytes>>) -> Bytes {

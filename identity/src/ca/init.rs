@@ -10,6 +10,7 @@ use rcgen::{
 use rustls_pki_types::CertificateDer;
 
 use super::layout::{CaLayout, write_new};
+use super::offline_crls::{DEFAULT_OFFLINE_CRL_TTL, crls_pem, sign_offline_crl};
 use super::{CaError, IssuingCa, SvidRequest};
 use crate::bundle::TrustBundle;
 use crate::signer::{InMemorySigner, KeyAlgorithm, RcgenSigner};
@@ -26,6 +27,8 @@ pub struct CaInitOptions {
     /// Name of the first administrator (`spiffe://<td>/ferrule/admin/<name>`).
     pub admin_name: String,
     pub admin_ttl: Duration,
+    /// Validity of the root's and the intermediate's CRLs (`ca-crls.pem`).
+    pub offline_crl_ttl: Duration,
 }
 
 impl CaInitOptions {
@@ -37,6 +40,7 @@ impl CaInitOptions {
             issuing_ttl: 365 * DAY,
             admin_name: "admin".into(),
             admin_ttl: 90 * DAY,
+            offline_crl_ttl: DEFAULT_OFFLINE_CRL_TTL,
         }
     }
 }
@@ -105,6 +109,10 @@ pub fn init(layout: &CaLayout, opts: &CaInitOptions) -> Result<(), CaError> {
         ip_addresses: &[],
     })?;
 
+    let offline_crls = [&root, &intermediate]
+        .map(|level| sign_offline_crl(&level.issuer(), &level.cert, opts.offline_crl_ttl));
+    let offline_crls = offline_crls.into_iter().collect::<Result<Vec<_>, _>>()?;
+
     let pem = crate::pem_encode_certs;
     write_new(
         &layout.root_cert(),
@@ -130,6 +138,7 @@ pub fn init(layout: &CaLayout, opts: &CaInitOptions) -> Result<(), CaError> {
     write_new(&layout.issuing_key(), &issuing.signer.pkcs8_pem(), true)?;
     write_new(&layout.chain(), &pem(&chain), false)?;
     write_new(&layout.bundle(), &pem(&[root.cert]), false)?;
+    write_new(&layout.offline_crls(), &crls_pem(&offline_crls), false)?;
     write_new(&layout.admin_cert(), &admin.full_chain_pem(), false)?;
     write_new(&layout.admin_key(), &admin_key.serialize_pem(), true)?;
     Ok(())

@@ -243,7 +243,7 @@ pub(crate) fn random_serial() -> SerialNumber {
     SerialNumber::from_slice(&bytes)
 }
 
-fn spki_raw_key(cert: &CertificateDer<'_>) -> Result<Vec<u8>, CaError> {
+pub(super) fn spki_raw_key(cert: &CertificateDer<'_>) -> Result<Vec<u8>, CaError> {
     use x509_parser::prelude::{FromDer, X509Certificate};
     let (_, parsed) = X509Certificate::from_der(cert)
         .map_err(|e| CaError::BadRequest(format!("issuing certificate: {e}")))?;

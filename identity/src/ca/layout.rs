@@ -52,6 +52,11 @@ impl CaLayout {
     pub fn bundle(&self) -> PathBuf {
         self.dir.join("bundle.pem")
     }
+    /// CRLs of the root and the intermediate, signed offline (`ferrule ca crl`); the control
+    /// plane serves them after the issuing CA's own.
+    pub fn offline_crls(&self) -> PathBuf {
+        self.dir.join("ca-crls.pem")
+    }
     pub fn admin_cert(&self) -> PathBuf {
         self.dir.join("admin.crt")
     }
@@ -69,6 +74,7 @@ impl CaLayout {
             self.issuing_key(),
             self.chain(),
             self.bundle(),
+            self.offline_crls(),
             self.admin_cert(),
             self.admin_key(),
         ]
