@@ -143,6 +143,11 @@ impl MeshConfig {
         self.read().get(kind, key).cloned()
     }
 
+    /// The version that last changed the resource; rewriting it unchanged keeps that version.
+    pub fn version_of(&self, kind: ResourceKind, key: &str) -> Option<u64> {
+        self.read().version_of(kind, key)
+    }
+
     pub fn contains(&self, kind: ResourceKind, key: &str) -> bool {
         self.read().get(kind, key).is_some()
     }

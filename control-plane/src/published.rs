@@ -16,6 +16,7 @@ use crate::offline_crls::{self, OfflineCrlError, OfflineCrls};
 use crate::public::PublicDocuments;
 use crate::revocations;
 use crate::state::ControlPlane;
+use crate::store::ResourceKind;
 
 /// A CRL is valid this long; it is re-signed after half of it even without changes.
 const CRL_VALIDITY: Duration = Duration::from_secs(24 * 3600);
@@ -126,8 +127,17 @@ fn documents(
         cp.ca.bundle(),
         Arc::new(crl),
         offline,
-        1,
+        bundle_sequence(cp),
     )?)
+}
+
+/// The SPIFFE bundle's `spiffe_sequence` must grow whenever the bundle changes: the version of
+/// the stored bundle resource does, and stays put across restarts with the same roots.
+fn bundle_sequence(cp: &ControlPlane) -> u64 {
+    let key = cp.ca.bundle().trust_domain().to_string();
+    cp.config
+        .version_of(ResourceKind::Bundle, &key)
+        .unwrap_or(1)
 }
 
 /// Signs the first documents and keeps them current until the task is aborted.

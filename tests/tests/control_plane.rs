@@ -337,3 +337,49 @@ async fn restart_keeps_nodes_and_certificate_inventory() {
     .await
     .expect("node identity survives a control-plane restart");
 }
+
+/// The SPIFFE bundle the public endpoint serves, fetched with curl.
+fn spiffe_bundle(cp: &ControlPlaneFixture) -> serde_json::Value {
+    let out = std::process::Command::new("curl")
+        .args(["-sS", "--fail", "--max-time", "5", "--cacert"])
+        .arg(cp.layout.bundle())
+        .arg(format!(
+            "https://{}/.well-known/spiffe-bundle",
+            cp.public_addr
+        ))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_spiffe_bundle_sequence_grows_only_when_the_roots_change() {
+    let mut cp = ControlPlaneFixture::new(TD);
+    cp.start();
+    let first = spiffe_bundle(&cp);
+    let sequence = first["spiffe_sequence"].as_u64().unwrap();
+    assert_eq!(first["keys"].as_array().unwrap().len(), 1, "{first}");
+
+    cp.stop();
+    cp.start();
+    assert_eq!(
+        spiffe_bundle(&cp)["spiffe_sequence"].as_u64(),
+        Some(sequence),
+        "same roots after a restart: same sequence"
+    );
+
+    // The first step of a root rotation: the bundle accepts a second root.
+    let next_root = ferrule_identity::testing::TestCa::new(TD);
+    let mut bundle = std::fs::read_to_string(cp.layout.bundle()).unwrap();
+    bundle.push_str(&std::fs::read_to_string(next_root.layout.bundle()).unwrap());
+    cp.stop();
+    std::fs::write(cp.layout.bundle(), bundle).unwrap();
+    cp.start();
+    let rotated = spiffe_bundle(&cp);
+    assert!(
+        rotated["spiffe_sequence"].as_u64().unwrap() > sequence,
+        "{first} then {rotated}"
+    );
+    assert_eq!(rotated["keys"].as_array().unwrap().len(), 2, "{rotated}");
+}

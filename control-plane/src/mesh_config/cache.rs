@@ -92,6 +92,14 @@ impl Cache {
             .and_then(|e| e.resource.as_ref())
     }
 
+    /// The version that last changed the live resource.
+    pub(super) fn version_of(&self, kind: ResourceKind, key: &str) -> Option<u64> {
+        self.entries
+            .get(&(kind, key.to_owned()))
+            .filter(|e| e.resource.is_some())
+            .map(|e| e.version)
+    }
+
     pub(super) fn list(&self, kind: ResourceKind) -> impl Iterator<Item = &v1::Resource> {
         self.entries
             .range((kind, String::new())..)
