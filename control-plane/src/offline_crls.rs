@@ -56,7 +56,7 @@ pub fn load(path: &Path, ca: &IssuingCa) -> Result<OfflineCrls, OfflineCrlError>
     let mut crls = OfflineCrls::default();
     let blocks = pem::parse_many(&bytes).map_err(|e| fail(format!("not PEM: {e}")))?;
     for (index, block) in blocks.iter().enumerate() {
-        let status = check_crl(block, ca).map_err(|e| fail(format!("CRL {index}: {e}")))?;
+        let status = check_crl(block, ca).map_err(|e| fail(format!("PEM block {index}: {e}")))?;
         crls.pem.push_str(&pem::encode(block));
         crls.status.push(status);
     }
@@ -78,7 +78,10 @@ fn offline_cas(ca: &IssuingCa) -> Vec<(&'static str, &CertificateDer<'static>)> 
 
 fn check_crl(block: &pem::Pem, ca: &IssuingCa) -> Result<CrlStatus, String> {
     if block.tag() != "X509 CRL" {
-        return Err(format!("a {} block, not an X509 CRL", block.tag()));
+        return Err(format!(
+            "a {} block, not an X509 CRL (expected the ca-crls.pem of `ferrule ca init` or `ferrule ca crl`)",
+            block.tag()
+        ));
     }
     let (_, crl) = CertificateRevocationList::from_der(block.contents())
         .map_err(|e| format!("not a valid CRL: {e}"))?;

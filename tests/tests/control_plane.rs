@@ -383,3 +383,23 @@ async fn the_spiffe_bundle_sequence_grows_only_when_the_roots_change() {
     );
     assert_eq!(rotated["keys"].as_array().unwrap().len(), 2, "{rotated}");
 }
+
+#[test]
+fn a_wrong_offline_crl_file_stops_the_start_with_the_reason() {
+    let cp = ControlPlaneFixture::new(TD);
+    // A certificate where the offline CRLs belong: gateways would refuse every client.
+    std::fs::copy(cp.layout.bundle(), cp.layout.offline_crls()).unwrap();
+    let out = std::process::Command::new("timeout")
+        .arg("30")
+        .arg(ferrule_tests::binary("ferrule-control-plane"))
+        .arg("--config")
+        .arg(&cp.config_path)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("ca.offline_crls") && stderr.contains("not an X509 CRL"),
+        "{stderr}"
+    );
+}
