@@ -25,8 +25,9 @@ use crate::output::{self, Format};
 ///                (probed by loading test programs); bpffs for --pin-dir; a cgroup v2 mount;
 ///                the privileges the agent needs (run as the agent would run).
 /// control-plane  an Admin call with the admin identity; clock skew against the control plane.
-/// ca             bundle.pem; chain.pem (with --ca-dir) up to the bundle; admin.crt; how long
-///                the issuing CA has left.
+/// ca             bundle.pem; chain.pem (with --ca-dir) up to the bundle; the offline CAs'
+///                CRLs (ca-crls.pem, with --ca-dir: signed by them, not expiring within 30
+///                days); admin.crt; how long the issuing CA has left.
 ///
 /// Table: one line per check, ✔ passed, ! warning, ✘ failed, with a `fix:` line under each
 /// warning and failure, then a summary. JSON: {"ok", "checks": [{"name", "group", "ok",

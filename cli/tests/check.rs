@@ -14,11 +14,12 @@ use fake_cp::{FakeAdmin, bundle_of, control_plane_cert, serve};
 use serde_json::Value;
 
 const NODE_CHECKS: [&str; 5] = ["kernel", "ebpf", "bpffs", "cgroup2", "privileges"];
-const REMOTE_CHECKS: [&str; 6] = [
+const REMOTE_CHECKS: [&str; 7] = [
     "control-plane",
     "clock-skew",
     "ca-bundle",
     "ca-chain",
+    "offline-crls",
     "admin-cert",
     "issuing-ca",
 ];
@@ -132,7 +133,7 @@ async fn healthy_control_plane_and_ca_pass_in_both_formats() {
         );
     }
     let summary = out.stdout.lines().last().unwrap();
-    assert!(summary.starts_with("11 checks: "), "{summary}");
+    assert!(summary.starts_with("12 checks: "), "{summary}");
     assert_eq!(out.code, if node_ok { 0 } else { 1 }, "{out:#?}");
 }
 

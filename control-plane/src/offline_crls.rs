@@ -7,9 +7,7 @@
 use std::path::Path;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use ferrule_identity::ca::IssuingCa;
-use rustls_pki_types::CertificateDer;
-use x509_parser::prelude::{CertificateRevocationList, FromDer, X509Certificate};
+use ferrule_identity::ca::{IssuingCa, check_offline_crls};
 
 /// The validity of one CRL served from `/crl.pem`, for the expiry metric and alert.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -53,62 +51,18 @@ pub fn load(path: &Path, ca: &IssuingCa) -> Result<OfflineCrls, OfflineCrlError>
         reason,
     };
     let bytes = std::fs::read(path).map_err(|e| fail(e.to_string()))?;
-    let mut crls = OfflineCrls::default();
-    let blocks = pem::parse_many(&bytes).map_err(|e| fail(format!("not PEM: {e}")))?;
-    for (index, block) in blocks.iter().enumerate() {
-        let status = check_crl(block, ca).map_err(|e| fail(format!("PEM block {index}: {e}")))?;
-        crls.pem.push_str(&pem::encode(block));
-        crls.status.push(status);
-    }
-    if crls.status.is_empty() {
-        return Err(fail(
-            "no X509 CRL block (sign one with `ferrule ca crl`)".into(),
-        ));
-    }
-    Ok(crls)
-}
-
-/// The CAs a CRL may come from, with their role: the bundle's roots and the chain above the
-/// issuing CA.
-fn offline_cas(ca: &IssuingCa) -> Vec<(&'static str, &CertificateDer<'static>)> {
-    let roots = ca.bundle().roots().iter().map(|c| ("root", c));
-    let intermediates = ca.chain().iter().skip(1).map(|c| ("intermediate", c));
-    roots.chain(intermediates).collect()
-}
-
-fn check_crl(block: &pem::Pem, ca: &IssuingCa) -> Result<CrlStatus, String> {
-    if block.tag() != "X509 CRL" {
-        return Err(format!(
-            "a {} block, not an X509 CRL (expected the ca-crls.pem of `ferrule ca init` or `ferrule ca crl`)",
-            block.tag()
-        ));
-    }
-    let (_, crl) = CertificateRevocationList::from_der(block.contents())
-        .map_err(|e| format!("not a valid CRL: {e}"))?;
-    let issuer = crl.issuer().to_string();
-    // Several CAs may share a name (old and new root during a rotation): the signature decides.
-    let named: Vec<_> = offline_cas(ca)
-        .into_iter()
-        .filter_map(|(role, der)| Some((role, X509Certificate::from_der(der).ok()?.1)))
-        .filter(|(_, cert)| cert.subject() == crl.issuer())
-        .collect();
-    if named.is_empty() {
-        return Err(format!(
-            "issued by {issuer:?}, neither a root of the trust bundle nor an intermediate of the chain"
-        ));
-    }
-    let role = named
-        .iter()
-        .find(|(_, cert)| crl.verify_signature(cert.public_key()).is_ok())
-        .map(|(role, _)| *role)
-        .ok_or_else(|| format!("signature of {issuer:?} does not verify against that CA's key"))?;
-    let next_update = crl
-        .next_update()
-        .ok_or_else(|| format!("the CRL of {issuer:?} has no next update"))?;
-    Ok(CrlStatus {
-        ca: role,
-        issuer,
-        next_update: next_update.timestamp(),
+    let intermediates = ca.chain().get(1..).unwrap_or_default();
+    let checked = check_offline_crls(&bytes, ca.bundle().roots(), intermediates).map_err(fail)?;
+    Ok(OfflineCrls {
+        pem: checked.iter().map(|c| c.pem.as_str()).collect(),
+        status: checked
+            .into_iter()
+            .map(|c| CrlStatus {
+                ca: c.role,
+                issuer: c.issuer,
+                next_update: c.next_update,
+            })
+            .collect(),
     })
 }
 

@@ -1,11 +1,13 @@
 //! The layered CA: an offline root, an intermediate, and the issuing CA whose key signs
 //! X.509-SVIDs through a [`Signer`].
 
+mod crl_check;
 mod init;
 mod issue;
 mod layout;
 mod offline_crls;
 
+pub use crl_check::{CheckedCrl, check_offline_crls};
 pub use init::{CaInitOptions, init};
 pub use issue::{IssuedSvid, IssuingCa, SvidRequest};
 pub use layout::{CaLayout, read_cert_pem};

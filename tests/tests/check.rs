@@ -43,6 +43,7 @@ fn remote_and_ca_checks_pass_against_the_real_control_plane() {
             "clock-skew",
             "ca-bundle",
             "ca-chain",
+            "offline-crls",
             "admin-cert",
             "issuing-ca"
         ]

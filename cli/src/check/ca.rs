@@ -1,9 +1,11 @@
-//! The CA files an operator holds: the trust bundle, the issuing chain (chain.pem, found with
-//! --ca-dir), the admin certificate, and how long the issuing CA has left.
+//! The CA files an operator holds: the trust bundle, the issuing chain and the offline CAs' CRLs
+//! (chain.pem and ca-crls.pem, found with --ca-dir), the admin certificate, and how long the
+//! issuing CA has left.
 //!
 //! A certificate in the last fifth of its lifetime is a warning, as in `ferrule certs`.
 
 mod anchors;
+mod crls;
 #[cfg(test)]
 mod tests;
 
@@ -50,8 +52,14 @@ pub fn checks(connect: &ConnectArgs, now: SystemTime) -> Vec<Check> {
     let mut checks = vec![bundle(&bundle_path, &roots, now_secs)];
     let mut issuing = None;
     if let Some(dir) = connect.ca_dir() {
-        let (check, chain) = chain_pem(&CaLayout::new(dir).chain(), &roots, now_secs);
+        let layout = CaLayout::new(dir);
+        let (check, chain) = chain_pem(&layout.chain(), &roots, now_secs);
         checks.push(check);
+        let intermediates = chain
+            .as_deref()
+            .and_then(|c| c.get(1..))
+            .unwrap_or_default();
+        checks.push(crls::offline_crls(&layout, &roots, intermediates, now_secs));
         issuing = chain.and_then(|certs| certs.into_iter().next());
     }
     if let Some(path) = connect.cert_path() {

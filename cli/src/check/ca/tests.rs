@@ -116,3 +116,50 @@ fn a_missing_chain_pem_is_fine() {
     assert_eq!(check.status, Status::Ok, "{check:?}");
     assert!(certs.is_none());
 }
+
+fn offline_check(layout: &CaLayout, now: SystemTime) -> Check {
+    let chain = read_cert_pem(&layout.chain()).unwrap();
+    crls::offline_crls(layout, &roots(layout), &chain[1..], unix_secs(now))
+}
+
+#[test]
+fn offline_crls_pass_then_warn_a_month_ahead_then_fail() {
+    let (_tmp, layout) = ca();
+    let fresh = offline_check(&layout, SystemTime::now());
+    assert_eq!(fresh.status, Status::Ok, "{fresh:?}");
+    assert!(
+        fresh
+            .detail
+            .starts_with("root and intermediate CRLs verify"),
+        "{fresh:?}"
+    );
+
+    let late = offline_check(&layout, SystemTime::now() + 160 * DAY);
+    assert_eq!(late.status, Status::Warn, "{late:?}");
+    assert!(
+        late.hint
+            .as_deref()
+            .unwrap()
+            .contains("ferrule ca crl --dir"),
+        "{late:?}"
+    );
+
+    let expired = offline_check(&layout, SystemTime::now() + 181 * DAY);
+    assert_eq!(expired.status, Status::Fail, "{expired:?}");
+    assert!(expired.detail.contains("expired"), "{expired:?}");
+}
+
+#[test]
+fn offline_crls_missing_or_of_another_ca_are_named() {
+    let (_tmp, layout) = ca();
+    let (_other_tmp, other) = ca();
+    std::fs::copy(other.offline_crls(), layout.offline_crls()).unwrap();
+    let foreign = offline_check(&layout, SystemTime::now());
+    assert_eq!(foreign.status, Status::Fail, "{foreign:?}");
+    assert!(foreign.detail.contains("does not verify"), "{foreign:?}");
+
+    std::fs::remove_file(layout.offline_crls()).unwrap();
+    let missing = offline_check(&layout, SystemTime::now());
+    assert_eq!(missing.status, Status::Warn, "{missing:?}");
+    assert!(missing.detail.contains("nginx ssl_crl"), "{missing:?}");
+}
