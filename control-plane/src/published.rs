@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use ferrule_identity::ca::IssuingCa;
 use ferrule_identity::{RevocationReason, RevokedSerial};
 use ferrule_proto::v1::revocation::Target;
 use tokio::sync::watch;
@@ -42,9 +43,9 @@ struct OfflineSource {
 
 impl OfflineSource {
     /// A configured file that is missing or wrong stops the start: gateways would refuse clients.
-    fn open(path: Option<PathBuf>, cp: &ControlPlane) -> Result<Self, PublishError> {
+    fn open(path: Option<PathBuf>, ca: &IssuingCa) -> Result<Self, PublishError> {
         let current = match &path {
-            Some(path) => offline_crls::load(path, &cp.ca)?,
+            Some(path) => offline_crls::load(path, ca)?,
             None => OfflineCrls::default(),
         };
         warn_if_expired(&current);
@@ -53,9 +54,9 @@ impl OfflineSource {
 
     /// Re-reads the file; true when its CRLs changed. A bad file is logged and the last good
     /// copy kept, so a half-copied file never reaches gateways.
-    fn reload(&mut self, cp: &ControlPlane) -> bool {
+    fn reload(&mut self, ca: &IssuingCa) -> bool {
         let Some(path) = &self.path else { return false };
-        match offline_crls::load(path, &cp.ca) {
+        match offline_crls::load(path, ca) {
             Ok(crls) if crls != self.current => {
                 tracing::info!(path = %path.display(), crls = crls.status.len(), "offline CAs' CRLs reloaded");
                 warn_if_expired(&crls);
@@ -145,7 +146,7 @@ pub fn start(
     cp: Arc<ControlPlane>,
     offline_crls: Option<PathBuf>,
 ) -> Result<(watch::Receiver<Arc<PublicDocuments>>, JoinHandle<()>), PublishError> {
-    let mut offline = OfflineSource::open(offline_crls, &cp)?;
+    let mut offline = OfflineSource::open(offline_crls, &cp.ca)?;
     let mut number = next_number(0);
     let (tx, rx) = watch::channel(Arc::new(documents(&cp, number, &offline.current)?));
     let task = tokio::spawn(async move {
@@ -165,7 +166,7 @@ pub fn start(
                     listed = now_listed;
                 }
                 _ = reload.tick() => {
-                    if !offline.reload(&cp) { continue }
+                    if !offline.reload(&cp.ca) { continue }
                 }
                 () = refresh => {}
             }
@@ -187,4 +188,41 @@ pub fn start(
 
 fn serial_set(cp: &ControlPlane) -> BTreeSet<String> {
     revoked_serials(cp).into_iter().map(|r| r.serial).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use ferrule_identity::ca::renew_offline_crls;
+    use ferrule_identity::testing::TestCa;
+
+    use super::*;
+
+    #[test]
+    fn reload_picks_up_a_re_signed_file_and_keeps_the_last_good_one() {
+        let test = TestCa::new("example.org");
+        let path = test.layout.offline_crls();
+        let mut source = OfflineSource::open(Some(path.clone()), &test.ca).unwrap();
+        assert_eq!(source.current.status.len(), 2);
+        assert!(!source.reload(&test.ca), "unchanged file");
+
+        // CRL numbers are signing seconds: wait for the next one so the new CRLs differ.
+        std::thread::sleep(Duration::from_millis(1100));
+        renew_offline_crls(&test.layout, Duration::from_secs(7 * 86_400)).unwrap();
+        let before = source.current.clone();
+        assert!(source.reload(&test.ca), "re-signed file");
+        assert_ne!(source.current, before);
+        let renewed = source.current.clone();
+
+        std::fs::write(&path, "half a file").unwrap();
+        assert!(!source.reload(&test.ca), "a bad file is not served");
+        assert_eq!(source.current, renewed, "the last good copy stays");
+    }
+
+    #[test]
+    fn without_a_file_nothing_is_added_or_reloaded() {
+        let test = TestCa::new("example.org");
+        let mut source = OfflineSource::open(None, &test.ca).unwrap();
+        assert_eq!(source.current, OfflineCrls::default());
+        assert!(!source.reload(&test.ca));
+    }
 }
