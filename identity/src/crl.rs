@@ -115,7 +115,7 @@ impl Crl {
 
     /// PEM text with an `X509 CRL` block, as OpenSSL and nginx read it.
     pub fn pem(&self) -> String {
-        pem::encode(&pem::Pem::new("X509 CRL", self.der.clone()))
+        crate::pem_block("X509 CRL", &self.der)
     }
 
     /// The issuer's distinguished name, e.g. `O=Ferrule, CN=example.org Ferrule Issuing CA`.

@@ -26,8 +26,12 @@ use rustls_pki_types::CertificateDer;
 
 /// PEM text of `certs`, one CERTIFICATE block each, in order.
 pub fn pem_encode_certs(certs: &[CertificateDer<'_>]) -> String {
-    certs
-        .iter()
-        .map(|c| pem::encode(&pem::Pem::new("CERTIFICATE", c.to_vec())))
-        .collect()
+    certs.iter().map(|c| pem_block("CERTIFICATE", c)).collect()
+}
+
+/// One PEM block with Unix line endings (the `pem` crate defaults to CRLF; rcgen writes keys
+/// with LF, so this keeps every file we write alike).
+pub fn pem_block(tag: &str, der: &[u8]) -> String {
+    let config = pem::EncodeConfig::new().set_line_ending(pem::LineEnding::LF);
+    pem::encode_config(&pem::Pem::new(tag, der.to_vec()), config)
 }

@@ -43,10 +43,7 @@ impl NodeKeyring {
     /// Stores (or replaces) the identity; the entry times out when the certificate expires.
     pub fn store(&self, cert: &WorkloadCert) -> Result<(), KeyringError> {
         let mut payload = ferrule_identity::pem_encode_certs(&cert.certified.cert);
-        payload.push_str(&pem::encode(&pem::Pem::new(
-            "PRIVATE KEY",
-            cert.pkcs8.to_vec(),
-        )));
+        payload.push_str(&ferrule_identity::pem_block("PRIVATE KEY", &cert.pkcs8));
         let key = Self::ring()?
             .add_key(&self.description, payload.as_bytes())
             .map_err(kernel)?;

@@ -77,6 +77,6 @@ fn check_block(
         role,
         issuer,
         next_update: next_update.timestamp(),
-        pem: pem::encode(block),
+        pem: crate::pem_block(block.tag(), block.contents()),
     })
 }
