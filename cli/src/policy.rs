@@ -1,5 +1,7 @@
 //! `ferrule policy`: authorization policies, applied whole or not at all.
 
+mod uncovered;
+
 use std::path::PathBuf;
 
 use anyhow::Context;
@@ -18,6 +20,9 @@ pub enum PolicyCommand {
     /// The file is checked whole before anything is sent: an invalid document (unknown field,
     /// bad SPIFFE ID, bad port, YAML syntax) names the file, document, field and reason, and
     /// nothing is applied. The control plane applies all documents in one version.
+    /// A DENY or AUDIT policy with no ALLOW policy in its namespace (or mesh-wide) gets a
+    /// warning on stderr (and in `warnings` with -o json): under default deny, the workloads it
+    /// selects refuse every connection no ALLOW rule admits.
     #[command(verbatim_doc_comment)]
     Apply {
         /// The policy file; `-` reads standard input.
@@ -67,6 +72,7 @@ struct ApplyReport {
     version: u64,
     applied: Vec<String>,
     changed: Vec<String>,
+    warnings: Vec<String>,
 }
 
 async fn apply(file: &PathBuf, connect: &ConnectArgs, format: Format) -> anyhow::Result<()> {
@@ -82,10 +88,15 @@ async fn apply(file: &PathBuf, connect: &ConnectArgs, format: Format) -> anyhow:
     let response = cp
         .call(|mut admin| async move { admin.apply_policies(request).await })
         .await?;
+    let warnings = uncovered::uncovered_warnings(&policies, &list(&cp).await?);
+    for warning in &warnings {
+        eprintln!("warning: {warning}");
+    }
     let report = ApplyReport {
         version: response.version,
         applied,
         changed: response.changed,
+        warnings,
     };
     match format {
         Format::Json => output::print_json(&report),
@@ -105,7 +116,10 @@ async fn apply(file: &PathBuf, connect: &ConnectArgs, format: Format) -> anyhow:
 }
 
 async fn stored(connect: &ConnectArgs) -> anyhow::Result<Vec<Policy>> {
-    let cp = ControlPlane::connect(connect).await?;
+    list(&ControlPlane::connect(connect).await?).await
+}
+
+async fn list(cp: &ControlPlane) -> anyhow::Result<Vec<Policy>> {
     let response = cp
         .call(|mut admin| async move { admin.list_policies(v1::ListPoliciesRequest {}).await })
         .await?;
