@@ -1,19 +1,17 @@
 //! `ferrule check`: pre-flight checks of this node, the control plane and the CA files. Each
 //! check passes (✔), needs a look (!) or fails (✘), and says what to do when it is not ✔.
 //!
-//! The node checks are the agent's own (`ferrule_node_agent::preflight`), so `ferrule check`
-//! judges a node exactly as the agent will need it.
+//! The node checks are the agent's own (`ferrule_node_agent::preflight`, see `node`), so
+//! `ferrule check` judges a node exactly as the agent will need it.
 
 mod ca;
+mod node;
 mod remote;
 
-use std::path::PathBuf;
 use std::time::SystemTime;
 
 use clap::{Args, ValueEnum};
-use ferrule_node_agent::capture::DEFAULT_PIN_DIR;
-use ferrule_node_agent::config::ENV_PIN_DIR;
-use ferrule_node_agent::preflight::{self, Check, Status};
+use ferrule_config::check::{Check, Status};
 use serde::Serialize;
 
 use crate::client::ConnectArgs;
@@ -39,9 +37,8 @@ pub struct CheckArgs {
     /// Run only this group of checks; repeat for several.
     #[arg(long, value_enum, value_name = "GROUP")]
     only: Vec<Group>,
-    /// The bpffs directory the agent pins its programs and maps in (its capture.pin_dir).
-    #[arg(long, value_name = "DIR", env = ENV_PIN_DIR, default_value = DEFAULT_PIN_DIR)]
-    pin_dir: PathBuf,
+    #[command(flatten)]
+    node: node::NodeArgs,
     #[command(flatten)]
     connect: ConnectArgs,
 }
@@ -103,7 +100,7 @@ pub async fn run(args: CheckArgs, format: Format) -> anyhow::Result<()> {
         checks.extend(found.into_iter().map(|check| Item::new(group, check)));
     };
     if wanted(Group::Node) {
-        add(Group::Node, preflight::node_checks(&args.pin_dir));
+        add(Group::Node, node::checks(&args.node));
     }
     if wanted(Group::ControlPlane) {
         add(Group::ControlPlane, remote::checks(&args.connect).await);

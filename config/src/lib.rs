@@ -3,6 +3,7 @@
 //! and human durations (`8h`, `30m`).
 #![forbid(unsafe_code)]
 
+pub mod check;
 pub mod http;
 pub mod metrics;
 pub mod process;

@@ -48,6 +48,8 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     }
     setup::run()?;
     cmd::run(cmd::cargo().args(["build", "--workspace"]))?;
+    // The workstation build of the CLI (no node checks) must build without the agent.
+    cmd::run(cmd::cargo().args(["check", "-p", "ferrule-cli", "--no-default-features"]))?;
     let mut totals = summary::Totals::default();
     let result = cmd::run_streaming(cmd::cargo().args(args.cargo_test_args()), |line| {
         totals.add_line(line);

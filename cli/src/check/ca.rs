@@ -12,9 +12,9 @@ mod tests;
 use std::path::Path;
 use std::time::SystemTime;
 
+use ferrule_config::check::Check;
 use ferrule_identity::ca::{CaLayout, read_cert_pem};
 use ferrule_identity::{CertInfo, TrustBundle, Usage, VerifyError};
-use ferrule_node_agent::preflight::Check;
 use rustls::pki_types::CertificateDer;
 
 use crate::certs::Status as Lifetime;

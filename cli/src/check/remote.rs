@@ -4,8 +4,8 @@
 use std::cmp::Ordering;
 use std::time::{Duration, Instant, SystemTime};
 
+use ferrule_config::check::Check;
 use ferrule_identity::SpiffeId;
-use ferrule_node_agent::preflight::Check;
 use ferrule_proto::v1;
 
 use crate::client::{ConnectArgs, ControlPlane, Explanation};
@@ -153,7 +153,7 @@ fn seconds(ms: u64) -> String {
 
 #[cfg(test)]
 mod tests {
-    use ferrule_node_agent::preflight::Status;
+    use ferrule_config::check::Status;
 
     use super::*;
 

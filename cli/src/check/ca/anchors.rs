@@ -3,9 +3,9 @@
 
 use std::path::Path;
 
+use ferrule_config::check::Check;
 use ferrule_identity::CertInfo;
 use ferrule_identity::ca::read_cert_pem;
-use ferrule_node_agent::preflight::Check;
 use rustls::pki_types::CertificateDer;
 
 use super::{BUNDLE, Certs, Lifetime, lifetime};

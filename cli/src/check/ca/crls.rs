@@ -3,8 +3,8 @@
 
 use std::path::Path;
 
+use ferrule_config::check::Check;
 use ferrule_identity::ca::{CaLayout, check_offline_crls};
-use ferrule_node_agent::preflight::Check;
 use rustls::pki_types::CertificateDer;
 
 use crate::output::{rfc3339, short_duration};

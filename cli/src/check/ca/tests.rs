@@ -2,9 +2,9 @@
 
 use std::time::Duration;
 
+use ferrule_config::check::Status;
 use ferrule_identity::TrustDomain;
 use ferrule_identity::ca::{CaInitOptions, init};
-use ferrule_node_agent::preflight::Status;
 
 use super::*;
 
