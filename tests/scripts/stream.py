@@ -7,6 +7,9 @@ many HOST PORT N        open N connections at once, send a line on each, expect 
 chat PORT               echo server that echoes every line for as long as a connection lasts
 hold HOST PORT          keep one connection chatting every 20 ms; print when and how it ends
 once HOST PORT          one line there and back: print "ok", or "refused" and why
+markers HOST PORT N     N connections one after another, each sending marker-I with a 1 s budget;
+                        print the echo, "empty" or "failed" for each (one interpreter, so the
+                        budget is the network's, not Python's start-up under load)
 peer-server PORT        accept one connection, ask the pod's peer endpoint who it is, echo
 peer-client HOST PORT   one line there and back, then ask the peer endpoint who answered
 """
@@ -164,6 +167,21 @@ def peer_client(host, port):
     ask_peer(conn)
 
 
+def markers(host, port, count):
+    import time
+
+    for i in range(count):
+        try:
+            conn = socket.create_connection((host, port), timeout=1)
+            conn.settimeout(1)
+            conn.sendall(f"marker-{i}\n".encode())
+            print(conn.recv(100).decode().strip() or "empty", flush=True)
+            conn.close()
+        except OSError:
+            print("failed", flush=True)
+        time.sleep(0.02)
+
+
 if __name__ == "__main__":
     cmd = sys.argv[1]
     if cmd == "serve":
@@ -182,5 +200,7 @@ if __name__ == "__main__":
         peer_client(sys.argv[2], int(sys.argv[3]))
     elif cmd == "once":
         once(sys.argv[2], int(sys.argv[3]))
+    elif cmd == "markers":
+        markers(sys.argv[2], int(sys.argv[3]), int(sys.argv[4]))
     elif cmd == "many":
         asyncio.run(many(sys.argv[2], int(sys.argv[3]), int(sys.argv[4])))

@@ -84,11 +84,13 @@ fn agent_restart_under_load_fails_closed_and_recovers() {
     );
     wire.wait_for_line("listening on", Duration::from_secs(10));
     // A client that keeps making connections through the restart.
-    let load = Child::spawn(mesh.pod(1, 0).command("sh").arg("-c").arg(format!(
-        "i=0; while [ $i -lt 400 ]; do echo marker-$i | timeout 1 python3 -c \
-         'import socket,sys; s=socket.create_connection((\"{ip}\",9002),timeout=1); s.sendall(sys.stdin.buffer.read()); print(s.recv(100).decode().strip() or \"empty\")' \
-         || echo failed; i=$((i+1)); sleep 0.02; done"
-    )));
+    let ip_text = ip.to_string();
+    let load = Child::spawn(&mut python(
+        &mesh,
+        1,
+        0,
+        &["markers", &ip_text, "9002", "400"],
+    ));
     load.wait_for_line("marker-5", Duration::from_secs(20));
 
     let old = mesh.stop_agent(1).unwrap_or_default();
