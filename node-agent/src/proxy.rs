@@ -111,6 +111,8 @@ pub enum OutboundError {
         authority: SocketAddr,
         status: StatusCode,
     },
+    #[error("the dial to {address} this stream waited for failed: {reason}")]
+    DialFailed { address: SocketAddr, reason: String },
     #[error("the tunnel to {address} was closed while connecting (identity closed)")]
     Closed { address: SocketAddr },
     #[error("{address} allows no streams")]

@@ -10,6 +10,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use ferrule_identity::{SharedBundle, SpiffeId};
+use tokio::time::Instant;
 use tracing::debug;
 
 use super::{HboneStream, OutboundError};
@@ -28,7 +29,8 @@ pub struct TunnelKey {
 
 #[derive(Debug, Clone)]
 pub struct PoolConfig {
-    /// Bounds TCP connect plus TLS and HTTP/2 handshakes, and the wait for a CONNECT answer.
+    /// Bounds a stream's whole setup: waiting for a dial in progress, TCP connect, TLS and
+    /// HTTP/2 handshakes, and the wait for the CONNECT answer.
     pub connect_timeout: Duration,
     /// Streams one connection carries before the pool opens another (HOL blocking vs. sockets).
     pub max_streams_per_connection: usize,
@@ -61,9 +63,18 @@ struct Shared {
 #[derive(Debug, Default)]
 struct Entry {
     /// Held while dialing, so a burst of first streams waits for one handshake instead of
-    /// opening a connection each.
-    dialing: Arc<tokio::sync::Mutex<()>>,
+    /// opening a connection each. It keeps the last failed dial, which the streams that waited
+    /// for it share instead of each dialing the failing peer again.
+    dialing: DialLock,
     tunnels: Vec<Arc<Tunnel>>,
+}
+
+type DialLock = Arc<tokio::sync::Mutex<Option<FailedDial>>>;
+
+#[derive(Debug, Clone)]
+struct FailedDial {
+    at: Instant,
+    reason: String,
 }
 
 impl TunnelPool {
@@ -87,11 +98,15 @@ impl TunnelPool {
             let (expected, got) = (key.source.to_string(), source.id.to_string());
             return Err(OutboundError::WrongSource { expected, got });
         }
-        let timeout = self.shared.config.connect_timeout;
+        // One budget for the whole setup: waiting for another stream's dial, our own dial and
+        // the CONNECT answer. A burst towards a silent peer then fails together after it, not
+        // one dial timeout after another.
+        let budget = self.shared.config.connect_timeout;
+        let deadline = Instant::now() + budget;
         let mut retried = false;
         loop {
-            let (tunnel, slot) = self.checkout(key, source, bundle).await?;
-            match tunnel.open(authority, slot, timeout).await {
+            let (tunnel, slot) = self.checkout(key, source, bundle, deadline).await?;
+            match tunnel.open(authority, slot, (deadline, budget)).await {
                 Open::Stream(stream) => return Ok(stream),
                 Open::Failed(e) => return Err(e),
                 // The connection ended between checkout and use; nothing was sent, so another

@@ -20,8 +20,8 @@ use crate::proxy::{ALPN_H2, OutboundError, settings};
 
 type Connection = h2::client::Connection<TlsStream<TcpStream>, Bytes>;
 
-/// Connects within `config.connect_timeout` and starts the connection's driver task, which
-/// calls `on_close` with the tunnel's id when the connection ends.
+/// Connects (the caller bounds how long) and starts the connection's driver task, which calls
+/// `on_close` with the tunnel's id when the connection ends.
 pub(super) async fn dial(
     key: &TunnelKey,
     source: &WorkloadCert,
@@ -50,10 +50,7 @@ pub(super) async fn dial(
             .await
             .map_err(|source| OutboundError::Http2 { address, source })
     };
-    let after = config.connect_timeout;
-    let (sender, conn) = tokio::time::timeout(after, connecting)
-        .await
-        .map_err(|_| OutboundError::Timeout { address, after })??;
+    let (sender, conn) = connecting.await?;
     let tunnel = Tunnel::new(
         address,
         sender,

@@ -10,6 +10,7 @@ use h2::client::SendRequest;
 use http::{Method, Request, StatusCode};
 use rustls::sign::CertifiedKey;
 use tokio::sync::Notify;
+use tokio::time::Instant;
 
 use crate::proxy::{HboneStream, OutboundError, StreamSlot};
 
@@ -95,7 +96,7 @@ impl Tunnel {
         &self,
         authority: SocketAddr,
         slot: StreamSlot,
-        timeout: Duration,
+        (deadline, budget): (Instant, Duration),
     ) -> Open {
         let request = Request::builder()
             .method(Method::CONNECT)
@@ -106,7 +107,7 @@ impl Tunnel {
         let timed_out = || {
             Open::Failed(OutboundError::Timeout {
                 address,
-                after: timeout,
+                after: budget,
             })
         };
         let sending = async {
@@ -114,7 +115,7 @@ impl Tunnel {
             sender.send_request(request, false)
         };
         // Waiting for a stream slot the peer grants counts against the same budget.
-        let (response, send) = match tokio::time::timeout(timeout, sending).await {
+        let (response, send) = match tokio::time::timeout_at(deadline, sending).await {
             Ok(Ok(sent)) => sent,
             Ok(Err(e)) => {
                 self.state.closed.store(true, Ordering::Release);
@@ -122,7 +123,7 @@ impl Tunnel {
             }
             Err(_) => return timed_out(),
         };
-        let response = match tokio::time::timeout(timeout, response).await {
+        let response = match tokio::time::timeout_at(deadline, response).await {
             Ok(Ok(response)) => response,
             Ok(Err(source)) => return Open::Failed(OutboundError::Http2 { address, source }),
             Err(_) => return timed_out(),

@@ -223,3 +223,55 @@ async fn garbage_is_dropped_and_the_server_keeps_serving() {
     assert!(closed.is_ok(), "the server kept a garbage connection open");
     assert_serving(&mesh, server.addr).await;
 }
+
+/// A peer that accepts TCP and then says nothing: a burst of streams towards it fails together
+/// after one budget, instead of each waiting for the dials queued before it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_towards_a_silent_peer_fails_within_one_budget() {
+    let mesh = Mesh::new();
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let accepted = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counter = accepted.clone();
+    let _silent = tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((tcp, _)) = listener.accept().await {
+            counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            held.push(tcp);
+        }
+    });
+    let budget = Duration::from_millis(300);
+    let pool = crate::proxy::TunnelPool::new(crate::proxy::PoolConfig {
+        connect_timeout: budget,
+        ..Default::default()
+    });
+    let app = echo_app().await;
+    let started = tokio::time::Instant::now();
+    let burst = (0..20).map(|_| {
+        let (pool, key, client, bundle) = (
+            pool.clone(),
+            mesh.key(addr),
+            mesh.client.clone(),
+            mesh.bundle.clone(),
+        );
+        tokio::spawn(async move { pool.connect(&key, &client, &bundle, app).await })
+    });
+    for result in futures::future::join_all(burst).await {
+        // The one that dialed timed out; the rest share its failure or ran out of budget
+        // waiting for it.
+        let result = result.unwrap();
+        assert!(
+            matches!(&result, Err(OutboundError::Timeout { after, .. }) if *after == budget)
+                || matches!(&result, Err(OutboundError::DialFailed { reason, .. }) if reason.contains("did not answer")),
+            "{result:?}"
+        );
+    }
+    // One after another they would take 20 budgets (6 s).
+    let took = started.elapsed();
+    assert!(took < 10 * budget, "the burst took {took:?}");
+    let dials = accepted.load(std::sync::atomic::Ordering::Relaxed);
+    assert!(
+        dials <= 2,
+        "waiters must not each dial the silent peer: {dials} dials"
+    );
+}
