@@ -1,8 +1,9 @@
 //! One `CONNECT` stream: check the request, ask the target, answer, relay.
 
+use std::future::poll_fn;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use h2::RecvStream;
@@ -12,6 +13,9 @@ use tracing::{debug, info, warn};
 
 use super::{Admitted, Finished, InboundRefusal, InboundTarget, Peer};
 use crate::proxy::{HboneStream, relay_until};
+
+/// The same budget a client gives the whole stream setup (`PoolConfig::connect_timeout`).
+const APP_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
 pub(super) async fn handle(
     request: Request<RecvStream>,
@@ -24,9 +28,16 @@ pub(super) async fn handle(
         Ok(dst) => dst,
         Err(refusal) => return refuse(&mut respond, &peer, &parts.uri.to_string(), &refusal),
     };
-    let admitted = match target.connect(&peer, dst).await {
-        Ok(admitted) => admitted,
-        Err(refusal) => return refuse(&mut respond, &peer, &dst.to_string(), &refusal),
+    let admitted = tokio::select! {
+        admitted = connect_within(target.as_ref(), &peer, dst) => match admitted {
+            Ok(admitted) => admitted,
+            Err(refusal) => return refuse(&mut respond, &peer, &dst.to_string(), &refusal),
+        },
+        // A client that gave up (its own setup budget ran out) resets the stream: stop
+        // connecting for it rather than hold a half-made connection to the app.
+        reset = poll_fn(|cx| respond.poll_reset(cx)) => {
+            return debug!(peer = %peer.id, %dst, reset = ?reset.ok(), "peer reset the CONNECT before it was answered");
+        }
     };
     let Admitted {
         tcp,
@@ -70,6 +81,23 @@ pub(super) async fn handle(
             duration,
         },
     );
+}
+
+/// Asks `target` within [`APP_CONNECT_TIMEOUT`]: an app that does not accept is unreachable.
+async fn connect_within(
+    target: &dyn InboundTarget,
+    peer: &Peer,
+    dst: SocketAddr,
+) -> Result<Admitted, InboundRefusal> {
+    tokio::time::timeout(APP_CONNECT_TIMEOUT, target.connect(peer, dst))
+        .await
+        .unwrap_or_else(|_| {
+            let timed_out = std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                format!("{dst} did not accept within {APP_CONNECT_TIMEOUT:?}"),
+            );
+            Err(InboundRefusal::Unreachable(timed_out))
+        })
 }
 
 /// The original destination from `:authority`; HBONE carries `ip:port`, never a host name.

@@ -275,3 +275,55 @@ async fn a_burst_towards_a_silent_peer_fails_within_one_budget() {
         "waiters must not each dial the silent peer: {dials} dials"
     );
 }
+
+/// An app that never accepts; `given_up` fires when the server stops waiting for it.
+struct NeverAccepts {
+    given_up: Arc<tokio::sync::Notify>,
+}
+
+struct NotifyOnDrop(Arc<tokio::sync::Notify>);
+
+impl Drop for NotifyOnDrop {
+    fn drop(&mut self) {
+        self.0.notify_one();
+    }
+}
+
+#[tonic::async_trait]
+impl crate::proxy::InboundTarget for NeverAccepts {
+    async fn connect(
+        &self,
+        _peer: &crate::proxy::Peer,
+        _dst: std::net::SocketAddr,
+    ) -> Result<crate::proxy::Admitted, crate::proxy::InboundRefusal> {
+        let _waiting = NotifyOnDrop(self.given_up.clone());
+        std::future::pending().await
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_server_stops_connecting_for_a_client_that_gave_up() {
+    let mesh = Mesh::new();
+    let given_up = Arc::new(tokio::sync::Notify::new());
+    let server = mesh
+        .server(NeverAccepts {
+            given_up: given_up.clone(),
+        })
+        .await;
+    let pool = crate::proxy::TunnelPool::new(crate::proxy::PoolConfig {
+        connect_timeout: Duration::from_millis(300),
+        ..Default::default()
+    });
+    let app = echo_app().await;
+    let result = pool
+        .connect(&mesh.key(server.addr), &mesh.client, &mesh.bundle, app)
+        .await;
+    assert!(
+        matches!(result, Err(OutboundError::Timeout { .. })),
+        "{result:?}"
+    );
+    // Long before the server's own 10 s app-connect budget.
+    tokio::time::timeout(Duration::from_secs(5), given_up.notified())
+        .await
+        .expect("the server kept connecting after the client reset the stream");
+}
