@@ -1,14 +1,13 @@
 //! The HTTP side of the enrollment API.
 
-use std::convert::Infallible;
 use std::future::Future;
 use std::sync::Arc;
 
 use bytes::Bytes;
+use ferrule_config::http::Reply;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
 use hyper::{Method, Request, Response, StatusCode};
-use hyper_util::rt::TokioIo;
 use tokio::net::UnixListener;
 
 use super::{EnrollError, PodLifecycle, PodSpec};
@@ -16,40 +15,17 @@ use super::{EnrollError, PodLifecycle, PodSpec};
 /// Pod specs are small; anything bigger is a mistake or an attack.
 const MAX_BODY: usize = 64 * 1024;
 
-type Reply = Response<Full<Bytes>>;
-
 /// Serves the API on `listener` until `shutdown` completes.
 pub async fn serve(
     listener: UnixListener,
     pods: Arc<dyn PodLifecycle>,
     shutdown: impl Future<Output = ()>,
 ) {
-    tokio::pin!(shutdown);
-    loop {
-        let stream = tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok((stream, _)) => stream,
-                Err(e) => {
-                    tracing::warn!(error = %e, "enrollment API accept failed");
-                    continue;
-                }
-            },
-            () = &mut shutdown => return,
-        };
+    let respond = move |req| {
         let pods = pods.clone();
-        tokio::spawn(async move {
-            let service = hyper::service::service_fn(move |req| {
-                let pods = pods.clone();
-                async move { Ok::<_, Infallible>(route(pods.as_ref(), req).await) }
-            });
-            if let Err(e) = hyper::server::conn::http1::Builder::new()
-                .serve_connection(TokioIo::new(stream), service)
-                .await
-            {
-                tracing::debug!(error = %e, "enrollment API connection ended");
-            }
-        });
-    }
+        async move { route(pods.as_ref(), req).await }
+    };
+    ferrule_config::http::serve_async(listener, "enrollment API", respond, shutdown).await;
 }
 
 async fn route(pods: &dyn PodLifecycle, req: Request<Incoming>) -> Reply {
