@@ -61,7 +61,7 @@ pub fn names(expr: &str) -> Names {
         if is_quote(c) {
             i = skip_string(&chars, i);
         } else if c == '{' {
-            i = label_matchers(&chars, i + 1, &mut names.labels);
+            i = label_names(&chars, i + 1, '}', &mut names.labels);
         } else if c == '[' {
             i = skip_past(&chars, i, ']');
         } else if c == '$' {
@@ -80,7 +80,7 @@ pub fn names(expr: &str) -> Names {
                 grafana_label_values(&chars, next + 1, &mut names)
             } else if GROUPING.contains(&word.as_str()) {
                 if called {
-                    label_list(&chars, next + 1, &mut names.labels)
+                    label_names(&chars, next + 1, ')', &mut names.labels)
                 } else {
                     end
                 }
@@ -155,7 +155,7 @@ fn grafana_label_values(chars: &[char], start: usize, names: &mut Names) -> usiz
     while i < chars.len() && chars[i] != ')' {
         match chars[i] {
             c if is_quote(c) => i = skip_string(chars, i),
-            '{' => i = label_matchers(chars, i + 1, &mut BTreeSet::new()),
+            '{' => i = label_names(chars, i + 1, '}', &mut BTreeSet::new()),
             ',' => {
                 last_comma = Some(i);
                 i += 1;
@@ -181,26 +181,13 @@ fn names_of(chars: &[char]) -> Names {
     names(&chars.iter().collect::<String>())
 }
 
-/// Reads label matchers up to the closing `}`; returns the index after it.
-fn label_matchers(chars: &[char], mut i: usize, labels: &mut BTreeSet<String>) -> usize {
-    while i < chars.len() && chars[i] != '}' {
+/// Reads the label names up to `close` (the `}` of matchers, the `)` of a `by`/`without`
+/// list), skipping quoted values; returns the index after it.
+fn label_names(chars: &[char], mut i: usize, close: char, labels: &mut BTreeSet<String>) -> usize {
+    while i < chars.len() && chars[i] != close {
         if is_quote(chars[i]) {
             i = skip_string(chars, i);
         } else if is_identifier_start(chars[i]) {
-            let end = skip_while(chars, i, is_identifier_char);
-            labels.insert(chars[i..end].iter().collect());
-            i = end;
-        } else {
-            i += 1;
-        }
-    }
-    i + 1
-}
-
-/// Reads a label list up to the closing `)`; returns the index after it.
-fn label_list(chars: &[char], mut i: usize, labels: &mut BTreeSet<String>) -> usize {
-    while i < chars.len() && chars[i] != ')' {
-        if is_identifier_start(chars[i]) {
             let end = skip_while(chars, i, is_identifier_char);
             labels.insert(chars[i..end].iter().collect());
             i = end;
