@@ -5,7 +5,7 @@
 //! trust bundle or an intermediate of the chain, so a wrong file never reaches gateways.
 
 use std::path::Path;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::SystemTime;
 
 use ferrule_identity::ca::{IssuingCa, check_offline_crls};
 
@@ -38,9 +38,7 @@ pub struct OfflineCrlError {
 impl OfflineCrls {
     /// CRLs whose next update has passed: gateways that check the chain now refuse clients.
     pub fn expired(&self, now: SystemTime) -> impl Iterator<Item = &CrlStatus> {
-        let now = now
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs() as i64);
+        let now = crate::state::unix(now) as i64;
         self.status.iter().filter(move |s| s.next_update <= now)
     }
 }

@@ -53,7 +53,7 @@ impl PublicDocuments {
         let issuing = CrlStatus {
             ca: "issuing",
             issuer: crl.issuer().to_owned(),
-            next_update: unix_secs(crl.next_update()),
+            next_update: crate::state::unix(crl.next_update()) as i64,
         };
         Ok(Self {
             crl_chain_pem: format!("{}{}", crl.pem(), offline.pem),
@@ -65,11 +65,6 @@ impl PublicDocuments {
             spiffe_bundle_json: spiffe_bundle::to_json(bundle, sequence, SPIFFE_REFRESH_HINT)?,
         })
     }
-}
-
-fn unix_secs(t: std::time::SystemTime) -> i64 {
-    t.duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs() as i64)
 }
 
 /// TLS 1.3 with the mesh's crypto provider and a rotating certificate, no client certificate,
