@@ -5,7 +5,6 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use ferrule_proto::v1;
 
@@ -70,7 +69,7 @@ impl Session {
     pub fn acked(&self, version: u64) {
         self.update(|s| {
             s.applied_version = s.applied_version.max(version);
-            s.last_ack_ms = unix_ms();
+            s.last_ack_ms = crate::state::now_ms();
             if s.nacked_version <= version {
                 s.nacked_version = 0;
                 s.nack_reason.clear();
@@ -90,12 +89,6 @@ impl Drop for Session {
     fn drop(&mut self) {
         self.update(|s| s.connected = false);
     }
-}
-
-fn unix_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
 }
 
 #[cfg(test)]

@@ -109,10 +109,7 @@ fn reason_code(reason: &str) -> RevocationReason {
 /// CRL numbers must only grow, across restarts too: seconds since the epoch do, as long as
 /// CRLs are not signed faster than one per second (then the previous number plus one).
 fn next_number(previous: u64) -> u64 {
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs());
-    now.max(previous + 1)
+    crate::state::now().max(previous + 1)
 }
 
 fn documents(

@@ -97,6 +97,13 @@ pub fn now() -> UnixSeconds {
     unix(SystemTime::now())
 }
 
+/// Milliseconds since the epoch, for timestamps agents and the CLI compare with their clocks.
+pub fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
 pub fn store_status(e: StoreError) -> Status {
     tracing::error!(error = %e, "store failure");
     Status::unavailable(format!("control-plane store: {e}"))

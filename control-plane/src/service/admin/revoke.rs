@@ -100,8 +100,6 @@ pub fn status(cp: &ControlPlane) -> v1::StatusResponse {
         epoch: cp.config.epoch(),
         version: cp.config.version(),
         agents: cp.agents.list(),
-        server_time_ms: std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX)),
+        server_time_ms: crate::state::now_ms(),
     }
 }
