@@ -10,7 +10,7 @@ mod offline_crls;
 pub use crl_check::{CheckedCrl, check_offline_crls};
 pub use init::{CaInitOptions, init};
 pub use issue::{IssuedSvid, IssuingCa, SvidRequest};
-pub use layout::{CaLayout, read_cert_pem};
+pub use layout::{CaLayout, read_cert_pem, replace_file};
 pub use offline_crls::{DEFAULT_OFFLINE_CRL_TTL, renew_offline_crls};
 
 use crate::csr::CsrError;

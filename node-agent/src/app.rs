@@ -262,10 +262,9 @@ async fn follow_node_cert(
 fn write_public_chain(dir: &Path, cert: &WorkloadCert) {
     let pem = ferrule_identity::pem_encode_certs(&cert.certified.cert);
     let path = dir.join("node-cert.pem");
-    let tmp = dir.join(".node-cert.pem.tmp");
     let result = std::fs::create_dir_all(dir)
-        .and_then(|()| std::fs::write(&tmp, pem))
-        .and_then(|()| std::fs::rename(&tmp, &path));
+        .map_err(|e| e.to_string())
+        .and_then(|()| ferrule_identity::ca::replace_file(&path, &pem).map_err(|e| e.to_string()));
     if let Err(e) = result {
         tracing::warn!(path = %path.display(), error = %e, "could not write the node certificate");
     }

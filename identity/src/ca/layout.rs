@@ -102,6 +102,22 @@ pub(crate) fn write_new(path: &Path, contents: &str, secret: bool) -> Result<(),
     file.sync_all().map_err(io)
 }
 
+/// Writes beside `path` and renames over it, so a reader never sees half a file.
+pub fn replace_file(path: &Path, contents: &str) -> Result<(), CaError> {
+    let io = |source| CaError::Io {
+        path: path.display().to_string(),
+        source,
+    };
+    let name = path
+        .file_name()
+        .map_or("file".into(), |n| n.to_string_lossy());
+    let tmp = path.with_file_name(format!(".{name}.tmp"));
+    let mut file = std::fs::File::create(&tmp).map_err(io)?;
+    file.write_all(contents.as_bytes()).map_err(io)?;
+    file.sync_all().map_err(io)?;
+    std::fs::rename(&tmp, path).map_err(io)
+}
+
 /// Reads every certificate of a PEM file, in order.
 pub fn read_cert_pem(path: &Path) -> Result<Vec<CertificateDer<'static>>, CaError> {
     let bytes = std::fs::read(path).map_err(|source| CaError::Io {

@@ -5,7 +5,6 @@
 //! plane has only the issuing key, so these are signed where the offline keys live, by
 //! `ferrule ca init` and `ferrule ca crl`, and the control plane serves them after its own.
 
-use std::io::Write;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -13,7 +12,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use rcgen::Issuer;
 use rustls_pki_types::CertificateDer;
 
-use super::layout::{CaLayout, read_cert_pem};
+use super::layout::{CaLayout, read_cert_pem, replace_file};
 use super::{CaError, issue::spki_raw_key};
 use crate::crl::{Crl, CrlWindow, sign_crl_by};
 use crate::signer::{InMemorySigner, RcgenSigner, Signer as _};
@@ -77,22 +76,6 @@ fn offline_level(
     }
     let issuer = Issuer::from_ca_cert_der(&cert, RcgenSigner(signer))?;
     Ok((cert, issuer))
-}
-
-/// Writes beside `path` and renames over it, so a reader never sees half a file.
-fn replace_file(path: &Path, contents: &str) -> Result<(), CaError> {
-    let io = |source| CaError::Io {
-        path: path.display().to_string(),
-        source,
-    };
-    let name = path
-        .file_name()
-        .map_or("crls".into(), |n| n.to_string_lossy());
-    let tmp = path.with_file_name(format!(".{name}.tmp"));
-    let mut file = std::fs::File::create(&tmp).map_err(io)?;
-    file.write_all(contents.as_bytes()).map_err(io)?;
-    file.sync_all().map_err(io)?;
-    std::fs::rename(&tmp, path).map_err(io)
 }
 
 #[cfg(test)]
