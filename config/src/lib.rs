@@ -5,6 +5,7 @@
 
 pub mod check;
 pub mod http;
+pub mod kubernetes;
 pub mod metrics;
 pub mod process;
 

@@ -14,7 +14,7 @@ use prometheus_client::registry::Registry;
 use tokio::sync::watch;
 
 use crate::config::Config;
-use crate::control::{self, ControlPlaneAuthority, JoinError};
+use crate::control::{self, ControlPlaneAuthority, JoinCredential, JoinError};
 use crate::identity::{IdentityManager, RenewalPolicy, WorkloadCert};
 use crate::keyring::NodeKeyring;
 use crate::mesh_config::MeshConfig;
@@ -29,6 +29,8 @@ pub enum AgentError {
          (--join-token or FERRULE_JOIN_TOKEN)"
     )]
     NoJoinToken,
+    #[error("ServiceAccount token {path}: {reason}")]
+    ServiceAccountToken { path: String, reason: String },
     #[error(transparent)]
     Join(#[from] JoinError),
     #[error("the join token is for {got}, but this agent is configured as node {expected:?}")]
@@ -39,6 +41,8 @@ pub enum AgentError {
     AccessLog { path: String, reason: String },
     #[error("metrics listener {addr}: {reason}")]
     Metrics { addr: String, reason: String },
+    #[error("Kubernetes mode: {0}")]
+    Kubernetes(String),
     #[error("enrollment socket {path}: {reason}")]
     EnrollSocket { path: String, reason: String },
 }
@@ -90,7 +94,7 @@ pub async fn start(
     }
     let (serial, not_after) = (node_cert.serial.clone(), node_cert.not_after);
     let node_slot = Arc::new(CertSlot::new(node_cert.certified.clone()));
-    let channel = control::node_channel(config.control_plane, &bundle, node_slot.clone());
+    let channel = control::node_channel(&config.control_plane, &bundle, node_slot.clone());
     let authority = ControlPlaneAuthority::new(channel.clone());
     let identities = IdentityManager::new(
         Arc::new(authority),
@@ -221,9 +225,33 @@ async fn node_identity(
         Ok(None) => {}
         Err(e) => tracing::warn!(error = %e, "ignoring the keyring entry; joining with the token"),
     }
-    let token = join_token.ok_or(AgentError::NoJoinToken)?;
-    let (id, cert) = control::join(config.control_plane, bundle, token).await?;
+    let sa_token;
+    let credential = match (&config.kubernetes, join_token) {
+        (Some(k8s), _) => {
+            sa_token = read_service_account_token(&k8s.token_path)?;
+            JoinCredential::ServiceAccountToken(&sa_token)
+        }
+        (None, Some(token)) => JoinCredential::Token(token),
+        (None, None) => return Err(AgentError::NoJoinToken),
+    };
+    let (id, cert) = control::join(&config.control_plane, bundle, credential).await?;
     Ok((id, cert))
+}
+
+/// The projected token the kubelet keeps fresh; read at each join, never stored.
+fn read_service_account_token(path: &Path) -> Result<String, AgentError> {
+    let token = std::fs::read_to_string(path).map_err(|e| AgentError::ServiceAccountToken {
+        path: path.display().to_string(),
+        reason: e.to_string(),
+    })?;
+    let token = token.trim();
+    if token.is_empty() {
+        return Err(AgentError::ServiceAccountToken {
+            path: path.display().to_string(),
+            reason: "empty".into(),
+        });
+    }
+    Ok(token.to_owned())
 }
 
 /// Where the agent keeps its node certificate: the control-plane channel's client

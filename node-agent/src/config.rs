@@ -1,5 +1,9 @@
 //! Agent configuration: YAML file, then `FERRULE_*` environment overrides, then validation.
 
+mod kubernetes;
+
+pub use kubernetes::{CniSettings, KubernetesSettings};
+
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
@@ -49,7 +53,8 @@ pub struct CaptureSettings {
 pub struct Config {
     /// The node name the join token must be for (a guard against using another node's token).
     pub node_name: Option<String>,
-    pub control_plane: SocketAddr,
+    /// `ip:port` or `host:port` (e.g. a Kubernetes Service name), resolved on every connect.
+    pub control_plane: String,
     pub trust_domain: TrustDomain,
     /// Trust bundle used to authenticate the control plane before the first push.
     pub bundle: PathBuf,
@@ -63,6 +68,9 @@ pub struct Config {
     pub metrics_listen: Option<SocketAddr>,
     /// Where the per-connection JSON access log goes: `stdout`, `off`, or a file path.
     pub access_log: String,
+    /// Kubernetes mode: pods come from the API and the CNI plugin, the node attests with its
+    /// ServiceAccount token. `None`: standalone (join tokens, enrollment API).
+    pub kubernetes: Option<KubernetesSettings>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -80,6 +88,7 @@ struct RawConfig {
     non_mesh: NonMesh,
     metrics_listen: Option<String>,
     access_log: Option<String>,
+    kubernetes: Option<kubernetes::RawKubernetes>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -136,6 +145,7 @@ impl Config {
         over(&mut raw.trust_domain, ENV_TRUST_DOMAIN);
         over(&mut raw.metrics_listen, ENV_METRICS_LISTEN);
         over(&mut raw.access_log, ENV_ACCESS_LOG);
+        kubernetes::env_overrides(&mut raw.kubernetes, env);
         if let Some(v) = env.get(ENV_BUNDLE) {
             raw.bundle = Some(v.into());
         }
@@ -164,6 +174,28 @@ impl Config {
     }
 }
 
+/// `ip:port`, `[v6]:port` or `host:port` with a DNS host name.
+fn host_port(text: &str) -> Result<String, ConfigError> {
+    let field = "control_plane";
+    if text.parse::<SocketAddr>().is_ok() {
+        return Ok(text.to_owned());
+    }
+    let bad = || ConfigError::invalid(field, format!("{text:?}: expected host:port"));
+    let (host, port) = text.rsplit_once(':').ok_or_else(bad)?;
+    let dns_label = |l: &str| {
+        !l.is_empty()
+            && l.len() <= 63
+            && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+            && !l.starts_with('-')
+            && !l.ends_with('-')
+    };
+    if host.len() > 253 || !host.split('.').all(dns_label) || port.parse::<u16>().ok() == Some(0) {
+        return Err(bad());
+    }
+    parse_field::<u16>(port, field)?;
+    Ok(text.to_owned())
+}
+
 impl RawConfig {
     fn validate(self) -> Result<Config, ConfigError> {
         if let Some(name) = &self.node_name {
@@ -173,10 +205,7 @@ impl RawConfig {
         }
         Ok(Config {
             node_name: self.node_name,
-            control_plane: parse_field(
-                &required(self.control_plane, "control_plane")?,
-                "control_plane",
-            )?,
+            control_plane: host_port(&required(self.control_plane, "control_plane")?)?,
             trust_domain: parse_field(
                 &required(self.trust_domain, "trust_domain")?,
                 "trust_domain",
@@ -209,6 +238,7 @@ impl RawConfig {
                 addr => Some(parse_field(addr, "metrics_listen")?),
             },
             access_log: self.access_log.unwrap_or_else(|| "stdout".into()),
+            kubernetes: self.kubernetes.map(|k| k.validate()).transpose()?,
         })
     }
 }
@@ -233,7 +263,7 @@ mod tests {
             &env,
         )
         .unwrap();
-        assert_eq!(config.control_plane.port(), 9443);
+        assert!(config.control_plane.ends_with(":9443"));
         assert_eq!(config.bundle, PathBuf::from("/b.pem"));
         assert_eq!(config.non_mesh, NonMesh::Passthrough);
         assert_eq!(config.capture.pin_dir, PathBuf::from(DEFAULT_PIN_DIR));

@@ -1,7 +1,6 @@
 //! The agent's client of the control plane: join with a token, then mutual TLS with the node
 //! identity for every later call.
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -18,7 +17,7 @@ pub enum JoinError {
     #[error("the control plane refused the join token: {0}")]
     Refused(String),
     #[error("cannot reach the control plane at {addr}: {reason}")]
-    Unreachable { addr: SocketAddr, reason: String },
+    Unreachable { addr: String, reason: String },
     #[error("join response unusable: {0}")]
     BadResponse(String),
 }
@@ -29,20 +28,38 @@ fn tls_config(bundle: &SharedBundle, node: Option<Arc<CertSlot>>) -> Arc<rustls:
     Arc::new(tls::client_config(node, verifier, &[b"h2"]))
 }
 
-/// Exchanges `token` for the node certificate. The control plane is authenticated by `bundle`.
+/// What the node proves itself with when it joins.
+#[derive(Debug, Clone, Copy)]
+pub enum JoinCredential<'a> {
+    /// A single-use join token from `ferrule node token create` (standalone).
+    Token(&'a str),
+    /// The node's projected ServiceAccount token, checked with a TokenReview (Kubernetes).
+    ServiceAccountToken(&'a str),
+}
+
+/// Exchanges the credential for the node certificate. The control plane is authenticated by `bundle`.
 pub async fn join(
-    addr: SocketAddr,
+    addr: impl std::fmt::Display,
     bundle: &SharedBundle,
-    token: &str,
+    credential: JoinCredential<'_>,
 ) -> Result<(SpiffeId, WorkloadCert), JoinError> {
-    let channel = ferrule_proto::channel::lazy(addr, tls_config(bundle, None));
+    let addr = addr.to_string();
+    let channel = ferrule_proto::channel::lazy(&addr, tls_config(bundle, None));
     // The node ID is decided by the control plane from the token; the CSR's SAN is informative.
     let placeholder = SpiffeId::node(bundle.get().trust_domain(), "joining").expect("valid ID");
     let (key, csr) = crate::identity::new_key_and_csr(&placeholder)
         .map_err(|e| JoinError::BadResponse(e.to_string()))?;
-    let request = v1::JoinRequest {
-        token: token.to_owned(),
-        csr,
+    let request = match credential {
+        JoinCredential::Token(token) => v1::JoinRequest {
+            token: token.to_owned(),
+            csr,
+            ..Default::default()
+        },
+        JoinCredential::ServiceAccountToken(token) => v1::JoinRequest {
+            service_account_token: token.to_owned(),
+            csr,
+            ..Default::default()
+        },
     };
     let response = NodeClient::new(channel)
         .join(request)
@@ -52,7 +69,7 @@ pub async fn join(
                 JoinError::Refused(status.message().to_owned())
             }
             _ => JoinError::Unreachable {
-                addr,
+                addr: addr.clone(),
                 reason: status_reason(&status),
             },
         })?
@@ -68,7 +85,11 @@ pub async fn join(
 
 /// The mTLS channel to the control plane with the node identity; it reconnects by itself and
 /// picks up a renewed node certificate on its next handshake.
-pub fn node_channel(addr: SocketAddr, bundle: &SharedBundle, node: Arc<CertSlot>) -> Channel {
+pub fn node_channel(
+    addr: impl std::fmt::Display,
+    bundle: &SharedBundle,
+    node: Arc<CertSlot>,
+) -> Channel {
     ferrule_proto::channel::lazy(addr, tls_config(bundle, Some(node)))
 }
 

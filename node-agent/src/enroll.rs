@@ -6,9 +6,13 @@
 //! - `GET /v1/pods` → `200` and the list
 //! - `GET /v1/config` → `200` and the applied configuration version and its sync state
 //!
+//! - Kubernetes mode, for the CNI plugin: `POST /v1/cni/add|del|check` with a [`cni::CniRequest`]
+//!   (ADD answers a [`cni::CniAnswer`]), `GET /v1/ready` → `200`/`503` and a [`cni::Readiness`]
+//!
 //! Errors are `{"error": "..."}` with 400 (bad spec), 403 (identity not allowed on this node),
 //! 409 (uid already enrolled with another spec) or 500.
 
+pub mod cni;
 mod server;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;

@@ -6,6 +6,7 @@ pub mod ebpf;
 pub mod enroll;
 pub mod identity;
 pub mod keyring;
+pub mod kubernetes;
 pub mod mesh_config;
 pub mod netns;
 pub mod pods;

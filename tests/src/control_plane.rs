@@ -165,9 +165,13 @@ impl ControlPlaneFixture {
     /// Joins as `node` directly over gRPC, as an agent would; returns the node's mTLS identity.
     pub async fn join_node(&self, node: &str, allow: &[&str]) -> Arc<CertSlot> {
         let token = self.join_token(node, allow, Duration::from_secs(600)).await;
-        let (id, cert) = ferrule_node_agent::control::join(self.addr, &self.bundle(), &token)
-            .await
-            .expect("join");
+        let (id, cert) = ferrule_node_agent::control::join(
+            self.addr,
+            &self.bundle(),
+            ferrule_node_agent::control::JoinCredential::Token(&token),
+        )
+        .await
+        .expect("join");
         assert_eq!(
             id.to_string(),
             format!("spiffe://{}/node/{node}", self.trust_domain)

@@ -32,6 +32,7 @@ async fn sign(
         .sign(v1::SignRequest {
             spiffe_id: spiffe_id.into(),
             csr,
+            ..Default::default()
         })
         .await
         .map(|r| r.into_inner())
@@ -136,6 +137,7 @@ async fn expired_reused_and_malformed_tokens_are_unauthenticated() {
         .join(v1::JoinRequest {
             token,
             csr: csr.clone(),
+            ..Default::default()
         })
         .await
         .unwrap_err();
@@ -146,6 +148,7 @@ async fn expired_reused_and_malformed_tokens_are_unauthenticated() {
     node.join(v1::JoinRequest {
         token: token.clone(),
         csr: csr.clone(),
+        ..Default::default()
     })
     .await
     .expect("first use");
@@ -153,6 +156,7 @@ async fn expired_reused_and_malformed_tokens_are_unauthenticated() {
         .join(v1::JoinRequest {
             token,
             csr: csr.clone(),
+            ..Default::default()
         })
         .await
         .unwrap_err();
@@ -163,6 +167,7 @@ async fn expired_reused_and_malformed_tokens_are_unauthenticated() {
         .join(v1::JoinRequest {
             token: "fjt.nope.0123456789abcdef0123456789abcdef".into(),
             csr,
+            ..Default::default()
         })
         .await
         .unwrap_err();

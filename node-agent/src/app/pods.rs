@@ -10,8 +10,10 @@ use tokio::net::UnixListener;
 
 use super::{Agent, AgentError};
 use crate::capture::{Capture, CaptureConfig};
-use crate::config::Config;
+use crate::config::{Config, KubernetesSettings};
+use crate::enroll::cni::CniEvents;
 use crate::enroll::{self, PodLifecycle, PodSpec};
+use crate::kubernetes::{KubernetesPods, serve_readiness};
 use crate::pods::{OUTBOUND_PORT, PodManager, Shared, spawn_revoked_tunnel_closer};
 
 /// Loads capture, re-enrolls remembered pods and serves the enrollment API until `shutdown`.
@@ -54,9 +56,39 @@ pub async fn serve(
     if let Some(file) = &state_file {
         reenroll(manager.as_ref(), file).await;
     }
+    let cni = match &config.kubernetes {
+        Some(settings) => Some(kubernetes_pods(config, settings, manager.clone(), agent).await?),
+        None => None,
+    };
     let listener = bind_socket(&config.enroll_socket)?;
     tracing::info!(socket = %config.enroll_socket.display(), "enrollment API listening");
-    Ok(tokio::spawn(enroll::serve(listener, manager, shutdown)))
+    Ok(tokio::spawn(enroll::serve(
+        listener, manager, cni, shutdown,
+    )))
+}
+
+/// Kubernetes mode: pods from the API and the CNI plugin, and the readiness probe.
+async fn kubernetes_pods(
+    config: &Config,
+    settings: &KubernetesSettings,
+    manager: Arc<PodManager>,
+    agent: &Agent,
+) -> Result<Arc<dyn CniEvents>, AgentError> {
+    let pods = KubernetesPods::start(
+        config.node_name.as_deref(),
+        settings.clone(),
+        manager,
+        agent.mesh.clone(),
+    )
+    .await
+    .map_err(|e| AgentError::Kubernetes(ferrule_config::process::error_chain(&e)))?;
+    if let Some(addr) = settings.readiness_listen {
+        let bound = serve_readiness(addr, Arc::downgrade(&pods))
+            .await
+            .map_err(|e| AgentError::Kubernetes(format!("readiness listener {addr}: {e}")))?;
+        tracing::info!(addr = %bound, "readiness probe listening on /ready");
+    }
+    Ok(pods)
 }
 
 /// Pods enrolled before an agent restart get their listeners back (capture stayed attached).

@@ -10,26 +10,39 @@ use hyper::body::Incoming;
 use hyper::{Method, Request, Response, StatusCode};
 use tokio::net::UnixListener;
 
+use super::cni::{CniEvents, CniRequest};
 use super::{EnrollError, PodLifecycle, PodSpec};
 
 /// Pod specs are small; anything bigger is a mistake or an attack.
 const MAX_BODY: usize = 64 * 1024;
 
-/// Serves the API on `listener` until `shutdown` completes.
+/// Serves the API on `listener` until `shutdown` completes. `cni` answers the CNI plugin
+/// (Kubernetes mode); without it those endpoints are 404.
 pub async fn serve(
     listener: UnixListener,
     pods: Arc<dyn PodLifecycle>,
+    cni: Option<Arc<dyn CniEvents>>,
     shutdown: impl Future<Output = ()>,
 ) {
     let respond = move |req| {
         let pods = pods.clone();
-        async move { route(pods.as_ref(), req).await }
+        let cni = cni.clone();
+        async move { route(pods.as_ref(), cni.as_deref(), req).await }
     };
     ferrule_config::http::serve_async(listener, "enrollment API", respond, shutdown).await;
 }
 
-async fn route(pods: &dyn PodLifecycle, req: Request<Incoming>) -> Reply {
+async fn route(
+    pods: &dyn PodLifecycle,
+    cni: Option<&dyn CniEvents>,
+    req: Request<Incoming>,
+) -> Reply {
     let path = req.uri().path().to_owned();
+    if let Some(cni) = cni
+        && (path.starts_with("/v1/cni/") || path == "/v1/ready")
+    {
+        return cni_route(cni, req).await;
+    }
     match (req.method().clone(), path.as_str()) {
         (Method::POST, "/v1/pods") => enroll(pods, req).await,
         (Method::GET, "/v1/pods") => json(StatusCode::OK, &pods.list()),
@@ -49,14 +62,61 @@ async fn route(pods: &dyn PodLifecycle, req: Request<Incoming>) -> Reply {
     }
 }
 
-async fn enroll(pods: &dyn PodLifecycle, req: Request<Incoming>) -> Reply {
+async fn cni_route(cni: &dyn CniEvents, req: Request<Incoming>) -> Reply {
+    let path = req.uri().path().to_owned();
+    if (req.method(), path.as_str()) == (&Method::GET, "/v1/ready") {
+        let readiness = cni.readiness();
+        let status = match readiness.ready {
+            true => StatusCode::OK,
+            false => StatusCode::SERVICE_UNAVAILABLE,
+        };
+        return json(status, &readiness);
+    }
+    if req.method() != Method::POST {
+        return error(StatusCode::METHOD_NOT_ALLOWED, "CNI events are POSTed");
+    }
+    let request: CniRequest = match read_json(req, "CNI request").await {
+        Ok(request) => request,
+        Err(reply) => return reply,
+    };
+    let (uid, container) = (request.uid.clone(), request.container_id.clone());
+    let result = match path.as_str() {
+        "/v1/cni/add" => cni
+            .add(request)
+            .await
+            .map(|answer| json(StatusCode::OK, &answer)),
+        "/v1/cni/del" => cni.del(request).await.map(|()| empty(StatusCode::OK)),
+        "/v1/cni/check" => cni.check(request).await.map(|()| empty(StatusCode::OK)),
+        _ => return error(StatusCode::NOT_FOUND, "CNI endpoints: add, del, check"),
+    };
+    result.unwrap_or_else(|e| {
+        tracing::warn!(%uid, %container, endpoint = %path, error = %e, "CNI event refused");
+        refusal(&e)
+    })
+}
+
+/// The body as JSON of type `T`, or the 400 answer naming `what` was wrong.
+async fn read_json<T: serde::de::DeserializeOwned>(
+    req: Request<Incoming>,
+    what: &str,
+) -> Result<T, Reply> {
     let body = match Limited::new(req.into_body(), MAX_BODY).collect().await {
         Ok(body) => body.to_bytes(),
-        Err(e) => return error(StatusCode::BAD_REQUEST, &format!("reading the body: {e}")),
+        Err(e) => {
+            return Err(error(
+                StatusCode::BAD_REQUEST,
+                &format!("reading the body: {e}"),
+            ));
+        }
     };
-    let spec: PodSpec = match serde_json::from_slice(&body) {
+    serde_json::from_slice(&body)
+        .map_err(|e| error(StatusCode::BAD_REQUEST, &format!("invalid {what}: {e}")))
+}
+
+async fn enroll(pods: &dyn PodLifecycle, req: Request<Incoming>) -> Reply {
+    let spec: PodSpec = match read_json(req, "pod spec").await {
         Ok(spec) => spec,
-        Err(e) => return error(StatusCode::BAD_REQUEST, &format!("invalid pod spec: {e}")),
+        Err(reply) => return reply,
     };
     if let Err(e) = spec.validate() {
         return refusal(&e);

@@ -49,7 +49,12 @@ async fn enroll_list_and_unenroll_over_the_unix_socket() {
     let socket = dir.path().join("agent.sock");
     let listener = tokio::net::UnixListener::bind(&socket).unwrap();
     let recorder = Arc::new(Recorder::default());
-    let server = tokio::spawn(serve(listener, recorder.clone(), std::future::pending()));
+    let server = tokio::spawn(serve(
+        listener,
+        recorder.clone(),
+        None,
+        std::future::pending(),
+    ));
 
     let socket2 = socket.clone();
     let results = tokio::task::spawn_blocking(move || {

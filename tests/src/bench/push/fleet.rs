@@ -65,9 +65,13 @@ async fn join_one(
         .unwrap_or_else(|e| panic!("a join token for {node}: {e}"))
         .into_inner()
         .token;
-    let (_, cert) = ferrule_node_agent::control::join(addr, &bundle, &token)
-        .await
-        .unwrap_or_else(|e| panic!("joining {node}: {e}"));
+    let (_, cert) = ferrule_node_agent::control::join(
+        addr,
+        &bundle,
+        ferrule_node_agent::control::JoinCredential::Token(&token),
+    )
+    .await
+    .unwrap_or_else(|e| panic!("joining {node}: {e}"));
     let slot = Arc::new(CertSlot::new(cert.certified.clone()));
     let channel = ferrule_node_agent::control::node_channel(addr, &bundle, slot);
     (agent, channel)
