@@ -2,6 +2,7 @@
 //! verb, deny rules, request counting, then the object handlers (`routes/objects.rs`), lists
 //! (`routes/list.rs`) and the review and token endpoints (`routes/reviews.rs`).
 
+mod discovery;
 mod list;
 mod objects;
 mod reviews;
@@ -97,6 +98,12 @@ pub(crate) fn handle(inner: &Arc<Inner>, parts: &Parts, body: &[u8]) -> Reply {
         let state = inner.state();
         match parse_path(path, state.store.registry()) {
             Some(target) => target,
+            None if parts.method == Method::GET => {
+                return match discovery::document(path, state.store.registry()) {
+                    Some(document) => Reply::Json(200, document),
+                    None => not_found(),
+                };
+            }
             None => return not_found(),
         }
     };

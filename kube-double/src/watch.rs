@@ -108,6 +108,7 @@ pub(crate) fn start(inner: Arc<Inner>, request: WatchRequest) -> mpsc::Receiver<
 async fn run(inner: Arc<Inner>, request: WatchRequest, tx: mpsc::Sender<Bytes>) {
     let mut changes;
     let mut shutdown = inner.shutdown.subscribe();
+    let generation = *shutdown.borrow();
     let (mut cursor, initial) = {
         let state = inner.state();
         changes = state.store.subscribe();
@@ -172,7 +173,7 @@ async fn run(inner: Arc<Inner>, request: WatchRequest, tx: mpsc::Sender<Bytes>) 
                 }
             }
             () = async { sleep_until(deadline.unwrap_or_else(Instant::now)).await }, if deadline.is_some() => return,
-            () = stopped(&mut shutdown) => return,
+            () = stopped(&mut shutdown, generation) => return,
             () = tx.closed() => return,
         }
     }

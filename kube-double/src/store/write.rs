@@ -74,8 +74,13 @@ impl Store {
                 name,
             });
         }
-        if info.status && origin == Origin::Api {
-            object.as_object_mut().map(|o| o.remove("status"));
+        if let Some(fields) = object.as_object_mut() {
+            if info.status && origin == Origin::Api {
+                fields.remove("status");
+            }
+            if let Some(status) = initial_status(gvr).filter(|_| !fields.contains_key("status")) {
+                fields.insert("status".into(), status);
+            }
         }
         self.rv += 1;
         let now = timestamp(self.clock.now());
@@ -256,6 +261,15 @@ impl Store {
         } else {
             self.create(gvr, &namespace, object, Origin::Direct)
         }
+    }
+}
+
+/// What the API server fills in for a new object without status.
+fn initial_status(gvr: &Gvr) -> Option<Value> {
+    match (gvr.group.as_str(), gvr.resource.as_str()) {
+        ("", "pods") => Some(json!({"phase": "Pending"})),
+        ("", "namespaces") => Some(json!({"phase": "Active"})),
+        _ => None,
     }
 }
 

@@ -41,6 +41,10 @@ async fn pods_round_trip_with_server_managed_metadata_and_conflicts() {
         "creationTimestamp: {meta:?}"
     );
     assert_eq!(meta.generation, Some(1));
+    assert_eq!(
+        created.status.as_ref().and_then(|s| s.phase.as_deref()),
+        Some("Pending")
+    );
     let rv1: u64 = meta.resource_version.as_deref().unwrap().parse().unwrap();
     assert_eq!(
         api_error(
