@@ -80,6 +80,15 @@ pub struct KubeDouble {
     pub(crate) inner: Arc<Inner>,
 }
 
+impl std::fmt::Debug for KubeDouble {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KubeDouble")
+            .field("addresses", &*lock(&self.inner.addresses))
+            .field("resource_version", &self.resource_version())
+            .finish_non_exhaustive()
+    }
+}
+
 impl Default for KubeDouble {
     fn default() -> Self {
         Self::new()
