@@ -19,7 +19,8 @@ pub enum Part {
 }
 
 /// Who writes: a client through the API, or a test acting directly (may set `.status` with the
-/// rest and is never refused for a stale resourceVersion).
+/// rest — an object without `.status` keeps the stored one — and is never refused for a stale
+/// resourceVersion).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Origin {
     Api,
@@ -137,7 +138,8 @@ impl Store {
         }
         let mut new = match part {
             Part::Main => {
-                if info.status && origin == Origin::Api {
+                let body_status = object.get("status").is_some();
+                if info.status && (origin == Origin::Api || !body_status) {
                     set_field(&mut object, "status", stored.get("status").cloned());
                 }
                 object
