@@ -1,0 +1,289 @@
+//! The installer the agent runs: copy the plugin binary into the runtime's CNI bin dir, write
+//! the plugin's kubeconfig, and chain the plugin into the primary network configuration (the
+//! one the runtime uses: the lexically first `*.conflist`, `*.conf` or `*.json`). [`watch`]
+//! keeps it there when another plugin rewrites the file; [`uninstall`] takes it all back.
+//!
+//! Avoiding the fights other meshes had (istio#55894, cilium#26760, cilium#30614): a file that
+//! already holds our entry is never rewritten, and no configuration is ever created when there
+//! is no primary one: the installer waits for the cluster's network plugin to write it.
+
+mod conflist;
+mod files;
+mod kubeconfig;
+mod watch;
+
+pub use kubeconfig::ApiAccess;
+pub use watch::{POLL_INTERVAL, watch};
+
+use std::path::{Path, PathBuf};
+
+use crate::netconf::{DEFAULT_AGENT_SOCKET, DEFAULT_TIMEOUT_SECONDS, PLUGIN_TYPE, PluginConf};
+use conflist::{NetworkConfig, Removed};
+
+/// The plugin's kubeconfig, in the configuration directory.
+pub const KUBECONFIG_NAME: &str = "ferrule-cni.kubeconfig";
+/// The configuration directory as the host (the runtime, the plugin) sees it.
+pub const DEFAULT_HOST_CONF_DIR: &str = "/etc/cni/net.d";
+pub const DEFAULT_EXCLUDE_NAMESPACES: &[&str] = &["kube-system", "ferrule-system"];
+
+/// What to install where. Paths in `bin_dir` and `conf_dir` are as this process sees them
+/// (`/host/opt/cni/bin` in the agent container); `host_conf_dir` and `agent_socket` are as
+/// the host sees them, because they go into the configuration the runtime reads.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InstallConfig {
+    /// The binary to copy, `/usr/local/bin/ferrule-cni` in the agent image.
+    pub plugin_binary: PathBuf,
+    pub bin_dir: PathBuf,
+    pub conf_dir: PathBuf,
+    pub host_conf_dir: PathBuf,
+    pub agent_socket: PathBuf,
+    pub exclude_namespaces: Vec<String>,
+    pub timeout_seconds: u64,
+    /// API access for the plugin's fallback; `None` writes no kubeconfig (the plugin then fails
+    /// closed for every pod while the agent is down).
+    pub api: Option<ApiAccess>,
+}
+
+impl InstallConfig {
+    /// The defaults of the plan: host paths `/etc/cni/net.d` and `/var/run/ferrule/agent.sock`,
+    /// kube-system and ferrule-system excluded, 10 s timeout, no API access.
+    pub fn new(
+        plugin_binary: impl Into<PathBuf>,
+        bin_dir: impl Into<PathBuf>,
+        conf_dir: impl Into<PathBuf>,
+    ) -> InstallConfig {
+        InstallConfig {
+            plugin_binary: plugin_binary.into(),
+            bin_dir: bin_dir.into(),
+            conf_dir: conf_dir.into(),
+            host_conf_dir: DEFAULT_HOST_CONF_DIR.into(),
+            agent_socket: DEFAULT_AGENT_SOCKET.into(),
+            exclude_namespaces: DEFAULT_EXCLUDE_NAMESPACES
+                .iter()
+                .map(|ns| ns.to_string())
+                .collect(),
+            timeout_seconds: DEFAULT_TIMEOUT_SECONDS,
+            api: None,
+        }
+    }
+
+    /// The object appended to the primary conflist's `plugins`.
+    pub fn plugin_conf(&self) -> PluginConf {
+        PluginConf {
+            plugin_type: PLUGIN_TYPE.into(),
+            agent_socket: self.agent_socket.clone(),
+            kubeconfig: self
+                .api
+                .as_ref()
+                .map(|_| self.host_conf_dir.join(KUBECONFIG_NAME)),
+            exclude_namespaces: self.exclude_namespaces.clone(),
+            timeout_seconds: self.timeout_seconds,
+            converted_from: None,
+        }
+    }
+
+    pub fn binary_path(&self) -> PathBuf {
+        self.bin_dir.join(PLUGIN_TYPE)
+    }
+
+    pub fn kubeconfig_path(&self) -> PathBuf {
+        self.conf_dir.join(KUBECONFIG_NAME)
+    }
+}
+
+/// What [`install`] found and changed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Installed {
+    /// The primary configuration, now holding our entry.
+    pub conflist: PathBuf,
+    pub conflist_written: bool,
+    pub binary_written: bool,
+    pub kubeconfig_written: bool,
+}
+
+impl Installed {
+    pub fn changed(&self) -> bool {
+        self.conflist_written || self.binary_written || self.kubeconfig_written
+    }
+}
+
+/// Whether the runtime's configuration chains us, for readiness and `ferrule check`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ChainStatus {
+    NoPrimary,
+    Chained(PathBuf),
+    NotChained(PathBuf),
+    Unreadable { file: PathBuf, error: String },
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(
+        "no CNI network configuration in {} yet: waiting for the cluster's network plugin",
+        .0.display()
+    )]
+    NoPrimaryConfig(PathBuf),
+    #[error("{}: {source}", path.display())]
+    Config {
+        path: PathBuf,
+        source: conflist::Error,
+    },
+    #[error("{} changed while we were editing it; trying again", .0.display())]
+    Raced(PathBuf),
+    #[error("{0}")]
+    Files(#[from] files::Error),
+}
+
+/// Installs binary, kubeconfig and conflist entry; running it again changes nothing. Call it
+/// again when the API token changes. [`Error::NoPrimaryConfig`] leaves binary and kubeconfig
+/// in place: [`watch`] chains the plugin once the primary configuration appears.
+pub fn install(config: &InstallConfig) -> Result<Installed, Error> {
+    apply(config, true)
+}
+
+/// `thorough` compares the installed binary's contents, not just its size.
+fn apply(config: &InstallConfig, thorough: bool) -> Result<Installed, Error> {
+    let binary_written =
+        files::install_binary(&config.plugin_binary, &config.binary_path(), thorough)?;
+    if !config.conf_dir.is_dir() {
+        return Err(Error::NoPrimaryConfig(config.conf_dir.clone()));
+    }
+    let kubeconfig_written = match &config.api {
+        Some(api) => files::write_if_changed(
+            &config.kubeconfig_path(),
+            kubeconfig::render(api).as_bytes(),
+            0o600,
+        )?,
+        None => files::remove(&config.kubeconfig_path())?,
+    };
+    let (conflist, conflist_written) = chain(config)?;
+    Ok(Installed {
+        conflist,
+        conflist_written,
+        binary_written,
+        kubeconfig_written,
+    })
+}
+
+/// Puts our entry into the primary configuration unless it is there already.
+fn chain(config: &InstallConfig) -> Result<(PathBuf, bool), Error> {
+    let primary = primary(&config.conf_dir)?
+        .ok_or_else(|| Error::NoPrimaryConfig(config.conf_dir.clone()))?;
+    let text = files::read(&primary)?;
+    let parsed = parse(&primary, &text)?;
+    let mut entry = config.plugin_conf();
+    entry.converted_from = parsed.ours().and_then(|old| old.conf.converted_from);
+    if parsed
+        .ours()
+        .is_some_and(|old| old.exact && old.conf == entry)
+    {
+        return Ok((primary, false));
+    }
+    let mode = files::mode_of(&primary);
+    let (target, converted) = match parsed.is_single() {
+        false => (primary.clone(), false),
+        true => {
+            entry.converted_from = Some(file_name(&primary));
+            (primary.with_extension("conflist"), true)
+        }
+    };
+    let new_text = parsed.with_ours(&entry).map_err(|source| Error::Config {
+        path: primary.clone(),
+        source,
+    })?;
+    // Narrow the window in which another writer's change could be lost: the next round
+    // re-reads whatever they wrote.
+    if files::read(&primary)? != text {
+        return Err(Error::Raced(primary));
+    }
+    files::replace(&target, new_text.as_bytes(), mode)?;
+    if converted {
+        // The list sorts after the .conf it replaces, so the runtime reads the old file until
+        // this removal, then the list; never neither.
+        files::remove(&primary)?;
+    }
+    Ok((target, true))
+}
+
+/// Removes our entry from every configuration in `conf_dir` (giving a converted `.conf` back),
+/// then the binary and the kubeconfig. Returns the configurations it changed; running it
+/// again changes nothing.
+pub fn uninstall(config: &InstallConfig) -> Result<Vec<PathBuf>, Error> {
+    let mut changed = Vec::new();
+    for file in files::config_files(&config.conf_dir, is_ours)? {
+        let text = files::read(&file)?;
+        // Files we cannot read as configurations hold no entry of ours.
+        let Ok(parsed) = NetworkConfig::parse(&text) else {
+            continue;
+        };
+        let removed = parsed.without_ours().map_err(|source| Error::Config {
+            path: file.clone(),
+            source,
+        })?;
+        let mode = files::mode_of(&file);
+        match removed {
+            Removed::NotThere => continue,
+            Removed::List(text) => files::replace(&file, text.as_bytes(), mode)?,
+            Removed::Unconverted { original, text } => {
+                let original = config.conf_dir.join(original);
+                files::replace(&original, text.as_bytes(), mode)?;
+                files::remove(&file)?;
+                changed.push(original);
+            }
+        }
+        changed.push(file);
+    }
+    files::remove(&config.binary_path())?;
+    files::remove(&config.kubeconfig_path())?;
+    Ok(changed)
+}
+
+/// Whether the runtime's configuration chains ferrule-cni.
+pub fn chain_status(conf_dir: &Path) -> ChainStatus {
+    let unreadable = |file: &Path, error: String| ChainStatus::Unreadable {
+        file: file.to_owned(),
+        error,
+    };
+    let primary = match primary(conf_dir) {
+        Ok(Some(primary)) => primary,
+        Ok(None) => return ChainStatus::NoPrimary,
+        Err(e) => return unreadable(conf_dir, e.to_string()),
+    };
+    let parsed = match files::read(&primary).map(|text| NetworkConfig::parse(&text)) {
+        Ok(Ok(parsed)) => parsed,
+        Ok(Err(e)) => return unreadable(&primary, e.to_string()),
+        Err(e) => return unreadable(&primary, e.to_string()),
+    };
+    match parsed.ours() {
+        Some(_) => ChainStatus::Chained(primary),
+        None => ChainStatus::NotChained(primary),
+    }
+}
+
+/// [`chain_status`] is [`ChainStatus::Chained`].
+pub fn is_installed(conf_dir: &Path) -> bool {
+    matches!(chain_status(conf_dir), ChainStatus::Chained(_))
+}
+
+/// The configuration the runtime uses.
+fn primary(conf_dir: &Path) -> Result<Option<PathBuf>, Error> {
+    Ok(files::config_files(conf_dir, is_ours)?.into_iter().next())
+}
+
+/// Our own files never count as the primary configuration.
+fn is_ours(name: &str) -> bool {
+    name.starts_with(PLUGIN_TYPE)
+}
+
+fn parse(path: &Path, text: &str) -> Result<NetworkConfig, Error> {
+    NetworkConfig::parse(text).map_err(|source| Error::Config {
+        path: path.to_owned(),
+        source,
+    })
+}
+
+fn file_name(path: &Path) -> String {
+    path.file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default()
+}
