@@ -18,6 +18,7 @@ pub use watch::{POLL_INTERVAL, watch};
 use std::path::{Path, PathBuf};
 
 use crate::netconf::{DEFAULT_AGENT_SOCKET, DEFAULT_TIMEOUT_SECONDS, PLUGIN_TYPE, PluginConf};
+use crate::version;
 use conflist::{NetworkConfig, Removed};
 
 /// The plugin's kubeconfig, in the configuration directory.
@@ -128,6 +129,12 @@ pub enum Error {
         path: PathBuf,
         source: conflist::Error,
     },
+    #[error(
+        "{}: cniVersion {version} cannot chain ferrule-cni (it speaks {supported})",
+        path.display(),
+        supported = version::SUPPORTED.join(", ")
+    )]
+    UnsupportedVersion { path: PathBuf, version: String },
     #[error("{} changed while we were editing it; trying again", .0.display())]
     Raced(PathBuf),
     #[error("{0}")]
@@ -171,6 +178,14 @@ fn chain(config: &InstallConfig) -> Result<(PathBuf, bool), Error> {
         .ok_or_else(|| Error::NoPrimaryConfig(config.conf_dir.clone()))?;
     let text = files::read(&primary)?;
     let parsed = parse(&primary, &text)?;
+    // The runtime would call us with that version for every pod, and we would fail them all.
+    let cni_version = parsed.cni_version();
+    if !version::is_supported(&cni_version) {
+        return Err(Error::UnsupportedVersion {
+            path: primary,
+            version: cni_version,
+        });
+    }
     let mut entry = config.plugin_conf();
     entry.converted_from = parsed.ours().and_then(|old| old.conf.converted_from);
     if parsed

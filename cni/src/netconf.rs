@@ -70,8 +70,9 @@ pub struct NetConf {
     pub plugin: PluginConf,
     #[serde(rename = "prevResult", default)]
     pub prev_result: Option<serde_json::Value>,
+    /// GC only; absent is not the same as empty (which would mean "none is valid").
     #[serde(rename = "cni.dev/valid-attachments", default)]
-    pub valid_attachments: Vec<Attachment>,
+    pub valid_attachments: Option<Vec<Attachment>>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -139,10 +140,10 @@ mod tests {
         assert!(conf.prev_result.is_some());
         assert_eq!(
             conf.valid_attachments,
-            [Attachment {
+            Some(vec![Attachment {
                 container_id: "c1".into(),
                 ifname: "eth0".into()
-            }]
+            }])
         );
     }
 

@@ -104,9 +104,14 @@ async fn status(agent: &AgentClient) -> Result<(), CniError> {
     })
 }
 
-/// GC: the agent learns which attachments are still valid; best effort.
+/// GC: the agent learns which attachments are still valid; best effort. A GC without the
+/// list says nothing about what is valid, so it is not forwarded.
 async fn gc(conf: &NetConf, agent: &AgentClient) {
-    if let Err(e) = agent.gc(&conf.valid_attachments).await {
+    let Some(valid) = &conf.valid_attachments else {
+        eprintln!("ferrule-cni: GC without cni.dev/valid-attachments; nothing to forward");
+        return;
+    };
+    if let Err(e) = agent.gc(valid).await {
         eprintln!("ferrule-cni: GC not forwarded to the agent: {e}");
     }
 }

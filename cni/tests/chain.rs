@@ -225,6 +225,20 @@ fn gc_forwards_the_valid_attachments() {
 }
 
 #[test]
+fn gc_without_the_attachment_list_is_not_forwarded() {
+    let dir = tempfile::tempdir().unwrap();
+    let agent = FakeAgent::start(dir.path(), |_| Reply::text(200, ""));
+    let conf = json!({"cniVersion": "1.1.0", "name": "n", "type": "ferrule-cni",
+                      "agent_socket": dir.path().join("agent.sock")});
+    let out = run_plugin(&[("CNI_COMMAND", "GC")], conf.to_string().as_bytes());
+    assert!(out.success && out.stdout.is_empty(), "{out:?}");
+    assert!(
+        agent.requests().is_empty(),
+        "an empty list would mean nothing is valid"
+    );
+}
+
+#[test]
 fn bad_environment_is_a_cni_error_on_stdout() {
     let out = run_plugin(
         &[

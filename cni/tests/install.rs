@@ -393,3 +393,20 @@ fn watch_waits_for_a_primary_config_then_chains_into_it() {
         },
     );
 }
+
+#[test]
+fn a_primary_config_too_old_to_chain_is_refused() {
+    let node = Node::new();
+    let old = BRIDGE_LIST.replace("\"1.0.0\"", "\"0.2.0\"");
+    node.write("10-bridge.conflist", &old);
+    let err = install(&node.config).unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("cniVersion 0.2.0 cannot chain ferrule-cni"),
+        "{err}"
+    );
+    assert_eq!(
+        fs::read_to_string(node.conf("10-bridge.conflist")).unwrap(),
+        old
+    );
+}

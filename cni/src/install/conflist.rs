@@ -55,6 +55,15 @@ impl NetworkConfig {
         })
     }
 
+    /// The `cniVersion` the runtime will call the plugins with; libcni reads a missing one as
+    /// 0.1.0.
+    pub fn cni_version(&self) -> String {
+        self.fields
+            .get("cniVersion")
+            .and_then(|v| serde_json::from_str::<String>(v.get()).ok())
+            .unwrap_or_else(|| "0.1.0".into())
+    }
+
     /// A single-plugin config (`.conf`), which gets converted to a list when we join it.
     pub fn is_single(&self) -> bool {
         self.single
