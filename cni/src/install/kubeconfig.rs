@@ -9,7 +9,8 @@ use base64::engine::general_purpose::STANDARD;
 pub struct ApiAccess {
     /// e.g. `https://10.96.0.1:443`, reachable from the host network namespace.
     pub server: String,
-    /// PEM bundle of the API server's CA.
+    /// PEM bundle of the API server's CA; empty for the system roots (or a plain-HTTP test
+    /// server).
     pub ca_pem: String,
     /// A bearer token that may get pods and namespaces.
     pub token: String,
@@ -27,6 +28,13 @@ impl std::fmt::Debug for ApiAccess {
 /// The kubeconfig text (YAML; strings are written as JSON strings, which YAML reads alike).
 pub fn render(api: &ApiAccess) -> String {
     let quote = |s: &str| serde_json::Value::from(s).to_string();
+    let ca = match api.ca_pem.is_empty() {
+        true => String::new(),
+        false => format!(
+            "\n    certificate-authority-data: {}",
+            quote(&STANDARD.encode(&api.ca_pem))
+        ),
+    };
     format!(
         "# Written by the ferrule agent for the ferrule-cni plugin; rewritten when it changes.\n\
          apiVersion: v1\n\
@@ -34,8 +42,7 @@ pub fn render(api: &ApiAccess) -> String {
          clusters:\n\
          - name: local\n  \
            cluster:\n    \
-             server: {server}\n    \
-             certificate-authority-data: {ca}\n\
+             server: {server}{ca}\n\
          users:\n\
          - name: ferrule-cni\n  \
            user:\n    \
@@ -47,7 +54,6 @@ pub fn render(api: &ApiAccess) -> String {
              user: ferrule-cni\n\
          current-context: ferrule-cni\n",
         server = quote(&api.server),
-        ca = quote(&STANDARD.encode(&api.ca_pem)),
         token = quote(&api.token),
     )
 }
@@ -77,5 +83,18 @@ mod tests {
         let user = serde_json::to_value(kubeconfig.auth_infos[0].auth_info.as_ref().unwrap());
         assert_eq!(user.unwrap()["token"], api.token.as_str());
         assert!(!format!("{api:?}").contains("eyJ"), "Debug hides the token");
+    }
+
+    #[test]
+    fn no_ca_means_no_ca_data() {
+        let api = ApiAccess {
+            server: "http://127.0.0.1:8080".into(),
+            ca_pem: String::new(),
+            token: "t".into(),
+        };
+        let kubeconfig = Kubeconfig::from_yaml(&render(&api)).unwrap();
+        let cluster = kubeconfig.clusters[0].cluster.as_ref().unwrap();
+        assert_eq!(cluster.server.as_deref(), Some("http://127.0.0.1:8080"));
+        assert_eq!(cluster.certificate_authority_data, None);
     }
 }

@@ -1,5 +1,7 @@
 //! The test's libcni and agent: runs a conflist plugin by plugin (env, stdin, prevResult)
 //! inside a node network namespace, and answers the agent's CNI API on a Unix socket.
+// Shared by the chain and api test crates; each uses part of it.
+#![allow(dead_code)]
 
 use std::io::Write;
 use std::net::Ipv4Addr;
@@ -79,6 +81,9 @@ pub struct Chain {
     pod_ns: String,
     conf_dir: PathBuf,
     bin_dir: PathBuf,
+    /// ferrule-cni runs in the test's own network namespace (to reach an API double on its
+    /// loopback), the other plugins in the node namespace.
+    plugin_in_host_netns: bool,
 }
 
 const CONFLIST: &str = "10-bridge.conflist";
@@ -96,6 +101,7 @@ impl Chain {
             id,
             node_ns,
             pod_ns,
+            plugin_in_host_netns: false,
         };
         ip(&["netns", "add", &chain.pod_ns]);
         ip(&["-n", &chain.node_ns, "link", "set", "lo", "up"]);
@@ -143,13 +149,30 @@ impl Chain {
         self
     }
 
+    /// ferrule-cni falls back to the API server of `kubeconfig`, on this process's loopback.
+    pub fn with_api(mut self, kubeconfig: &Path) -> Chain {
+        let mut conflist = self.conflist();
+        conflist["plugins"][1]["kubeconfig"] = json!(kubeconfig);
+        self.write_conflist(&conflist);
+        self.plugin_in_host_netns = true;
+        self
+    }
+
     /// The conflist holds only the bridge; ferrule-cni's installer adds itself and copies the
     /// binary into a bin dir of its own.
     pub fn installed_by_the_installer(self) -> Chain {
+        self.installed_with_api(None)
+    }
+
+    /// [`Self::installed_by_the_installer`], with the plugin's kubeconfig written by the
+    /// installer from `api`.
+    pub fn installed_with_api(mut self, api: Option<ferrule_cni::ApiAccess>) -> Chain {
         self.write_conflist(&self.bridge_conflist("1.0.0"));
         let mut config = ferrule_cni::InstallConfig::new(PLUGIN, &self.bin_dir, &self.conf_dir);
         config.host_conf_dir = self.conf_dir.clone();
         config.agent_socket = self.agent_socket();
+        self.plugin_in_host_netns = api.is_some();
+        config.api = api;
         let installed = ferrule_cni::install(&config).unwrap();
         assert_eq!(installed.conflist, self.conf_dir.join(CONFLIST));
         self
@@ -316,10 +339,15 @@ impl Chain {
             .map(|dir| Path::new(dir).join(plugin_type))
             .find(|p| p.exists())
             .unwrap_or_else(|| panic!("plugin {plugin_type} not in CNI_PATH {}", self.cni_path()));
-        let mut cmd = Command::new("ip");
-        cmd.args(["netns", "exec", &self.node_ns])
-            .arg(path)
-            .env_clear()
+        let mut cmd = match self.plugin_in_host_netns && plugin_type == "ferrule-cni" {
+            true => Command::new(path),
+            false => {
+                let mut cmd = Command::new("ip");
+                cmd.args(["netns", "exec", &self.node_ns]).arg(path);
+                cmd
+            }
+        };
+        cmd.env_clear()
             .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
             .env("CNI_COMMAND", command)
             .env("CNI_CONTAINERID", self.container_id())
