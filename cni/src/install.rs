@@ -119,12 +119,10 @@ fn chain(config: &InstallConfig) -> Result<(PathBuf, bool), Error> {
             version: cni_version,
         });
     }
+    let old = parsed.ours();
     let mut entry = config.plugin_conf();
-    entry.converted_from = parsed.ours().and_then(|old| old.conf.converted_from);
-    if parsed
-        .ours()
-        .is_some_and(|old| old.exact && old.conf == entry)
-    {
+    entry.converted_from = old.as_ref().and_then(|o| o.conf.converted_from.clone());
+    if old.is_some_and(|o| o.exact && o.conf == entry) {
         return Ok((primary, false));
     }
     let mode = files::mode_of(&primary);
