@@ -74,9 +74,10 @@ pub enum Error {
     Files(#[from] files::Error),
 }
 
-/// Installs binary, kubeconfig and conflist entry; running it again changes nothing. Call it
-/// again when the API token changes. [`Error::NoPrimaryConfig`] leaves binary and kubeconfig
-/// in place: [`watch`] chains the plugin once the primary configuration appears.
+/// Installs binary, kubeconfig and conflist entry; running it again changes nothing. When the
+/// API token rotates, send the new configuration to [`watch`] (which would otherwise put the
+/// old kubeconfig back). [`Error::NoPrimaryConfig`] leaves binary and kubeconfig in place:
+/// [`watch`] chains the plugin once the primary configuration appears.
 pub fn install(config: &InstallConfig) -> Result<Installed, Error> {
     apply(config, true)
 }

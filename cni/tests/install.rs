@@ -284,13 +284,14 @@ fn eventually(within: Duration, what: &str, check: impl Fn() -> bool) -> Duratio
 }
 
 struct Watching {
+    config: tokio::sync::watch::Sender<InstallConfig>,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
 
 fn watch(config: &InstallConfig) -> Watching {
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let config = config.clone();
+    let (updates, config) = tokio::sync::watch::channel(config.clone());
     let thread = std::thread::spawn(move || {
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
@@ -301,6 +302,7 @@ fn watch(config: &InstallConfig) -> Watching {
         }));
     });
     Watching {
+        config: updates,
         stop: Some(stop),
         thread: Some(thread),
     }
@@ -409,5 +411,32 @@ fn a_primary_config_too_old_to_chain_is_refused() {
     assert_eq!(
         fs::read_to_string(node.conf("10-bridge.conflist")).unwrap(),
         old
+    );
+}
+
+#[test]
+fn watch_applies_a_rotated_token_and_keeps_it() {
+    let node = Node::new();
+    node.write("10-bridge.conflist", BRIDGE_LIST);
+    let watching = watch(&node.config);
+    let kubeconfig = node.conf("ferrule-cni.kubeconfig");
+    let token = |t: &str| {
+        let t = format!("token: \"{t}\"");
+        let kubeconfig = kubeconfig.clone();
+        move || fs::read_to_string(&kubeconfig).is_ok_and(|k| k.contains(&t))
+    };
+    eventually(WITHIN, "first install", token("token-1"));
+    let mut rotated = node.config.clone();
+    rotated.api.as_mut().unwrap().token = "token-2".into();
+    watching.config.send(rotated).unwrap();
+    let took = eventually(WITHIN, "rotated token written", token("token-2"));
+    assert!(
+        took < Duration::from_millis(900),
+        "applied at once, not on the next tick: {took:?}"
+    );
+    std::thread::sleep(Duration::from_millis(2500));
+    assert!(
+        token("token-2")(),
+        "the watch does not put the old token back"
     );
 }

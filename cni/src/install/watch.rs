@@ -3,7 +3,6 @@
 //! left alone, so two installers never rewrite each other in a loop on our account.
 
 use std::future::Future;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::{Error, InstallConfig, apply};
@@ -15,21 +14,27 @@ pub const POLL_INTERVAL: Duration = Duration::from_secs(1);
 const FIGHT_THRESHOLD: usize = 5;
 const FIGHT_WINDOW: Duration = Duration::from_secs(60);
 
-/// Keeps `config` installed until `shutdown` completes. Waits (without writing anything) while
-/// there is no primary configuration. Changes and problems are logged once, not every tick.
-pub async fn watch(config: InstallConfig, shutdown: impl Future<Output = ()>) {
-    let config = Arc::new(config);
+/// Keeps the configuration in `config` installed until `shutdown` completes. Waits (without
+/// writing anything) while there is no primary configuration. A new value in `config` (a
+/// rotated API token, say) is applied at once and kept from then on; a closed channel keeps
+/// the last value. Changes and problems are logged once, not every tick.
+pub async fn watch(
+    mut config: tokio::sync::watch::Receiver<InstallConfig>,
+    shutdown: impl Future<Output = ()>,
+) {
     let mut ticks = tokio::time::interval(POLL_INTERVAL);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut updates = true;
     let mut last_problem: Option<String> = None;
     let mut rewrites: Vec<Instant> = Vec::new();
     tokio::pin!(shutdown);
     loop {
         tokio::select! {
             _ = ticks.tick() => {}
+            changed = config.changed(), if updates => updates = changed.is_ok(),
             () = &mut shutdown => return,
         }
-        let round = config.clone();
+        let round = config.borrow_and_update().clone();
         let outcome = match tokio::task::spawn_blocking(move || apply(&round, false)).await {
             Ok(outcome) => outcome,
             Err(e) => {
@@ -48,7 +53,7 @@ pub async fn watch(config: InstallConfig, shutdown: impl Future<Output = ()>) {
                     tracing::info!(
                         binary = installed.binary_written,
                         kubeconfig = installed.kubeconfig_written,
-                        "ferrule-cni files restored"
+                        "ferrule-cni files written"
                     );
                 }
             }
