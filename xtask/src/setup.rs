@@ -9,7 +9,9 @@ use crate::cmd;
 
 /// Debian packages: LLVM for bpf-linker, protoc for tonic, SoftHSM2 + OpenSC for the PKCS#11
 /// signer, capture tools and iproute2 for the netns tests, etcd for the HA store, promtool,
-/// nginx as a gateway outside the mesh that checks the published CRLs.
+/// nginx as a gateway outside the mesh that checks the published CRLs, and the reference CNI
+/// plugins (bridge, host-local, loopback in /usr/lib/cni) that ferrule-cni's tests chain after,
+/// the way a cluster's primary plugin runs before it.
 const APT_PACKAGES: &[&str] = &[
     "llvm-22-dev",
     "libpolly-22-dev",
@@ -28,6 +30,7 @@ const APT_PACKAGES: &[&str] = &[
     "python3",
     "prometheus",
     "nginx-light",
+    "containernetworking-plugins",
 ];
 
 /// bpf-linker links against this LLVM (package llvm-22-dev); the two must match.
