@@ -10,8 +10,8 @@ use std::future::Future;
 
 use crate::netconf::PluginConf;
 
-/// Namespace label and pod annotation that put pods under the mesh.
-pub const MODE_KEY: &str = "ferrule.io/mode";
+pub use ferrule_config::kubernetes::MODE_KEY;
+use ferrule_config::kubernetes::MeshMode;
 
 /// What decides whether a pod is meshed.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -41,29 +41,29 @@ pub enum Decision {
     NotMeshed(String),
 }
 
-/// Host-network pods never; then the pod annotation (`strict`/`permissive` opt in, `disabled`
-/// opts out); then the namespace label (`strict`/`permissive`/`enabled`); else not meshed.
+/// The agent's own rule ([`ferrule_config::kubernetes::pod_mode`]), with the reason in words
+/// for the error message.
 pub fn decide(facts: &PodFacts) -> Decision {
-    if facts.host_network {
-        return Decision::NotMeshed("host-network pod".into());
-    }
-    match facts.pod_annotation.as_deref() {
-        Some(mode @ ("strict" | "permissive")) => {
-            return Decision::Meshed(format!("pod annotation {MODE_KEY}={mode}"));
-        }
-        Some(mode @ "disabled") => {
-            return Decision::NotMeshed(format!("pod annotation {MODE_KEY}={mode}"));
-        }
-        _ => {}
-    }
-    match facts.namespace_label.as_deref() {
-        Some(mode @ ("strict" | "permissive" | "enabled")) => {
-            Decision::Meshed(format!("namespace label {MODE_KEY}={mode}"))
-        }
-        Some(other) => Decision::NotMeshed(format!(
-            "namespace label {MODE_KEY}={other} is not a mesh mode"
-        )),
-        None => Decision::NotMeshed(format!("namespace has no {MODE_KEY} label")),
+    let shared = ferrule_config::kubernetes::PodFacts {
+        namespace_label: facts.namespace_label.as_deref(),
+        pod_annotation: facts.pod_annotation.as_deref(),
+        host_network: facts.host_network,
+        finished: false,
+    };
+    // The default mode does not matter here: meshed in either mode means fail closed.
+    match ferrule_config::kubernetes::pod_mode(shared, MeshMode::Strict) {
+        Err(reason) => Decision::NotMeshed(reason.into()),
+        Ok(_) => Decision::Meshed(
+            match (facts.pod_annotation.as_deref(), &facts.namespace_label) {
+                (Some(mode @ ("strict" | "permissive")), _) => {
+                    format!("pod annotation {MODE_KEY}={mode}")
+                }
+                (_, label) => format!(
+                    "namespace label {MODE_KEY}={}",
+                    label.as_deref().unwrap_or("")
+                ),
+            },
+        ),
     }
 }
 

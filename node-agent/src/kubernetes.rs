@@ -10,6 +10,7 @@
 
 mod cgroup;
 mod cni_events;
+mod cni_install;
 mod pod_spec;
 mod procfs;
 mod readiness;
@@ -40,6 +41,8 @@ const RESYNC: Duration = Duration::from_secs(30);
 pub enum Error {
     #[error("Kubernetes mode needs the node name (FERRULE_NODE_NAME, from spec.nodeName)")]
     NoNodeName,
+    #[error("Kubernetes client configuration (KUBECONFIG or in-cluster): {0}")]
+    Config(String),
     #[error("Kubernetes API client: {0}")]
     Client(#[source] kube::Error),
     #[error("Kubernetes API: {0}")]
@@ -75,7 +78,11 @@ impl KubernetesPods {
     ) -> Result<Arc<Self>, Error> {
         let node = node.ok_or(Error::NoNodeName)?.to_owned();
         let cni_managed_elsewhere = settings.cni.is_none();
-        let client = Client::try_default().await.map_err(Error::Client)?;
+        let kube = kube::Config::infer()
+            .await
+            .map_err(|e| Error::Config(e.to_string()))?;
+        let client = Client::try_from(kube.clone()).map_err(Error::Client)?;
+        let cni = settings.cni.clone();
         let (pods, pod_writer) = reflector::store();
         let (namespaces, ns_writer) = reflector::store();
         let this = Arc::new(Self {
@@ -112,6 +119,9 @@ impl KubernetesPods {
         ));
         tokio::spawn(reconcile::run(Arc::downgrade(&this)));
         tokio::spawn(readiness::remove_taint_when_ready(Arc::downgrade(&this)));
+        if let Some(cni) = cni {
+            cni_install::spawn(Arc::downgrade(&this), cni, kube);
+        }
         Ok(this)
     }
 

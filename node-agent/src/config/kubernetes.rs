@@ -20,6 +20,7 @@ const DEFAULT_TOKEN_PATH: &str = "/var/run/secrets/ferrule/token";
 const DEFAULT_READINESS_LISTEN: &str = "0.0.0.0:15022";
 const DEFAULT_CNI_BIN_DIR: &str = "/host/opt/cni/bin";
 const DEFAULT_CNI_CONF_DIR: &str = "/host/etc/cni/net.d";
+const DEFAULT_CNI_HOST_CONF_DIR: &str = "/etc/cni/net.d";
 const DEFAULT_CNI_PLUGIN: &str = "/usr/local/bin/ferrule-cni";
 const DEFAULT_CNI_SOCKET: &str = "/var/run/ferrule/agent.sock";
 
@@ -44,6 +45,8 @@ pub struct KubernetesSettings {
 pub struct CniSettings {
     pub bin_dir: PathBuf,
     pub conf_dir: PathBuf,
+    /// `conf_dir` as the host (the container runtime running the plugin) sees it.
+    pub host_conf_dir: PathBuf,
     /// The plugin binary shipped with the agent, copied into `bin_dir`.
     pub plugin: PathBuf,
     /// The enrollment socket as the host (the container runtime running the plugin) sees it.
@@ -74,6 +77,7 @@ enum RawCni {
 struct RawCniSettings {
     bin_dir: Option<PathBuf>,
     conf_dir: Option<PathBuf>,
+    host_conf_dir: Option<PathBuf>,
     plugin: Option<PathBuf>,
     socket: Option<PathBuf>,
 }
@@ -154,6 +158,11 @@ fn cni_settings(raw: Option<RawCni>) -> Result<Option<CniSettings>, ConfigError>
     Ok(Some(CniSettings {
         bin_dir: absolute(raw.bin_dir, DEFAULT_CNI_BIN_DIR, "cni.bin_dir")?,
         conf_dir: absolute(raw.conf_dir, DEFAULT_CNI_CONF_DIR, "cni.conf_dir")?,
+        host_conf_dir: absolute(
+            raw.host_conf_dir,
+            DEFAULT_CNI_HOST_CONF_DIR,
+            "cni.host_conf_dir",
+        )?,
         plugin: absolute(raw.plugin, DEFAULT_CNI_PLUGIN, "cni.plugin")?,
         socket: absolute(raw.socket, DEFAULT_CNI_SOCKET, "cni.socket")?,
     }))
