@@ -79,7 +79,7 @@ pub use documents::{parse_documents, to_yaml_documents};
 pub use error::{Format, Location, Origin, PolicyError};
 pub use eval::{Cause, Decision, PolicySet, Request, Verdict, Workload};
 pub use key::PolicyKey;
-pub use names::NameError;
+pub use names::{DnsLabel, DnsSubdomain, NameError};
 pub use policy::{
     API_VERSION, Action, IdentityMatch, KIND, Policy, PortError, PortRange, Rule, Selector, Source,
 };
