@@ -65,6 +65,24 @@ fn round_trip<T: DeserializeOwned + Serialize>(document: &Value) -> T {
     typed
 }
 
+#[test]
+fn the_round_trip_catches_unknown_and_misspelt_fields() {
+    let good = serde_json::json!({
+        "apiVersion": "v1",
+        "kind": "ServiceAccount",
+        "metadata": {"name": "x", "namespace": "y"},
+    });
+    round_trip::<ServiceAccount>(&good);
+    let mut unknown = good.clone();
+    unknown["metadata"]["nmespace"] = "y".into();
+    let mut misspelt = good.clone();
+    misspelt["automountServiceAccountTokens"] = true.into();
+    for bad in [unknown, misspelt] {
+        let caught = std::panic::catch_unwind(|| round_trip::<ServiceAccount>(&bad));
+        assert!(caught.is_err(), "not caught: {bad}");
+    }
+}
+
 /// Checks the document against the k8s-openapi type its apiVersion and kind name.
 fn check_document(document: &Value) -> (String, String) {
     let text = |key: &str| document[key].as_str().unwrap_or_default().to_owned();

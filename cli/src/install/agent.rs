@@ -137,7 +137,7 @@ fn pod_spec(values: &Values) -> PodSpec {
 fn container(values: &Values) -> Container {
     Container {
         name: "agent".into(),
-        image: Some(values.image("agent")),
+        image: Some(values.image.reference("agent")),
         image_pull_policy: Some(pod::pull_policy(values.image.pull_policy)),
         command: Some(vec!["/usr/local/bin/ferrule-agent".into()]),
         args: Some(vec![

@@ -127,7 +127,7 @@ pub fn store_comment(values: &Values) -> String {
 fn container(values: &Values) -> Container {
     Container {
         name: "control-plane".into(),
-        image: Some(values.image("control-plane")),
+        image: Some(values.image.reference("control-plane")),
         image_pull_policy: Some(pod::pull_policy(values.image.pull_policy)),
         command: Some(vec!["/usr/local/bin/ferrule-control-plane".into()]),
         args: Some(vec![

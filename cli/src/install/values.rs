@@ -10,6 +10,10 @@ use serde_json::Value;
 
 use super::quantity;
 
+mod image;
+
+pub use image::{Image, PullPolicy};
+
 /// A values file or flag the installer cannot use. `ferrule` exits 2 on it, as on other usage
 /// errors.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -26,7 +30,7 @@ pub enum ValuesError {
     Invalid { field: String, reason: String },
 }
 
-fn invalid(field: &str, reason: impl std::fmt::Display) -> ValuesError {
+pub(super) fn invalid(field: &str, reason: impl std::fmt::Display) -> ValuesError {
     ValuesError::Invalid {
         field: field.to_owned(),
         reason: reason.to_string(),
@@ -71,23 +75,6 @@ impl Mode {
             Mode::Permissive => "permissive",
         }
     }
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Image {
-    /// host[:port][/path] in front of `repository`; empty for none.
-    pub registry: String,
-    pub repository: String,
-    pub tag: String,
-    pub pull_policy: PullPolicy,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub enum PullPolicy {
-    Always,
-    IfNotPresent,
-    Never,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -246,15 +233,6 @@ impl Values {
         }
         Ok(())
     }
-
-    /// `<registry>/<repository>/<name>:<tag>`.
-    pub fn image(&self, name: &str) -> String {
-        let image = &self.image;
-        match image.registry.trim_end_matches('/') {
-            "" => format!("{}/{name}:{}", image.repository, image.tag),
-            registry => format!("{registry}/{}/{name}:{}", image.repository, image.tag),
-        }
-    }
 }
 
 fn merge(base: &mut Value, over: Value) {
@@ -271,66 +249,6 @@ fn merge(base: &mut Value, over: Value) {
         }
         (slot, over) => *slot = over,
     }
-}
-
-impl Image {
-    fn validate(&self) -> Result<(), ValuesError> {
-        let registry = self.registry.trim_end_matches('/');
-        if !registry.is_empty() {
-            let (host, path) = registry.split_once('/').unwrap_or((registry, ""));
-            let host_ok = !host.is_empty()
-                && host
-                    .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b"-.:[]".contains(&b));
-            if !host_ok || !(path.is_empty() || is_repository(path)) {
-                return Err(invalid(
-                    "image.registry",
-                    format!("{registry:?} is not host[:port][/path] (e.g. localhost:5000)"),
-                ));
-            }
-        }
-        if !is_repository(&self.repository) {
-            return Err(invalid(
-                "image.repository",
-                format!(
-                    "{:?} is not a repository path: lowercase letters and digits, separated \
-                     by `.`, `_`, `-` or `/`",
-                    self.repository
-                ),
-            ));
-        }
-        let tag = self.tag.as_bytes();
-        let tag_ok = !tag.is_empty()
-            && tag.len() <= 128
-            && (tag[0].is_ascii_alphanumeric() || tag[0] == b'_')
-            && tag
-                .iter()
-                .all(|&b| b.is_ascii_alphanumeric() || b"_.-".contains(&b));
-        if !tag_ok {
-            return Err(invalid(
-                "image.tag",
-                format!(
-                    "{:?} is not an image tag: up to 128 letters, digits, `_`, `.` and `-`, \
-                     not starting with `.` or `-`",
-                    self.tag
-                ),
-            ));
-        }
-        Ok(())
-    }
-}
-
-/// Docker's repository path: components of `[a-z0-9]+` joined by `.`, `_`, `__` or `-`s,
-/// separated by `/`.
-fn is_repository(path: &str) -> bool {
-    path.split('/').all(|component| {
-        let b = component.as_bytes();
-        !b.is_empty()
-            && b.iter()
-                .all(|&c| c.is_ascii_lowercase() || c.is_ascii_digit() || b"._-".contains(&c))
-            && b[0].is_ascii_alphanumeric()
-            && b[b.len() - 1].is_ascii_alphanumeric()
-    })
 }
 
 fn validate_requirements(field: &str, requirements: &Requirements) -> Result<(), ValuesError> {
