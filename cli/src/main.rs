@@ -7,6 +7,7 @@ mod certs;
 mod check;
 mod client;
 mod explain;
+mod install;
 mod node;
 mod output;
 mod policy;
@@ -48,6 +49,9 @@ enum Command {
     Explain(explain::ExplainArgs),
     Status(status::StatusArgs),
     Check(check::CheckArgs),
+    /// Print the manifests that install Ferrule on a platform.
+    #[command(subcommand)]
+    Install(install::InstallCommand),
 }
 
 #[tokio::main(flavor = "current_thread")]
@@ -62,13 +66,19 @@ async fn main() -> ExitCode {
         Command::Explain(args) => explain::run(args, cli.output).await,
         Command::Status(args) => status::run(args, cli.output).await,
         Command::Check(args) => check::run(args, cli.output).await,
+        Command::Install(cmd) => install::run(cmd),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             let causes = e.chain().map(ToString::to_string);
             eprintln!("error: {}", output::causes_text(causes));
-            ExitCode::FAILURE
+            // A bad value the user gave is a usage error, like the ones clap reports.
+            if e.downcast_ref::<install::ValuesError>().is_some() {
+                ExitCode::from(2)
+            } else {
+                ExitCode::FAILURE
+            }
         }
     }
 }
