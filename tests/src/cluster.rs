@@ -36,7 +36,7 @@ pub use addressing::{Ipv4Cidr, MAX_NODES, MAX_PODS_PER_NODE};
 pub use cgroup::cgroup2_root;
 pub use naming::{BRIDGE, CLUSTER_PREFIX};
 pub use teardown::cleanup_stale;
-pub use topology::{Node, Pod};
+pub use topology::{Node, Pod, kubelet_pod_cgroup};
 
 use topology::PodPlan;
 
@@ -85,6 +85,7 @@ pub struct Builder {
     pods_per_node: usize,
     namespace: String,
     service_account: ServiceAccountFn,
+    kubelet_cgroups: bool,
 }
 
 impl Default for Builder {
@@ -95,6 +96,7 @@ impl Default for Builder {
             namespace: "default".into(),
             // One identity per pod, so that tests can tell workloads apart by their SPIFFE ID.
             service_account: Box::new(naming::pod_name),
+            kubelet_cgroups: false,
         }
     }
 }
@@ -119,6 +121,13 @@ impl Builder {
     /// The service account of pod `(node, pod)` (default: the pod's name, e.g. `pod-0-1`).
     pub fn service_account(mut self, account: impl Fn(usize, usize) -> String + 'static) -> Self {
         self.service_account = Box::new(account);
+        self
+    }
+
+    /// Pod cgroups where kubelet puts them, below each node's cgroup: even nodes use the
+    /// systemd driver's layout, odd nodes the cgroupfs driver's (see [`kubelet_pod_cgroup`]).
+    pub fn kubelet_cgroups(mut self) -> Self {
+        self.kubelet_cgroups = true;
         self
     }
 
@@ -164,6 +173,7 @@ impl Builder {
                     uid: naming::uuid_v4().map_err(Error::io("reading /dev/urandom"))?,
                     namespace: self.namespace.clone(),
                     service_account: (self.service_account)(node.index, index),
+                    kubelet_cgroups: self.kubelet_cgroups,
                 }
                 .into_pod();
                 setup::pod(node, &pod)?;

@@ -87,7 +87,10 @@ impl Store {
         let now = timestamp(self.clock.now());
         let meta = metadata(&mut object);
         meta.insert("name".into(), json!(name));
-        meta.insert("uid".into(), json!(new_uid()));
+        // The API server always assigns uids; a test acting as another party (a kubelet harness
+        // whose cgroup paths already name the pod uid) may bring its own.
+        let given = text(meta, "uid").filter(|uid| origin == Origin::Direct && !uid.is_empty());
+        meta.insert("uid".into(), json!(given.unwrap_or_else(new_uid)));
         meta.insert("creationTimestamp".into(), json!(now));
         meta.insert("generation".into(), json!(1));
         meta.insert("resourceVersion".into(), json!(self.rv.to_string()));

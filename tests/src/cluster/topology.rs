@@ -136,6 +136,19 @@ pub(super) struct PodPlan<'a> {
     pub uid: String,
     pub namespace: String,
     pub service_account: String,
+    pub kubelet_cgroups: bool,
+}
+
+/// A besteffort pod's cgroup relative to the cgroup root, as kubelet makes it with the systemd
+/// driver (`systemd: true`) or the cgroupfs driver.
+pub fn kubelet_pod_cgroup(uid: &str, systemd: bool) -> PathBuf {
+    match systemd {
+        true => PathBuf::from(format!(
+            "kubepods.slice/kubepods-besteffort.slice/kubepods-besteffort-pod{}.slice",
+            uid.replace('-', "_")
+        )),
+        false => PathBuf::from(format!("kubepods/besteffort/pod{uid}")),
+    }
 }
 
 impl PodPlan<'_> {
@@ -143,9 +156,16 @@ impl PodPlan<'_> {
         let node = self.node.index;
         let netns_name = naming::pod_netns(self.cluster, node, self.index);
         let name = naming::pod_name(node, self.index);
+        let cgroup = match self.kubelet_cgroups {
+            true => self
+                .node
+                .cgroup
+                .join(kubelet_pod_cgroup(&self.uid, node % 2 == 0)),
+            false => self.node.cgroup.join(&name),
+        };
         Pod {
             uid: self.uid,
-            cgroup: self.node.cgroup.join(&name),
+            cgroup,
             name,
             namespace: self.namespace,
             service_account: self.service_account,

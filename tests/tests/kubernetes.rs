@@ -1,0 +1,196 @@
+//! Kubernetes mode end to end: the API server double, the control plane and the agents in
+//! Kubernetes mode, the test as kubelet (Pod objects, the installed CNI plugin, apps in pods).
+
+use std::time::Duration;
+
+use ferrule_config::kubernetes::NOT_READY_TAINT;
+use ferrule_tests::kube_mesh::{KubeMesh, NAMESPACE, TRUST_DOMAIN};
+use k8s_openapi::api::core::v1::Node;
+
+/// A one-file HTTP server in a pod.
+fn http_server(mesh: &KubeMesh, node: usize, pod: usize, port: u16) -> ferrule_tests::Child {
+    let dir = mesh.work.path().join(format!("www-{node}-{pod}"));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("hello.txt"), "hello from the mesh\n").unwrap();
+    let child = ferrule_tests::Child::spawn(
+        mesh.pod(node, pod)
+            .command("python3")
+            .args([
+                "-u",
+                "-m",
+                "http.server",
+                &port.to_string(),
+                "--bind",
+                "0.0.0.0",
+                "--directory",
+            ])
+            .arg(&dir),
+    );
+    child.wait_for_line("Serving HTTP", Duration::from_secs(10));
+    child
+}
+
+fn identity(mesh: &KubeMesh, node: usize, pod: usize) -> String {
+    let sa = &mesh.pod(node, pod).service_account;
+    format!("spiffe://{TRUST_DOMAIN}/ns/{NAMESPACE}/sa/{sa}")
+}
+
+fn tainted(mesh: &KubeMesh, node: usize) -> bool {
+    let object: Node = mesh
+        .api
+        .get("", &mesh.node(node).name)
+        .expect("node object");
+    let taints = object.spec.and_then(|s| s.taints).unwrap_or_default();
+    taints.iter().any(|t| t.key == NOT_READY_TAINT)
+}
+
+#[test]
+fn pods_are_enrolled_from_the_api_and_the_cni_plugin_with_their_service_account_identities() {
+    let mut mesh = KubeMesh::new(2, 2);
+    // Running before its node's agent starts: reconciliation must find it.
+    let _server = http_server(&mesh, 0, 1, 8080);
+    mesh.start_agent(0);
+    mesh.start_agent(1);
+
+    for node in 0..2 {
+        mesh.wait_until(node, "the agent to clear its node's startup taint", || {
+            !tainted(&mesh, node)
+        });
+    }
+    let running = mesh.pod(0, 1).uid.clone();
+    mesh.wait_until(
+        0,
+        "the running pod to be enrolled by reconciliation",
+        || mesh.enrolled_id(0, &running).is_some(),
+    );
+    assert_eq!(mesh.enrolled_id(0, &running), Some(identity(&mesh, 0, 1)));
+
+    // A new sandbox: the runtime runs the chain, ferrule-cni enrolls it and passes prevResult on.
+    let add = mesh.cni_add(1, 0);
+    assert!(
+        add.success,
+        "CNI ADD failed: {add:?}\nagent log:\n{}",
+        mesh.agent(1).output()
+    );
+    let client_ip = mesh.pod(1, 0).ip.to_string();
+    assert!(
+        add.json()["ips"][0]["address"]
+            .as_str()
+            .unwrap_or_default()
+            .starts_with(&client_ip),
+        "ADD must print the prevResult: {}",
+        add.stdout
+    );
+    let client = mesh.pod(1, 0).uid.clone();
+    assert_eq!(mesh.enrolled_id(1, &client), Some(identity(&mesh, 1, 0)));
+
+    // Pod to pod across nodes: both strict, so this only works through the mesh.
+    let url = format!("http://{}:8080/hello.txt", mesh.pod(0, 1).ip);
+    let reply = mesh
+        .pod(1, 0)
+        .command("curl")
+        .args(["-sS", "--max-time", "10", &url])
+        .output()
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&reply.stdout).trim(),
+        "hello from the mesh",
+        "curl: {}\nagent 1:\n{}\nagent 0:\n{}",
+        String::from_utf8_lossy(&reply.stderr),
+        mesh.agent(1).output(),
+        mesh.agent(0).output()
+    );
+    let access_log = mesh
+        .work
+        .path()
+        .join(format!("agent-{}/access.log", mesh.node(0).name));
+    let log = std::fs::read_to_string(&access_log).unwrap_or_default();
+    let (src, dst) = (identity(&mesh, 1, 0), identity(&mesh, 0, 1));
+    assert!(
+        log.lines().any(|l| l.contains(&src) && l.contains(&dst)),
+        "the destination's access log names neither {src} nor {dst}:\n{log}"
+    );
+
+    // The API is the authority: deleting the Pod object unenrolls it.
+    mesh.delete_pod_object(0, 1);
+    mesh.wait_until(0, "the deleted pod to be unenrolled", || {
+        mesh.enrolled_id(0, &running).is_none()
+    });
+    mesh.stop_agent(1);
+}
+
+#[test]
+fn cni_add_fails_closed_while_the_agent_is_down_and_succeeds_once_it_is_back() {
+    let mut mesh = KubeMesh::new(1, 1);
+    mesh.start_agent(0);
+    mesh.wait_until(0, "the agent to be ready", || !tainted(&mesh, 0));
+    mesh.stop_agent(0);
+
+    let refused = mesh.cni_add(0, 0);
+    assert!(
+        !refused.success,
+        "ADD must fail while the agent is down: {refused:?}"
+    );
+    let error = refused.json();
+    assert_eq!(error["code"], 11, "try again later: {error}");
+    assert!(
+        error["msg"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("must be meshed"),
+        "the error says why: {error}"
+    );
+    let uid = mesh.pod(0, 0).uid.clone();
+
+    mesh.start_agent(0);
+    let mut last = None;
+    mesh.wait_until(0, "a retried ADD to succeed", || {
+        let outcome = mesh.cni_add(0, 0);
+        let ok = outcome.success;
+        last = Some(outcome);
+        ok
+    });
+    assert_eq!(
+        mesh.enrolled_id(0, &uid),
+        Some(identity(&mesh, 0, 0)),
+        "{last:?}"
+    );
+}
+
+#[test]
+fn the_rendered_agent_config_is_valid_for_the_agent() {
+    let path =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/kubernetes/ferrule.yaml");
+    let text = std::fs::read_to_string(&path).expect("deploy/kubernetes/ferrule.yaml");
+    let agent = config_map_entry(&text, "agent.yaml");
+    let env = ferrule_node_agent::config::MapEnv::from_pairs(&[
+        ("FERRULE_NODE_NAME", "node-a"),
+        // What the DaemonSet sets from the Service's environment variables.
+        ("FERRULE_CONTROL_PLANE", "10.96.0.10:8443"),
+    ]);
+    let config = ferrule_node_agent::config::Config::from_yaml(&agent, "agent.yaml", &env)
+        .unwrap_or_else(|e| panic!("the rendered agent config does not load: {e}"));
+    let k8s = config
+        .kubernetes
+        .expect("the rendered agent runs in Kubernetes mode");
+    assert_eq!(
+        k8s.token_path.to_str(),
+        Some("/var/run/secrets/ferrule/token")
+    );
+    assert!(k8s.cni.is_some(), "the agent installs the CNI plugin");
+}
+
+/// The text of `key` in the ConfigMap documents of a rendered manifest.
+fn config_map_entry(manifest: &str, key: &str) -> String {
+    for doc in manifest.split("\n---\n") {
+        let Ok(value) = serde_norway::from_str::<serde_json::Value>(doc) else {
+            continue;
+        };
+        if value["kind"] == "ConfigMap"
+            && let Some(text) = value["data"][key].as_str()
+        {
+            return text.to_owned();
+        }
+    }
+    panic!("no ConfigMap with {key}")
+}
