@@ -117,6 +117,7 @@ pub async fn serve(
         config: mesh_config,
         agents: Arc::new(AgentSessions::default()),
         closing,
+        sources: crate::standalone::sources(store.clone()),
         store,
         certificates: config.certificates.clone(),
         max_join_token_ttl: config.max_join_token_ttl,

@@ -14,6 +14,8 @@ pub mod public;
 pub mod published;
 pub mod revocations;
 pub mod service;
+pub mod sources;
+pub mod standalone;
 pub mod state;
 pub mod store;
 pub mod tls_incoming;

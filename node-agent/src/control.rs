@@ -43,6 +43,7 @@ pub async fn join(
     let request = v1::JoinRequest {
         token: token.to_owned(),
         csr,
+        ..Default::default()
     };
     let response = NodeClient::new(channel)
         .join(request)

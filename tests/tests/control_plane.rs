@@ -136,6 +136,7 @@ async fn expired_reused_and_malformed_tokens_are_unauthenticated() {
         .join(v1::JoinRequest {
             token,
             csr: csr.clone(),
+            ..Default::default()
         })
         .await
         .unwrap_err();
@@ -146,6 +147,7 @@ async fn expired_reused_and_malformed_tokens_are_unauthenticated() {
     node.join(v1::JoinRequest {
         token: token.clone(),
         csr: csr.clone(),
+        ..Default::default()
     })
     .await
     .expect("first use");
@@ -153,6 +155,7 @@ async fn expired_reused_and_malformed_tokens_are_unauthenticated() {
         .join(v1::JoinRequest {
             token,
             csr: csr.clone(),
+            ..Default::default()
         })
         .await
         .unwrap_err();
@@ -163,6 +166,7 @@ async fn expired_reused_and_malformed_tokens_are_unauthenticated() {
         .join(v1::JoinRequest {
             token: "fjt.nope.0123456789abcdef0123456789abcdef".into(),
             csr,
+            ..Default::default()
         })
         .await
         .unwrap_err();

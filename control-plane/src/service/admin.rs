@@ -7,7 +7,7 @@ use ferrule_identity::{IdPattern, SpiffeId};
 use ferrule_proto::v1::{self, admin_server::Admin};
 use tonic::{Request, Response, Status};
 
-mod policies;
+pub(crate) mod policies;
 mod revoke;
 
 use crate::auth::require_admin;
