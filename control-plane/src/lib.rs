@@ -7,6 +7,7 @@ pub mod app;
 pub mod auth;
 pub mod config;
 pub mod handshakes;
+pub mod kubernetes;
 pub mod mesh_config;
 pub mod metrics;
 pub mod offline_crls;

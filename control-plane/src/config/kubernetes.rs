@@ -114,3 +114,101 @@ pub fn dns_label(s: &str) -> bool {
 fn dns_subdomain(s: &str) -> bool {
     s.len() <= 253 && s.split('.').all(dns_label)
 }
+
+#[cfg(test)]
+mod tests {
+    use ferrule_config::MapEnv;
+
+    use super::*;
+    use crate::config::Config;
+
+    const BASE: &str = "
+trust_domain: example.org
+listen: 127.0.0.1:8443
+data_dir: /var/lib/ferrule
+ca: {chain: /ca/chain.pem, bundle: /ca/bundle.pem, signer: {file: {key: /ca/k}}}
+";
+
+    fn load(extra: &str, env: &[(&str, &str)]) -> Result<Option<KubernetesConfig>, ConfigError> {
+        let text = format!("{BASE}{extra}");
+        Config::from_yaml(&text, "cp.yaml", &MapEnv::from_pairs(env)).map(|c| c.kubernetes)
+    }
+
+    fn defaults() -> KubernetesConfig {
+        KubernetesConfig {
+            namespace: "ferrule-system".into(),
+            agent_service_account: "ferrule-agent".into(),
+            audience: "ferrule".into(),
+        }
+    }
+
+    #[test]
+    fn the_section_switches_kubernetes_mode_on_with_defaults() {
+        assert_eq!(load("", &[]).unwrap(), None, "standalone by default");
+        assert_eq!(load("kubernetes:\n", &[]).unwrap(), Some(defaults()));
+        assert_eq!(load("kubernetes: {}\n", &[]).unwrap(), Some(defaults()));
+        let custom = load(
+            "kubernetes:\n  namespace: mesh\n  agent_service_account: node-agent\n  audience: mesh.example\n",
+            &[],
+        )
+        .unwrap()
+        .unwrap();
+        assert_eq!(custom.namespace, "mesh");
+        assert_eq!(custom.agent_service_account, "node-agent");
+        assert_eq!(custom.audience, "mesh.example");
+    }
+
+    #[test]
+    fn environment_overrides_fill_and_switch_on_the_section() {
+        let from_env = load("", &[(ENV_KUBERNETES_AUDIENCE, "other")]).unwrap();
+        assert_eq!(
+            from_env,
+            Some(KubernetesConfig {
+                audience: "other".into(),
+                ..defaults()
+            })
+        );
+        let over = load(
+            "kubernetes: {namespace: mesh}\n",
+            &[(ENV_KUBERNETES_NAMESPACE, "ferrule")],
+        )
+        .unwrap()
+        .unwrap();
+        assert_eq!(over.namespace, "ferrule");
+    }
+
+    #[test]
+    fn bad_values_name_their_field() {
+        for (extra, env, field) in [
+            (
+                "kubernetes: {namespace: Bad_NS}\n",
+                None,
+                "kubernetes.namespace",
+            ),
+            (
+                "",
+                Some((ENV_KUBERNETES_NAMESPACE, "-x")),
+                "kubernetes.namespace",
+            ),
+            (
+                "kubernetes: {agent_service_account: \"a b\"}\n",
+                None,
+                "kubernetes.agent_service_account",
+            ),
+            (
+                "kubernetes: {audience: \"\"}\n",
+                None,
+                "kubernetes.audience",
+            ),
+            ("kubernetes: {audiences: [x]}\n", None, "kubernetes"),
+            ("kubernetes: 3\n", None, "kubernetes"),
+        ] {
+            let env: Vec<(&str, &str)> = env.into_iter().collect();
+            let err = load(extra, &env).unwrap_err().to_string();
+            assert!(
+                err.contains(field),
+                "{extra:?}: expected {field}, got: {err}"
+            );
+        }
+    }
+}
