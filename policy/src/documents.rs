@@ -88,6 +88,23 @@ impl Policy {
     }
 }
 
+/// Validates one document held as a JSON value (built from a Kubernetes object), exactly as a
+/// file's document would be; errors start with `origin` and carry no line or column, since the
+/// value has no text.
+#[cfg(feature = "kubernetes")]
+pub(crate) fn from_value(value: &serde_json::Value, origin: &str) -> Result<Policy, PolicyError> {
+    serde_path_to_error::deserialize::<_, Policy>(value).map_err(|error| {
+        let at = Box::new(Origin {
+            origin: origin.to_owned(),
+            document: None,
+            policy: None,
+        });
+        let path = error.path().to_string();
+        let reason = error.into_inner().to_string();
+        invalid(at, Some(value.clone()), path, None, reason)
+    })
+}
+
 fn yaml_error(
     text: &str,
     index: usize,

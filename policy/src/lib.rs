@@ -39,6 +39,10 @@
 //! [`Policy::to_json`] is the canonical wire and storage form; [`Policy::from_json`] validates it
 //! again. [`Policy::to_yaml`] gives back the input format.
 //!
+//! With feature `kubernetes`, `crd` holds the same document as a Kubernetes custom resource
+//! (`AuthorizationPolicy`, with its OpenAPI schema and status) and its conversion to and from
+//! [`Policy`] through the same validation.
+//!
 //! # Semantics
 //!
 //! - A policy **selects** a destination workload when its namespace is absent (mesh-wide) or
@@ -58,6 +62,8 @@
 //! connection again when the policies change.
 #![forbid(unsafe_code)]
 
+#[cfg(feature = "kubernetes")]
+pub mod crd;
 mod de;
 mod documents;
 mod error;
