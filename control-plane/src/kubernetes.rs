@@ -1,17 +1,21 @@
 //! Kubernetes mode's sources: nodes attest with projected service account tokens
 //! ([`attest`]), a watch over all Pods and Namespaces ([`pods`]) decides what each node may
 //! sign ([`entitlement`]) and makes the workload directory ([`directory`]), so that nodes'
-//! claims change nothing ([`claims`]).
+//! claims change nothing ([`claims`]); `AuthorizationPolicy` objects are the policies
+//! ([`policies`]).
 //!
 //! The API server is found with `kube::Config::infer()`: `KUBECONFIG` (or `~/.kube/config`),
 //! else the in-cluster service account. RBAC the control plane needs: `tokenreviews` create;
-//! `pods`, `namespaces` list/watch/get; `nodes` get.
+//! `pods`, `namespaces` list/watch/get; `nodes` get; `authorizationpolicies` (group
+//! `ferrule.dev`) get/list/watch/create/update/delete and `authorizationpolicies/status` patch.
 
 pub mod attest;
+mod burst;
 pub mod claims;
 pub mod directory;
 pub mod entitlement;
 pub mod pods;
+pub mod policies;
 #[cfg(test)]
 pub(crate) mod testing;
 
@@ -22,12 +26,12 @@ use tokio::task::JoinHandle;
 
 use crate::config::KubernetesConfig;
 use crate::sources::Sources;
-use crate::standalone::ConfigPolicies;
 use crate::state::ControlPlane;
 use attest::ServiceAccountTokens;
 use claims::PodClaims;
 use entitlement::PodEntitlements;
 use pods::PodIndex;
+use policies::CrdPolicies;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -77,13 +81,19 @@ impl Kubernetes {
             }),
             entitlements: Arc::new(PodEntitlements(self.index.clone())),
             workloads: Arc::new(PodClaims(self.index.clone())),
-            policies: Arc::new(ConfigPolicies),
+            policies: Arc::new(CrdPolicies {
+                client: self.client.clone(),
+                mesh_wide: self.config.namespace.clone(),
+            }),
         }
     }
 
     /// Starts the watches that feed the sources; they end when the tasks are aborted.
     pub fn start(&self, cp: Arc<ControlPlane>) -> Vec<JoinHandle<()>> {
-        tracing::info!(namespace = %self.config.namespace, "Kubernetes mode: watching Pods and Namespaces");
-        vec![pods::spawn(cp, self.client.clone(), self.index.clone())]
+        tracing::info!(namespace = %self.config.namespace, "Kubernetes mode: watching Pods, Namespaces and AuthorizationPolicies");
+        vec![
+            pods::spawn(cp.clone(), self.client.clone(), self.index.clone()),
+            policies::spawn(cp, self.client.clone(), self.config.namespace.clone()),
+        ]
     }
 }

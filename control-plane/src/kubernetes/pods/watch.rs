@@ -1,7 +1,7 @@
-//! The pod and namespace watches: two reflectors over the whole cluster. Events are taken in
-//! bursts (until the stream is quiet for a moment, at most a second), then the index is rebuilt
-//! from the reflector caches and the directory brought in line with it. A relist (after
-//! `410 Gone` or a broken watch) swaps the caches whole, so pods that vanished meanwhile go.
+//! The pod and namespace watches: two reflectors over the whole cluster. After each burst of
+//! events the index is rebuilt from the reflector caches and the directory brought in line
+//! with it. A relist (after `410 Gone` or a broken watch) swaps the caches whole, so pods that
+//! vanished meanwhile go.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -13,16 +13,11 @@ use kube::runtime::reflector::{self, Store};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client};
 use tokio::task::JoinHandle;
-use tokio::time::Instant;
 
 use super::{PodIndex, PodSnapshot, mesh};
-use crate::kubernetes::directory;
+use crate::kubernetes::{burst, directory};
 use crate::state::ControlPlane;
 
-/// A burst ends when no event came for this long...
-const QUIET: Duration = Duration::from_millis(100);
-/// ... or after this long, so that a busy cluster still sees its changes applied.
-const LONGEST_BURST: Duration = Duration::from_secs(1);
 /// A directory update that failed (store unavailable) is tried again after this long, even
 /// when no event comes.
 const RETRY: Duration = Duration::from_secs(5);
@@ -41,7 +36,7 @@ struct Synced {
 }
 
 impl Synced {
-    fn note(&mut self, kind: Kind, event: Result<bool, watcher::Error>) {
+    fn note(&mut self, (kind, event): (Kind, Result<bool, watcher::Error>)) {
         match event {
             Ok(true) => match kind {
                 Kind::Pods => self.pods = true,
@@ -53,8 +48,8 @@ impl Synced {
     }
 }
 
-/// Watches pods and namespaces until the control plane stops, keeping `index` and the
-/// directory current.
+/// Watches pods and namespaces until the task is aborted, keeping `index` and the directory
+/// current.
 pub fn spawn(cp: Arc<ControlPlane>, client: Client, index: Arc<PodIndex>) -> JoinHandle<()> {
     tokio::spawn(async move {
         let (pods, pod_writer) = reflector::store::<Pod>();
@@ -62,7 +57,8 @@ pub fn spawn(cp: Arc<ControlPlane>, client: Client, index: Arc<PodIndex>) -> Joi
         let pod_events = watcher(Api::<Pod>::all(client.clone()), watcher::Config::default())
             .default_backoff()
             .modify(mesh::strip)
-            .reflect(pod_writer);
+            .reflect(pod_writer)
+            .map(|e| (Kind::Pods, e.map(|e| init_done(&e))));
         let namespace_events = watcher(Api::<Namespace>::all(client), watcher::Config::default())
             .default_backoff()
             .modify(|ns| {
@@ -70,16 +66,9 @@ pub fn spawn(cp: Arc<ControlPlane>, client: Client, index: Arc<PodIndex>) -> Joi
                 ns.metadata.annotations = None;
                 ns.spec = None;
             })
-            .reflect(namespace_writer);
-        let events = futures::stream::select(
-            pod_events.map(|e| (Kind::Pods, e.map(|e| matches!(e, watcher::Event::InitDone)))),
-            namespace_events.map(|e| {
-                (
-                    Kind::Namespaces,
-                    e.map(|e| matches!(e, watcher::Event::InitDone)),
-                )
-            }),
-        );
+            .reflect(namespace_writer)
+            .map(|e| (Kind::Namespaces, e.map(|e| init_done(&e))));
+        let events = futures::stream::select(pod_events, namespace_events);
         follow(cp, index, events, pods, namespaces).await;
     })
 }
@@ -93,40 +82,21 @@ async fn follow(
 ) {
     let mut events = std::pin::pin!(events);
     let mut synced = Synced::default();
-    let mut announced = false;
     let mut failed = false;
-    loop {
-        let next = match failed {
-            true => tokio::time::timeout(RETRY, events.next()).await.ok(),
-            false => Some(events.next().await),
-        };
-        match next {
-            Some(Some((kind, event))) => synced.note(kind, event),
-            Some(None) => return,
-            None => {}
-        }
-        let end = Instant::now() + LONGEST_BURST;
-        loop {
-            let quiet = (Instant::now() + QUIET).min(end);
-            match tokio::time::timeout_at(quiet, events.next()).await {
-                Ok(Some((kind, event))) => synced.note(kind, event),
-                Ok(None) => return,
-                Err(_) => break,
-            }
-        }
+    while let Some(burst) = burst::next(&mut events, failed.then_some(RETRY)).await {
+        burst.into_iter().for_each(|event| synced.note(event));
         if !(synced.pods && synced.namespaces) {
             continue;
         }
         let snapshot = Arc::new(snapshot(&cp, &pods, &namespaces));
-        if !announced {
-            announced = true;
+        let previous = index.replace(snapshot.clone());
+        if previous.is_none() {
             tracing::info!(
                 pods = snapshot.pods.len(),
                 meshed = snapshot.workloads.len(),
                 "Kubernetes pods and namespaces synchronised"
             );
         }
-        let previous = index.replace(snapshot.clone());
         failed = match directory::sync(&cp, previous.as_deref(), &snapshot).await {
             Ok(_) => false,
             Err(e) => {
@@ -135,6 +105,10 @@ async fn follow(
             }
         };
     }
+}
+
+fn init_done<K>(event: &watcher::Event<K>) -> bool {
+    matches!(event, watcher::Event::InitDone)
 }
 
 fn snapshot(cp: &ControlPlane, pods: &Store<Pod>, namespaces: &Store<Namespace>) -> PodSnapshot {
