@@ -39,7 +39,7 @@ pub async fn next<S: Stream + Unpin>(
 mod tests {
     use super::*;
 
-    #[tokio::test(start_paused = true)]
+    #[tokio::test]
     async fn events_that_come_together_form_one_burst() {
         let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
         let mut events = tokio_stream::wrappers::UnboundedReceiverStream::new(rx);
@@ -48,7 +48,7 @@ mod tests {
         }
         assert_eq!(next(&mut events, None).await, Some(vec![0, 1, 2]));
         assert_eq!(
-            next(&mut events, Some(Duration::from_secs(5))).await,
+            next(&mut events, Some(Duration::from_millis(200))).await,
             Some(vec![]),
             "patience ran out"
         );
