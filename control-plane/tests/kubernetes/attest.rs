@@ -105,6 +105,17 @@ async fn tokens_of_other_accounts_audiences_deleted_pods_and_join_tokens_are_ref
         "{status:?}"
     );
 
+    let status = cluster
+        .admin()
+        .create_join_token(v1::CreateJoinTokenRequest {
+            node: "n3".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::FailedPrecondition, "{status:?}");
+    assert!(status.message().contains("Kubernetes mode"), "{status:?}");
+
     let metrics = cluster.metrics().await;
     for reason in [
         "wrong_service_account",
