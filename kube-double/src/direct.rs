@@ -37,7 +37,8 @@ pub fn gvr_of<K: Resource<DynamicType = ()>>() -> Gvr {
 }
 
 impl KubeDouble {
-    /// Creates the object, or replaces it (keeping uid and creationTimestamp) when it exists.
+    /// Creates the object, or replaces it (keeping uid and creationTimestamp, and `.status` when
+    /// `object` has none) when it exists.
     pub fn put<K>(&self, object: &K) -> Result<K, DirectError>
     where
         K: Resource<DynamicType = ()> + Serialize + DeserializeOwned,

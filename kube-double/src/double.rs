@@ -47,12 +47,13 @@ pub(crate) struct Inner {
     pub config: Config,
     requests: Mutex<BTreeMap<(String, String), u64>>,
     addresses: Mutex<Vec<SocketAddr>>,
-    pub shutdown: watch::Sender<bool>,
+    /// Bumped by `shutdown`: whatever was serving before stops.
+    pub shutdown: watch::Sender<u64>,
 }
 
-/// Resolves once `KubeDouble::shutdown` was called.
-pub(crate) async fn stopped(shutdown: &mut watch::Receiver<bool>) {
-    let _ = shutdown.wait_for(|stop| *stop).await;
+/// Resolves once `KubeDouble::shutdown` moved past generation `started`.
+pub(crate) async fn stopped(shutdown: &mut watch::Receiver<u64>, started: u64) {
+    let _ = shutdown.wait_for(|generation| *generation != started).await;
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -77,6 +78,15 @@ impl Inner {
 #[derive(Clone)]
 pub struct KubeDouble {
     pub(crate) inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for KubeDouble {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KubeDouble")
+            .field("addresses", &*lock(&self.inner.addresses))
+            .field("resource_version", &self.resource_version())
+            .finish_non_exhaustive()
+    }
 }
 
 impl Default for KubeDouble {
@@ -106,7 +116,7 @@ impl KubeDouble {
             config,
             requests: Mutex::new(BTreeMap::new()),
             addresses: Mutex::new(Vec::new()),
-            shutdown: watch::channel(false).0,
+            shutdown: watch::channel(0).0,
         };
         KubeDouble {
             inner: Arc::new(inner),
@@ -114,7 +124,8 @@ impl KubeDouble {
     }
 
     /// Serves the API (plain HTTP/1.1) on an already-bound listener, in a task on the current
-    /// tokio runtime, until `shutdown`. Returns the listener's address.
+    /// tokio runtime, until `shutdown`. Returns the listener's address. May be called again
+    /// after `shutdown` (an API server restart: same state, new connections).
     ///
     /// # Panics
     /// Outside a tokio runtime.
@@ -129,9 +140,13 @@ impl KubeDouble {
         self.serve(TcpListener::bind("127.0.0.1:0")?)
     }
 
-    /// Stops every listener and ends open connections and watches.
+    /// Stops every listener served so far and ends their connections and watches; the state
+    /// stays, and `serve` may start again.
     pub fn shutdown(&self) {
-        self.inner.shutdown.send_replace(true);
+        self.inner
+            .shutdown
+            .send_modify(|generation| *generation += 1);
+        lock(&self.inner.addresses).clear();
     }
 
     /// `http://addr` of the first listener served, if any.

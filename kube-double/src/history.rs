@@ -60,6 +60,10 @@ impl History {
     }
 
     pub fn push(&mut self, event: Event) {
+        debug_assert!(
+            self.events.back().is_none_or(|last| last.rv < event.rv),
+            "events are logged in resourceVersion order"
+        );
         if self.events.len() >= self.limit
             && let Some(dropped) = self.events.pop_front()
         {

@@ -1,20 +1,49 @@
 //! An in-process Kubernetes API server double for tests, speaking the real wire protocol so
-//! kube-rs clients (`Api`, `watcher`, `reflector`) run against it unchanged.
+//! kube-rs clients (`Api`, `watcher`, `reflector`, `Discovery`) run against it unchanged.
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
-//! let double = ferrule_kube_double::KubeDouble::new();
-//! double.start_local()?;
-//! let kubeconfig = double.kubeconfig(&double.admin_token());
-//! // kube::Config::from_custom_kubeconfig(Kubeconfig::from_yaml(&kubeconfig)?, &Default::default())
-//! # Ok(()) }
+//! use std::time::Duration;
+//! use ferrule_kube_double::KubeDouble;
+//!
+//! let double = KubeDouble::new(); // namespaces default and kube-system exist
+//! double.start_local()?; // or double.serve(listener bound inside a netns)
+//! let yaml = double.kubeconfig(&double.admin_token()); // or write_kubeconfig(path, token)
+//! let config = kube::Config::from_custom_kubeconfig(
+//!     kube::config::Kubeconfig::from_yaml(&yaml)?,
+//!     &Default::default(),
+//! )
+//! .await?;
+//! let client = kube::Client::try_from(config)?;
+//!
+//! // A test "kubelet" writes objects directly (k8s-openapi types, status included) ...
+//! # let pod = k8s_openapi::api::core::v1::Pod::default();
+//! double.put(&pod)?;
+//! // ... and waits for what the code under test wrote through the API.
+//! double
+//!     .wait_for(Duration::from_secs(5), |d| d.get::<k8s_openapi::api::core::v1::Node>("", "node-a"))
+//!     .await?;
+//! // ServiceAccount tokens (what a projected token would hold), deny rules, compaction:
+//! let token = double.issue_token("ferrule-system", "ferrule-agent", &["ferrule"], None, Duration::from_secs(600))?;
+//! double.deny("system:serviceaccount:ferrule-system:ferrule-agent", "list", "pods");
+//! double.compact(); // open watches get 410 Expired and must relist
+//! # let _ = (client, token); Ok(()) }
 //! ```
 //!
-//! What it serves: core `/api/v1` and `/apis/<group>/<version>` resources (pods, namespaces,
-//! nodes, serviceaccounts, the ferrule.dev CRD, CustomResourceDefinitions and whatever they
-//! define, and a few more), get/list/watch/create/update/patch/delete with server-managed
-//! metadata, status subresources, selectors, pagination, bookmarks and 410 after compaction;
-//! TokenRequest, TokenReview and access reviews; bearer-token authentication and deny rules.
+//! What it serves: `/api/v1` and `/apis/<group>/<version>` resources (pods, namespaces, nodes,
+//! serviceaccounts, services, configmaps, secrets, leases, RBAC objects, DaemonSets,
+//! Deployments, the ferrule.dev AuthorizationPolicy CRD, CustomResourceDefinitions and whatever
+//! they define); get/list/watch/create/update/patch/delete/deletecollection with server-managed
+//! metadata (uid, one global resourceVersion, generation, creationTimestamp), status
+//! subresources, label and field selectors, `limit`/`continue` pages, bookmarks, 410 after
+//! compaction, metadata-only answers; TokenRequest, TokenReview, (Self)SubjectAccessReview,
+//! SelfSubjectReview; discovery and `/version`. Every request needs a bearer token.
+//!
+//! Simplifications: deletes are immediate (no finalizers or grace periods), strategic merge
+//! patches are JSON merge patches (lists are replaced), server-side apply is create-or-merge
+//! with per-manager ownership of leaf fields (lists are leaves), RBAC is "allow all but the deny
+//! rules", tokens are random strings rather than JWTs, there is no admission or schema
+//! validation beyond names, and `dryRun` is refused.
 #![forbid(unsafe_code)]
 
 mod auth;

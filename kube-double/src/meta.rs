@@ -7,6 +7,7 @@ use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use k8s_openapi::jiff::Timestamp;
 use rand::{Rng, RngCore};
+use serde_json::{Value, json};
 
 /// Wall-clock time plus whatever the test advanced it by.
 #[derive(Clone, Copy, Debug, Default)]
@@ -21,6 +22,28 @@ impl Clock {
 
     pub fn advance(&mut self, by: Duration) {
         self.offset += by;
+    }
+}
+
+/// The `PartialObjectMetadata` view of an object, for clients that ask for metadata only.
+pub fn partial_object(object: &Value) -> Value {
+    json!({
+        "apiVersion": "meta.k8s.io/v1",
+        "kind": "PartialObjectMetadata",
+        "metadata": object.get("metadata").cloned().unwrap_or_else(|| json!({})),
+    })
+}
+
+/// A list (`items`) or single object turned into its `PartialObjectMetadata` view.
+pub fn partial_response(document: Value) -> Value {
+    match document.get("items").and_then(Value::as_array) {
+        Some(items) => json!({
+            "apiVersion": "meta.k8s.io/v1",
+            "kind": "PartialObjectMetadataList",
+            "metadata": document.get("metadata").cloned().unwrap_or_else(|| json!({})),
+            "items": items.iter().map(partial_object).collect::<Vec<_>>(),
+        }),
+        None => partial_object(&document),
     }
 }
 

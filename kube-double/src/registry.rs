@@ -171,6 +171,10 @@ impl Registry {
         Registry { resources }
     }
 
+    pub fn iter(&self) -> impl Iterator<Item = &ResourceInfo> {
+        self.resources.values()
+    }
+
     pub fn get(&self, gvr: &Gvr) -> Option<&ResourceInfo> {
         self.resources.get(gvr)
     }

@@ -2,6 +2,7 @@
 //! verb, deny rules, request counting, then the object handlers (`routes/objects.rs`), lists
 //! (`routes/list.rs`) and the review and token endpoints (`routes/reviews.rs`).
 
+mod discovery;
 mod list;
 mod objects;
 mod reviews;
@@ -13,6 +14,7 @@ use serde_json::{Value, json};
 
 use crate::auth::{Attributes, User};
 use crate::double::Inner;
+use crate::meta::partial_response;
 use crate::registry::{Gvr, Registry};
 use crate::status::{Reason, Status};
 use crate::watch::WatchRequest;
@@ -73,6 +75,8 @@ pub(crate) struct Call<'a> {
     pub content_type: &'a str,
     pub body: &'a [u8],
     pub user: User,
+    /// `Accept: ...;as=PartialObjectMetadata;...`: answer with metadata only.
+    pub metadata_only: bool,
 }
 
 pub(crate) fn handle(inner: &Arc<Inner>, parts: &Parts, body: &[u8]) -> Reply {
@@ -97,6 +101,12 @@ pub(crate) fn handle(inner: &Arc<Inner>, parts: &Parts, body: &[u8]) -> Reply {
         let state = inner.state();
         match parse_path(path, state.store.registry()) {
             Some(target) => target,
+            None if parts.method == Method::GET => {
+                return match discovery::document(path, state.store.registry()) {
+                    Some(document) => Reply::Json(200, document),
+                    None => not_found(),
+                };
+            }
             None => return not_found(),
         }
     };
@@ -108,6 +118,8 @@ pub(crate) fn handle(inner: &Arc<Inner>, parts: &Parts, body: &[u8]) -> Reply {
         content_type: header(http::header::CONTENT_TYPE).unwrap_or(""),
         body,
         user,
+        metadata_only: header(http::header::ACCEPT)
+            .is_some_and(|a| a.contains("as=PartialObjectMetadata")),
     };
     let Some(verb) = verb(&call) else {
         return Status::new(
@@ -141,7 +153,13 @@ pub(crate) fn handle(inner: &Arc<Inner>, parts: &Parts, body: &[u8]) -> Reply {
         "deletecollection" => list::delete_collection(&call),
         _ => Err(not_found_status()),
     };
-    result.unwrap_or_else(Reply::from)
+    match result {
+        Ok(Reply::Json(code, document)) if call.metadata_only => {
+            Reply::Json(code, partial_response(document))
+        }
+        Ok(reply) => reply,
+        Err(status) => status.into(),
+    }
 }
 
 fn verb(call: &Call<'_>) -> Option<&'static str> {

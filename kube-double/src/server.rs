@@ -33,11 +33,12 @@ pub(crate) fn spawn(inner: Arc<Inner>, listener: TcpListener) -> io::Result<Sock
     let address = listener.local_addr()?;
     let listener = tokio::net::TcpListener::from_std(listener)?;
     let mut shutdown = inner.shutdown.subscribe();
+    let generation = *shutdown.borrow();
     tokio::spawn(async move {
         let mut connections = JoinSet::new();
         loop {
             tokio::select! {
-                () = stopped(&mut shutdown) => break,
+                () = stopped(&mut shutdown, generation) => break,
                 Some(_) = connections.join_next(), if !connections.is_empty() => {}
                 accepted = listener.accept() => match accepted {
                     Ok((tcp, _)) => {

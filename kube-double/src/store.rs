@@ -229,10 +229,10 @@ impl Store {
         self.changes.send_modify(|n| *n += 1);
     }
 
+    /// Logs a write (already given `self.rv`). A CRD's own event goes first: what it does to
+    /// the registry (deleting custom resources of versions it no longer serves) comes after.
     fn record(&mut self, gvr: &Gvr, kind: EventType, object: Value, previous: Option<Value>) {
-        if gvr.is_crd() {
-            self.crd_changed(kind, &object, previous.as_ref());
-        }
+        let crd = gvr.is_crd().then(|| (object.clone(), previous.clone()));
         self.history.push(Event {
             rv: self.rv,
             gvr: gvr.clone(),
@@ -241,6 +241,9 @@ impl Store {
             previous,
         });
         self.changes.send_modify(|n| *n += 1);
+        if let Some((object, previous)) = crd {
+            self.crd_changed(kind, &object, previous.as_ref());
+        }
     }
 
     /// Keeps the registry in step with CustomResourceDefinitions.
@@ -277,5 +280,95 @@ impl Store {
                     &e.to_string(),
                 )
             })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    fn crd(versions: &[&str]) -> Value {
+        let versions: Vec<Value> = versions
+            .iter()
+            .map(|v| json!({"name": v, "served": true}))
+            .collect();
+        json!({"metadata": {"name": "widgets.example.com"}, "spec": {"group": "example.com", "scope": "Cluster",
+            "names": {"plural": "widgets", "kind": "Widget"}, "versions": versions}})
+    }
+
+    #[test]
+    fn crd_updates_register_versions_and_drop_objects_of_removed_ones_in_order() {
+        let mut store = Store::new(100);
+        let crds = Gvr::new(
+            crate::registry::CRD_GROUP,
+            "v1",
+            "customresourcedefinitions",
+        );
+        let v1 = Gvr::new("example.com", "v1", "widgets");
+        store.put(&crds, crd(&["v1"])).unwrap();
+        store.put(&v1, json!({"metadata": {"name": "w"}})).unwrap();
+        store.put(&crds, crd(&["v2"])).unwrap();
+        assert!(matches!(
+            store.get(&v1, "", "w"),
+            Err(StoreError::UnknownResource(_))
+        ));
+        assert!(
+            store
+                .info(&Gvr::new("example.com", "v2", "widgets"))
+                .is_ok()
+        );
+        let events: Vec<(u64, String)> = store
+            .history_after(0)
+            .unwrap()
+            .map(|e| (e.rv, format!("{} {}", e.kind.as_str(), e.gvr.resource)))
+            .collect();
+        assert_eq!(
+            events,
+            [
+                (1, "ADDED customresourcedefinitions".to_owned()),
+                (2, "ADDED widgets".to_owned()),
+                (3, "MODIFIED customresourcedefinitions".to_owned()),
+                (4, "DELETED widgets".to_owned()),
+            ]
+        );
+    }
+
+    #[test]
+    fn generation_counts_spec_changes_and_snapshots_undo_later_writes() {
+        let mut store = Store::new(100);
+        let pods = Gvr::new("", "v1", "pods");
+        store
+            .put(
+                &Gvr::new("", "v1", "namespaces"),
+                json!({"metadata": {"name": "shop"}}),
+            )
+            .unwrap();
+        let pod = |node: &str| json!({"metadata": {"name": "p", "namespace": "shop"}, "spec": {"nodeName": node}});
+        let first = store.put(&pods, pod("a")).unwrap();
+        let at = store.rv();
+        let same = store.put(&pods, pod("a")).unwrap();
+        assert_eq!(
+            same["metadata"]["resourceVersion"], first["metadata"]["resourceVersion"],
+            "no-op"
+        );
+        let moved = store.put(&pods, pod("b")).unwrap();
+        assert_eq!(moved["metadata"]["generation"], 2);
+        let mut status = moved.clone();
+        status["status"] = json!({"phase": "Running"});
+        let running = store
+            .replace(&pods, "shop", "p", status, Part::Status, Origin::Api)
+            .unwrap();
+        assert_eq!(running["metadata"]["generation"], 2, "status is not spec");
+        store
+            .delete(&pods, "shop", "p", &Preconditions::default())
+            .unwrap();
+        let then = store.snapshot_at(&pods, at).unwrap();
+        assert_eq!(
+            then[&("shop".to_owned(), "p".to_owned())]["spec"]["nodeName"],
+            "a"
+        );
+        assert!(store.snapshot_at(&pods, store.rv()).unwrap().is_empty());
     }
 }

@@ -14,6 +14,7 @@ use tokio::time::{Instant, interval_at, sleep_until};
 
 use crate::double::{Inner, stopped};
 use crate::history::{Event, EventType, HistoryError};
+use crate::meta::partial_object;
 use crate::registry::Gvr;
 use crate::selectors::Selectors;
 use crate::status::{Reason, Status};
@@ -32,6 +33,8 @@ pub(crate) struct WatchRequest {
     /// `sendInitialEvents=true`: mark the end of the initial events with an annotated BOOKMARK.
     pub initial_events_end: bool,
     pub timeout: Option<Duration>,
+    /// The client asked for `PartialObjectMetadata` (kube's `metadata_watcher`).
+    pub metadata_only: bool,
 }
 
 impl WatchRequest {
@@ -53,22 +56,28 @@ impl WatchRequest {
         let was = event.previous.as_ref().is_some_and(|p| self.visible(p));
         let is = self.visible(&event.object);
         match (event.kind, was, is) {
-            (EventType::Added, _, true) => Some(line(EventType::Added.as_str(), &event.object)),
+            (EventType::Added, _, true) => Some(self.event(EventType::Added, &event.object)),
             (EventType::Modified, true, true) => {
-                Some(line(EventType::Modified.as_str(), &event.object))
+                Some(self.event(EventType::Modified, &event.object))
             }
-            (EventType::Modified, false, true) => {
-                Some(line(EventType::Added.as_str(), &event.object))
-            }
+            (EventType::Modified, false, true) => Some(self.event(EventType::Added, &event.object)),
             (EventType::Modified, true, false) => {
                 let mut last = event.previous.clone().unwrap_or(Value::Null);
                 if let Some(meta) = last.get_mut("metadata").and_then(Value::as_object_mut) {
                     meta.insert("resourceVersion".into(), json!(event.rv.to_string()));
                 }
-                Some(line(EventType::Deleted.as_str(), &last))
+                Some(self.event(EventType::Deleted, &last))
             }
-            (EventType::Deleted, true, _) => Some(line(EventType::Deleted.as_str(), &event.object)),
+            (EventType::Deleted, true, _) => Some(self.event(EventType::Deleted, &event.object)),
             _ => None,
+        }
+    }
+
+    fn event(&self, kind: EventType, object: &Value) -> Bytes {
+        if self.metadata_only {
+            line(kind.as_str(), &partial_object(object))
+        } else {
+            line(kind.as_str(), object)
         }
     }
 
@@ -108,6 +117,7 @@ pub(crate) fn start(inner: Arc<Inner>, request: WatchRequest) -> mpsc::Receiver<
 async fn run(inner: Arc<Inner>, request: WatchRequest, tx: mpsc::Sender<Bytes>) {
     let mut changes;
     let mut shutdown = inner.shutdown.subscribe();
+    let generation = *shutdown.borrow();
     let (mut cursor, initial) = {
         let state = inner.state();
         changes = state.store.subscribe();
@@ -118,7 +128,7 @@ async fn run(inner: Arc<Inner>, request: WatchRequest, tx: mpsc::Sender<Bytes>) 
                     .store
                     .iter(&request.gvr)
                     .filter(|(_, object)| request.visible(object))
-                    .map(|(_, object)| line(EventType::Added.as_str(), object))
+                    .map(|(_, object)| request.event(EventType::Added, object))
                     .collect();
                 (state.store.rv(), lines)
             }
@@ -172,7 +182,7 @@ async fn run(inner: Arc<Inner>, request: WatchRequest, tx: mpsc::Sender<Bytes>) 
                 }
             }
             () = async { sleep_until(deadline.unwrap_or_else(Instant::now)).await }, if deadline.is_some() => return,
-            () = stopped(&mut shutdown) => return,
+            () = stopped(&mut shutdown, generation) => return,
             () = tx.closed() => return,
         }
     }

@@ -167,6 +167,7 @@ pub(super) fn watch(call: &Call<'_>) -> Result<Reply, Status> {
         from,
         bookmarks: call.query.flag("allowWatchBookmarks"),
         initial_events_end: call.query.flag("sendInitialEvents"),
+        metadata_only: call.metadata_only,
         timeout,
     }))
 }

@@ -19,7 +19,8 @@ pub enum Part {
 }
 
 /// Who writes: a client through the API, or a test acting directly (may set `.status` with the
-/// rest and is never refused for a stale resourceVersion).
+/// rest — an object without `.status` keeps the stored one — and is never refused for a stale
+/// resourceVersion).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Origin {
     Api,
@@ -74,8 +75,13 @@ impl Store {
                 name,
             });
         }
-        if info.status && origin == Origin::Api {
-            object.as_object_mut().map(|o| o.remove("status"));
+        if let Some(fields) = object.as_object_mut() {
+            if info.status && origin == Origin::Api {
+                fields.remove("status");
+            }
+            if let Some(status) = initial_status(gvr).filter(|_| !fields.contains_key("status")) {
+                fields.insert("status".into(), status);
+            }
         }
         self.rv += 1;
         let now = timestamp(self.clock.now());
@@ -132,7 +138,8 @@ impl Store {
         }
         let mut new = match part {
             Part::Main => {
-                if info.status && origin == Origin::Api {
+                let body_status = object.get("status").is_some();
+                if info.status && (origin == Origin::Api || !body_status) {
                     set_field(&mut object, "status", stored.get("status").cloned());
                 }
                 object
@@ -256,6 +263,15 @@ impl Store {
         } else {
             self.create(gvr, &namespace, object, Origin::Direct)
         }
+    }
+}
+
+/// What the API server fills in for a new object without status.
+fn initial_status(gvr: &Gvr) -> Option<Value> {
+    match (gvr.group.as_str(), gvr.resource.as_str()) {
+        ("", "pods") => Some(json!({"phase": "Pending"})),
+        ("", "namespaces") => Some(json!({"phase": "Active"})),
+        _ => None,
     }
 }
 

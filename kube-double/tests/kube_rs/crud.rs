@@ -4,7 +4,7 @@
 use std::collections::BTreeSet;
 
 use k8s_openapi::api::core::v1::{Namespace, Node, NodeSpec, Pod, PodStatus, Taint};
-use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
+use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams, Preconditions};
 use kube::core::ObjectMeta;
 use serde_json::json;
 
@@ -41,6 +41,10 @@ async fn pods_round_trip_with_server_managed_metadata_and_conflicts() {
         "creationTimestamp: {meta:?}"
     );
     assert_eq!(meta.generation, Some(1));
+    assert_eq!(
+        created.status.as_ref().and_then(|s| s.phase.as_deref()),
+        Some("Pending")
+    );
     let rv1: u64 = meta.resource_version.as_deref().unwrap().parse().unwrap();
     assert_eq!(
         api_error(
@@ -211,6 +215,18 @@ async fn pods_round_trip_with_server_managed_metadata_and_conflicts() {
         before.metadata.resource_version
     );
 
+    let wrong_uid = DeleteParams {
+        preconditions: Some(Preconditions {
+            uid: Some("someone-else".into()),
+            resource_version: None,
+        }),
+        ..DeleteParams::default()
+    };
+    assert_eq!(
+        api_error(pods.delete("web-0", &wrong_uid).await).0,
+        409,
+        "delete preconditions hold"
+    );
     let deleted = pods
         .delete("web-0", &DeleteParams::default())
         .await

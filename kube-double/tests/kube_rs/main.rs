@@ -4,6 +4,7 @@
 mod auth;
 mod crud;
 mod custom;
+mod serving;
 mod tokens;
 mod watch;
 

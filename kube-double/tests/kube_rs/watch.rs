@@ -5,7 +5,9 @@ use std::time::Duration;
 
 use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::core::v1::{Namespace, Pod};
-use kube::api::{Api, ListParams, PostParams, VersionMatch, WatchEvent, WatchParams};
+use kube::api::{
+    Api, ListParams, PartialObjectMeta, PostParams, VersionMatch, WatchEvent, WatchParams,
+};
 use kube::runtime::{reflector, watcher};
 use tokio::time::timeout;
 
@@ -18,9 +20,9 @@ fn name(pod: &Pod) -> String {
 }
 
 /// Next watcher event that is not part of the initial listing bookkeeping.
-async fn next_change<S>(events: &mut S) -> watcher::Event<Pod>
+async fn next_change<K, S>(events: &mut S) -> watcher::Event<K>
 where
-    S: futures::Stream<Item = Result<watcher::Event<Pod>, watcher::Error>> + Unpin,
+    S: futures::Stream<Item = Result<watcher::Event<K>, watcher::Error>> + Unpin,
 {
     loop {
         let event = timeout(WAIT, events.next())
@@ -254,4 +256,38 @@ async fn streaming_list_watchers_get_the_initial_state_then_changes() {
         matches!(&added, watcher::Event::Apply(p) if name(p) == "b"),
         "got {added:?}"
     );
+}
+
+#[tokio::test]
+async fn metadata_watchers_get_partial_objects_with_labels() {
+    let double = double();
+    let client = admin(&double).await;
+    let partial: Api<PartialObjectMeta<Namespace>> = Api::all(client.clone());
+    let config = watcher::Config::default().labels("ferrule.io/mode");
+    let mut events = watcher(partial, config).boxed();
+    let first = next_change(&mut events);
+    double.put(&namespace("plain", &[])).unwrap();
+    double
+        .put(&namespace("shop", &[("ferrule.io/mode", "strict")]))
+        .unwrap();
+    match first.await {
+        watcher::Event::Apply(meta) | watcher::Event::InitApply(meta) => {
+            assert_eq!(
+                meta.metadata.name.as_deref(),
+                Some("shop"),
+                "only labelled namespaces"
+            );
+            assert_eq!(meta.metadata.labels.unwrap()["ferrule.io/mode"], "strict");
+            assert_eq!(
+                meta.types.map(|t| t.kind).as_deref(),
+                Some("PartialObjectMetadata")
+            );
+        }
+        other => panic!("expected the labelled namespace, got {other:?}"),
+    }
+    let plain = Api::<Namespace>::all(client)
+        .get_metadata("plain")
+        .await
+        .unwrap();
+    assert_eq!(plain.types.unwrap().kind, "PartialObjectMetadata");
 }
