@@ -19,6 +19,7 @@ use tokio::task::JoinHandle;
 
 use crate::agents::AgentSessions;
 use crate::config::{Config, SignerConfig};
+use crate::kubernetes::Kubernetes;
 use crate::mesh_config::{Change, MeshConfig};
 use crate::service::{AdminService, ConfigService, IdentityService, NodeService, WorkloadsService};
 use crate::state::ControlPlane;
@@ -43,6 +44,8 @@ pub enum AppError {
     Publish(String),
     #[error("gRPC server: {0}")]
     Serve(#[from] tonic::transport::Error),
+    #[error("Kubernetes mode: {0}")]
+    Kubernetes(#[from] crate::kubernetes::Error),
 }
 
 /// A started control plane.
@@ -84,13 +87,42 @@ pub async fn build(
     serve(config, listener, store, shutdown).await
 }
 
-/// Serves on an already-bound listener with the given store (tests bind port 0).
+/// Serves on an already-bound listener with the given store (tests bind port 0). In Kubernetes
+/// mode the API server is found with `kube::Config::infer()`.
 pub async fn serve(
     config: &Config,
     listener: TcpListener,
     store: Arc<dyn Store>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<Running, AppError> {
+    let kube = match config.kubernetes {
+        Some(_) => Some(crate::kubernetes::infer_client().await?),
+        None => None,
+    };
+    serve_with(config, listener, store, kube, shutdown).await
+}
+
+/// Like [`serve`], with the Kubernetes client given (tests point it at an API server double);
+/// `kube` is used only when the config has a `kubernetes:` section.
+pub async fn serve_with(
+    config: &Config,
+    listener: TcpListener,
+    store: Arc<dyn Store>,
+    kube: Option<kube::Client>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<Running, AppError> {
+    let kubernetes = match (&config.kubernetes, kube) {
+        (Some(k8s), Some(client)) => Some(Kubernetes::new(client, k8s.clone())),
+        (Some(k8s), None) => Some(Kubernetes::new(
+            crate::kubernetes::infer_client().await?,
+            k8s.clone(),
+        )),
+        (None, _) => None,
+    };
+    let sources = match &kubernetes {
+        Some(k8s) => k8s.sources(),
+        None => crate::standalone::sources(store.clone()),
+    };
     let grpc_addr = listener.local_addr().map_err(|source| AppError::Bind {
         addr: config.listen,
         source,
@@ -117,6 +149,7 @@ pub async fn serve(
         config: mesh_config,
         agents: Arc::new(AgentSessions::default()),
         closing,
+        sources,
         store,
         certificates: config.certificates.clone(),
         max_join_token_ttl: config.max_join_token_ttl,
@@ -127,6 +160,9 @@ pub async fn serve(
         spawn_serving_cert_rotation(config.clone(), state.ca.clone(), slot.clone()),
         spawn_store_maintenance(state.clone()),
     ];
+    if let Some(k8s) = &kubernetes {
+        background.extend(k8s.start(state.clone()));
+    }
     crate::revocations::refresh(&state);
     let public = start_public(config, &state, slot.clone()).await?;
     let verifier = SpiffeClientVerifier::optional(state.verify_bundle.clone());

@@ -1,8 +1,9 @@
 //! Who is calling: derived only from the client certificate verified during the TLS handshake.
 
-use ferrule_identity::{IdKind, IdPattern, SpiffeId};
+use ferrule_identity::{IdKind, SpiffeId};
 use tonic::{Request, Status};
 
+use crate::sources::{Entitlements, SourceError};
 use crate::store::NodeRecord;
 use crate::tls_incoming::PeerInfo;
 
@@ -39,16 +40,16 @@ pub fn require_admin<T>(request: &Request<T>) -> Result<String, Status> {
     }
 }
 
-/// A node may renew its own identity and obtain those its join token allowed.
-pub fn entitled(node: &NodeRecord, id: &SpiffeId) -> bool {
-    if id.kind() == IdKind::Node(&node.name) {
-        return true;
+/// Whether `node` may obtain `id`: always its own node identity, never another node's or a
+/// control-plane or admin identity, and workload identities as the mode's source says.
+pub fn entitled(
+    source: &dyn Entitlements,
+    node: &NodeRecord,
+    id: &SpiffeId,
+) -> Result<bool, SourceError> {
+    match id.kind() {
+        IdKind::Node(name) => Ok(name == node.name),
+        IdKind::Workload { .. } | IdKind::Other => source.workload(node, id),
+        _ => Ok(false),
     }
-    if !matches!(id.kind(), IdKind::Workload { .. } | IdKind::Other) {
-        return false;
-    }
-    node.allow
-        .iter()
-        .filter_map(|p| IdPattern::parse(p).ok())
-        .any(|p| p.matches(id))
 }

@@ -1,6 +1,7 @@
 //! Control-plane configuration: a YAML file, then `FERRULE_*` environment overrides, then
 //! validation into typed settings. Every error names the field it is about.
 
+mod kubernetes;
 mod raw;
 
 use std::net::{IpAddr, SocketAddr};
@@ -10,6 +11,10 @@ use std::time::Duration;
 use ferrule_identity::TrustDomain;
 
 pub use ferrule_config::{ConfigError, Env, MapEnv, ProcessEnv};
+pub use kubernetes::{
+    ENV_KUBERNETES_AGENT_SERVICE_ACCOUNT, ENV_KUBERNETES_AUDIENCE, ENV_KUBERNETES_NAMESPACE,
+    KubernetesConfig, dns_label,
+};
 pub use raw::{
     ENV_DATA_DIR, ENV_LISTEN, ENV_METRICS_LISTEN, ENV_NODE_TTL, ENV_PUBLIC_LISTEN,
     ENV_TRUST_DOMAIN, ENV_WORKLOAD_TTL,
@@ -63,6 +68,9 @@ pub struct Config {
     pub server_ip_addresses: Vec<IpAddr>,
     /// Longest lifetime an admin may give a join token.
     pub max_join_token_ttl: Duration,
+    /// Kubernetes mode when set; standalone (join tokens, agent-registered workloads, policies
+    /// applied through the admin API) otherwise.
+    pub kubernetes: Option<KubernetesConfig>,
 }
 
 impl Config {

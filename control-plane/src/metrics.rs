@@ -15,12 +15,21 @@ use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::registry::Registry;
 
 use crate::public::PublicDocuments;
+use crate::sources::{JoinMethod, JoinRefusal};
 use crate::state::ControlPlane;
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
 pub struct CsrLabels {
     pub node: String,
     pub result: &'static str,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+pub struct JoinLabels {
+    pub method: &'static str,
+    pub result: &'static str,
+    /// Why a join was refused; empty for joins that succeeded.
+    pub reason: &'static str,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
@@ -32,6 +41,7 @@ pub struct HandshakeLabels {
 #[derive(Debug, Default)]
 pub struct Metrics {
     csr: Family<CsrLabels, Counter>,
+    joins: Family<JoinLabels, Counter>,
     handshake_failures: Family<HandshakeLabels, Counter>,
 }
 
@@ -42,6 +52,11 @@ impl Metrics {
             "ferrule_csr",
             "Certificate signing requests, by node and result",
             m.csr.clone(),
+        );
+        registry.register(
+            "ferrule_node_joins",
+            "Node.Join calls, by attestation method, result and refusal reason",
+            m.joins.clone(),
         );
         registry.register(
             "ferrule_handshake_failures",
@@ -62,6 +77,21 @@ impl Metrics {
                 counter.inc();
             }
         }
+    }
+
+    /// Counts one join: `Ok` joined, `Err(reason)` refused.
+    pub fn join(&self, method: JoinMethod, outcome: Result<(), JoinRefusal>) {
+        let (result, reason) = match outcome {
+            Ok(()) => ("joined", ""),
+            Err(reason) => ("refused", reason.as_str()),
+        };
+        self.joins
+            .get_or_create(&JoinLabels {
+                method: method.as_str(),
+                result,
+                reason,
+            })
+            .inc();
     }
 
     pub fn handshake_failed(&self, reason: HandshakeReason) {

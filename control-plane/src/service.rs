@@ -7,6 +7,7 @@ mod node;
 pub mod workloads;
 
 pub use admin::AdminService;
+pub use admin::policies::{policy_resource, stored as stored_policies};
 pub use config::ConfigService;
 pub use identity::IdentityService;
 pub use node::NodeService;

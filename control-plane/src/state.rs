@@ -26,6 +26,8 @@ pub struct ControlPlane {
     /// The bundle this control plane verifies callers with, revocations included.
     pub verify_bundle: SharedBundle,
     pub metrics: Arc<crate::metrics::Metrics>,
+    /// Where node attestation, entitlements, workload claims and policies come from.
+    pub sources: crate::sources::Sources,
     /// Failed handshakes reported by agents, for `ferrule explain`.
     pub handshakes: crate::handshakes::HandshakeLog,
     /// Turns true when the server starts shutting down, so long-lived streams end and the

@@ -8,6 +8,7 @@ use ferrule_config::{ConfigError, Env, duration, parse_field, required};
 use ferrule_identity::TrustDomain;
 use serde::Deserialize;
 
+use super::kubernetes::{self, RawKubernetes};
 use super::{CaConfig, CertificateConfig, Config, MIN_CERT_TTL, SignerConfig};
 
 pub const ENV_TRUST_DOMAIN: &str = "FERRULE_TRUST_DOMAIN";
@@ -36,6 +37,8 @@ pub(super) struct RawConfig {
     #[serde(default)]
     server: RawServer,
     max_join_token_ttl: Option<String>,
+    #[serde(default, deserialize_with = "kubernetes::present")]
+    kubernetes: Option<RawKubernetes>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -105,6 +108,7 @@ impl RawConfig {
         if let Some(v) = env.get(ENV_DATA_DIR) {
             self.data_dir = Some(v.into());
         }
+        kubernetes::apply_env(&mut self.kubernetes, env);
     }
 
     pub(super) fn validate(self) -> Result<Config, ConfigError> {
@@ -153,6 +157,7 @@ impl RawConfig {
                 "max_join_token_ttl",
                 24 * HOUR,
             )?,
+            kubernetes: self.kubernetes.map(RawKubernetes::validate).transpose()?,
         })
     }
 }

@@ -7,10 +7,11 @@ use ferrule_identity::{IdPattern, SpiffeId};
 use ferrule_proto::v1::{self, admin_server::Admin};
 use tonic::{Request, Response, Status};
 
-mod policies;
+pub(crate) mod policies;
 mod revoke;
 
 use crate::auth::require_admin;
+use crate::sources::JoinMethod;
 use crate::state::{ControlPlane, now, store_status};
 use crate::token;
 
@@ -59,6 +60,11 @@ impl Admin for AdminService {
         request: Request<v1::CreateJoinTokenRequest>,
     ) -> Result<Response<v1::CreateJoinTokenResponse>, Status> {
         let admin = require_admin(&request)?;
+        if self.0.sources.attestor.method() != JoinMethod::JoinToken {
+            return Err(Status::failed_precondition(
+                "this control plane runs in Kubernetes mode: nodes attest with their agent's                  service account token, and join tokens would be refused",
+            ));
+        }
         let body = request.into_inner();
         let ttl = self.validate_token_request(&body)?;
         let node_id = SpiffeId::node(&self.0.trust_domain, &body.node)

@@ -33,7 +33,11 @@ impl Identity for IdentityService {
             .ok_or_else(|| {
                 Status::permission_denied(format!("node {node_name} is not registered"))
             })?;
-        if id.trust_domain_str() != cp.trust_domain.as_str() || !entitled(&node, &id) {
+        let allowed = id.trust_domain_str() == cp.trust_domain.as_str()
+            && entitled(cp.sources.entitlements.as_ref(), &node, &id).inspect_err(|e| {
+                tracing::warn!(node = %node_name, %id, error = %e, "cannot decide a certificate request yet");
+            })?;
+        if !allowed {
             cp.metrics.csr(&node_name, false);
             tracing::warn!(node = %node_name, %id, "certificate request outside the node's allowance");
             return Err(Status::permission_denied(format!(
@@ -67,6 +71,7 @@ impl Identity for IdentityService {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::standalone::AllowPatterns;
     use crate::store::NodeRecord;
 
     fn node(allow: &[&str]) -> NodeRecord {
@@ -80,6 +85,10 @@ mod tests {
 
     fn id(s: &str) -> SpiffeId {
         SpiffeId::parse(s).unwrap()
+    }
+
+    fn entitled(node: &NodeRecord, id: &SpiffeId) -> bool {
+        crate::auth::entitled(&AllowPatterns, node, id).unwrap()
     }
 
     #[test]

@@ -1,4 +1,5 @@
-//! `Node.Join`: a single-use token and a CSR become the node's X.509-SVID.
+//! `Node.Join`: a node's credential and a CSR become the node's X.509-SVID. Which credential
+//! proves a node is the mode's [`Attestor`](crate::sources::Attestor); the rest is the same.
 
 use std::sync::Arc;
 
@@ -7,12 +8,27 @@ use ferrule_identity::csr::verify_csr;
 use ferrule_proto::v1::{self, node_server::Node};
 use tonic::{Request, Response, Status};
 
+use crate::sources::{JoinRefusal, SourceError};
 use crate::state::{ControlPlane, now, store_status, svid_proto};
-use crate::store::{NodeRecord, TokenError};
-use crate::token;
+use crate::store::NodeRecord;
 
 #[derive(Debug, Clone)]
 pub struct NodeService(pub Arc<ControlPlane>);
+
+impl NodeService {
+    /// Logs and counts a refused join.
+    fn refuse(
+        &self,
+        remote: Option<std::net::SocketAddr>,
+        reason: JoinRefusal,
+        status: Status,
+    ) -> Status {
+        let method = self.0.sources.attestor.method();
+        self.0.metrics.join(method, Err(reason));
+        tracing::warn!(?remote, method = method.as_str(), reason = reason.as_str(), error = %status.message(), "join refused");
+        status
+    }
+}
 
 #[tonic::async_trait]
 impl Node for NodeService {
@@ -22,50 +38,55 @@ impl Node for NodeService {
     ) -> Result<Response<v1::JoinResponse>, Status> {
         let remote = request.remote_addr();
         let body = request.into_inner();
-        // Check the CSR before spending the token: a broken agent must be able to retry.
-        let csr = verify_csr(&body.csr).map_err(|e| Status::invalid_argument(e.to_string()))?;
-        let (token_id, secret_hash) =
-            token::parse(&body.token).map_err(|e| Status::unauthenticated(e.to_string()))?;
-        let token = self
-            .0
-            .store
-            .consume_token(&token_id, &secret_hash, now())
-            .await
-            .map_err(|e| match e {
-                TokenError::Store(e) => store_status(e),
-                refused => {
-                    tracing::warn!(?remote, token_id, reason = %refused, "join refused");
-                    Status::unauthenticated(refused.to_string())
-                }
-            })?;
         let cp = &self.0;
-        let id = SpiffeId::node(&cp.trust_domain, &token.node)
+        // Check the CSR before spending the credential: a broken agent must be able to retry.
+        let csr = verify_csr(&body.csr).map_err(|e| {
+            self.refuse(
+                remote,
+                JoinRefusal::InvalidCsr,
+                Status::invalid_argument(e.to_string()),
+            )
+        })?;
+        if !body.token.is_empty() && !body.service_account_token.is_empty() {
+            return Err(self.refuse(
+                remote,
+                JoinRefusal::WrongCredential,
+                Status::invalid_argument("set either token or service_account_token, not both"),
+            ));
+        }
+        let attested = cp
+            .sources
+            .attestor
+            .attest(&body)
+            .await
+            .map_err(|e: SourceError| self.refuse(remote, e.reason(), e.into()))?;
+        let node = attested.node;
+        let id = SpiffeId::node(&cp.trust_domain, &node)
             .map_err(|e| Status::invalid_argument(e.to_string()))?;
         if crate::revocations::identity_revoked(cp, id.as_str()) {
-            tracing::warn!(node = %token.node, ?remote, "join refused: the node is revoked");
-            return Err(Status::permission_denied(format!(
-                "node {} is revoked; an operator must lift it first (ferrule revoke --lift --node {})",
-                token.node, token.node
-            )));
+            return Err(self.refuse(
+                remote,
+                JoinRefusal::Revoked,
+                Status::permission_denied(format!(
+                    "node {node} is revoked; an operator must lift it first (ferrule revoke --lift --node {node})"
+                )),
+            ));
         }
         let svid = cp
-            .issue(
-                &id,
-                &csr.public_key_spki,
-                cp.certificates.node_ttl,
-                &token.node,
-            )
+            .issue(&id, &csr.public_key_spki, cp.certificates.node_ttl, &node)
             .await?;
         cp.store
             .put_node(NodeRecord {
-                name: token.node.clone(),
+                name: node.clone(),
                 spiffe_id: id.to_string(),
-                allow: token.allow,
+                allow: attested.allow,
                 joined_at: now(),
             })
             .await
             .map_err(store_status)?;
-        tracing::info!(node = %token.node, ?remote, "node joined");
+        let method = cp.sources.attestor.method();
+        cp.metrics.join(method, Ok(()));
+        tracing::info!(%node, ?remote, method = method.as_str(), evidence = %attested.evidence, "node joined");
         Ok(Response::new(v1::JoinResponse {
             spiffe_id: id.to_string(),
             svid: Some(svid_proto(&svid)),

@@ -1,100 +1,18 @@
-//! `Workloads`: nodes register the pods they run; the directory reaches every agent through
-//! `Config.Watch`.
+//! `Workloads`: nodes tell the control plane about the pods they run. What a claim does depends
+//! on the mode's source ([`crate::sources::WorkloadClaims`]); the directory reaches every agent
+//! through `Config.Watch`.
 
-use std::net::IpAddr;
 use std::sync::Arc;
 
-use ferrule_identity::SpiffeId;
 use ferrule_proto::v1::{self, workloads_server::Workloads};
 use tonic::{Request, Response, Status};
 
-use crate::auth::{entitled, require_node};
-use crate::mesh_config::Change;
-use crate::revocations;
-use crate::state::{ControlPlane, now, store_status};
+use crate::auth::require_node;
+use crate::state::ControlPlane;
 use crate::store::ResourceKind;
 
 #[derive(Debug, Clone)]
 pub struct WorkloadsService(pub Arc<ControlPlane>);
-
-fn valid_uid(uid: &str) -> bool {
-    !uid.is_empty()
-        && uid.len() <= 128
-        && uid
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
-}
-
-impl WorkloadsService {
-    /// Checks the request and builds the record the control plane stores (node and ID are ours).
-    async fn record(&self, node: &str, w: v1::Workload) -> Result<v1::Workload, Status> {
-        let cp = &self.0;
-        if !valid_uid(&w.uid) {
-            return Err(Status::invalid_argument(format!(
-                "uid {:?}: 1-128 of [A-Za-z0-9-_.]",
-                w.uid
-            )));
-        }
-        let id = SpiffeId::workload(&cp.trust_domain, &w.namespace, &w.service_account)
-            .map_err(|e| Status::invalid_argument(format!("namespace/service account: {e}")))?;
-        if w.ips.is_empty() {
-            return Err(Status::invalid_argument("a workload needs at least one IP"));
-        }
-        for ip in &w.ips {
-            ip.parse::<IpAddr>()
-                .map_err(|e| Status::invalid_argument(format!("ip {ip:?}: {e}")))?;
-        }
-        let node_record = cp
-            .store
-            .get_node(node)
-            .await
-            .map_err(store_status)?
-            .ok_or_else(|| Status::permission_denied(format!("node {node} is not registered")))?;
-        if !entitled(&node_record, &id) {
-            return Err(Status::permission_denied(format!(
-                "node {node} may not run {id}"
-            )));
-        }
-        validate_labels(&w.labels)?;
-        Ok(v1::Workload {
-            spiffe_id: id.to_string(),
-            node: node.to_owned(),
-            registered_at: now() as i64,
-            ..w
-        })
-    }
-}
-
-/// Label keys and values as Kubernetes allows them (prefix/name ≤ 253/63, values ≤ 63).
-fn validate_labels(labels: &std::collections::BTreeMap<String, String>) -> Result<(), Status> {
-    let token = |s: &str| {
-        s.len() <= 63
-            && s.bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
-    };
-    for (key, value) in labels {
-        let name = key.rsplit('/').next().unwrap_or(key);
-        if key.is_empty() || key.len() > 253 || name.is_empty() || !token(name) || !token(value) {
-            return Err(Status::invalid_argument(format!(
-                "label {key:?}={value:?}: keys and values are up to 63 of [A-Za-z0-9-_.] (keys may have a DNS prefix/)"
-            )));
-        }
-    }
-    Ok(())
-}
-
-/// Whether another workload of `w`'s identity still runs on `w`'s node (and uses its certificate).
-fn identity_still_on_node(cp: &ControlPlane, w: &v1::Workload) -> bool {
-    cp.config
-        .list(ResourceKind::Workload)
-        .into_iter()
-        .any(|r| match r.kind {
-            Some(v1::resource::Kind::Workload(other)) => {
-                other.uid != w.uid && other.node == w.node && other.spiffe_id == w.spiffe_id
-            }
-            _ => false,
-        })
-}
 
 pub fn workload_resource(workload: v1::Workload) -> v1::Resource {
     v1::Resource {
@@ -111,6 +29,17 @@ pub fn find_workload(cp: &ControlPlane, uid: &str) -> Option<v1::Workload> {
     }
 }
 
+/// Every workload in the directory.
+pub fn workloads(cp: &ControlPlane) -> impl Iterator<Item = v1::Workload> + use<> {
+    cp.config
+        .list(ResourceKind::Workload)
+        .into_iter()
+        .filter_map(|r| match r.kind {
+            Some(v1::resource::Kind::Workload(w)) => Some(w),
+            _ => None,
+        })
+}
+
 #[tonic::async_trait]
 impl Workloads for WorkloadsService {
     async fn register(
@@ -122,20 +51,12 @@ impl Workloads for WorkloadsService {
             .into_inner()
             .workload
             .ok_or_else(|| Status::invalid_argument("workload is required"))?;
-        let record = self.record(&node, workload).await?;
-        let spiffe_id = record.spiffe_id.clone();
         let cp = &self.0;
-        tracing::info!(%node, uid = %record.uid, id = %spiffe_id, ips = ?record.ips, "workload registered");
-        let change = Change::Put(workload_resource(record));
-        let version = cp
-            .config
-            .apply(cp.store.as_ref(), vec![change])
+        let claims = cp.sources.workloads.clone();
+        claims
+            .register(cp, &node, workload)
             .await
-            .map_err(store_status)?;
-        Ok(Response::new(v1::RegisterWorkloadResponse {
-            spiffe_id,
-            version,
-        }))
+            .map(Response::new)
     }
 
     async fn unregister(
@@ -145,24 +66,7 @@ impl Workloads for WorkloadsService {
         let node = require_node(&request)?;
         let uid = request.into_inner().uid;
         let cp = &self.0;
-        let existing = find_workload(cp, &uid);
-        if existing.as_ref().is_some_and(|w| w.node != node) {
-            return Err(Status::permission_denied(format!(
-                "workload {uid} runs on another node"
-            )));
-        }
-        let existed = existing.is_some();
-        let mut changes = vec![Change::Remove(ResourceKind::Workload, uid.clone())];
-        if let Some(w) = existing.filter(|w| !identity_still_on_node(cp, w)) {
-            // Offboarding: the node's certificates for this identity are no longer needed.
-            let reason = format!("workload {uid} removed from node {node}");
-            changes.extend(revocations::issued_through(cp, &node, &w.spiffe_id, &reason).await?);
-        }
-        let version = revocations::apply(cp, changes).await?;
-        tracing::info!(%node, %uid, existed, "workload unregistered");
-        Ok(Response::new(v1::UnregisterWorkloadResponse {
-            existed,
-            version,
-        }))
+        let claims = cp.sources.workloads.clone();
+        claims.unregister(cp, &node, &uid).await.map(Response::new)
     }
 }

@@ -8,12 +8,12 @@ use ferrule_policy::{Policy, PolicySet, Request as PolicyRequest, Workload};
 use ferrule_proto::v1;
 use tonic::Status;
 
-use crate::mesh_config::Change;
 use crate::revocations;
-use crate::state::{ControlPlane, store_status};
+use crate::state::ControlPlane;
 use crate::store::ResourceKind;
 
-fn policy_resource(policy: &Policy) -> v1::Resource {
+/// A policy as the config store holds it: its key and canonical JSON.
+pub fn policy_resource(policy: &Policy) -> v1::Resource {
     v1::Resource {
         key: policy.key().to_string(),
         kind: Some(v1::resource::Kind::Policy(v1::PolicyDocument {
@@ -41,8 +41,8 @@ pub fn stored(cp: &ControlPlane) -> Vec<Policy> {
         .collect()
 }
 
-/// Validates every document, then writes them all in one version; nothing is written if any
-/// is invalid or if two share a key.
+/// Validates every document, then hands them all to the mode's policy store in one call;
+/// nothing is written if any is invalid or if two share a key.
 pub async fn apply(
     cp: &ControlPlane,
     request: v1::ApplyPoliciesRequest,
@@ -66,24 +66,8 @@ pub async fn apply(
             )));
         }
     }
-    let changed: Vec<String> = parsed
-        .iter()
-        .filter(|(key, policy)| {
-            cp.config.get(ResourceKind::Policy, key) != Some(policy_resource(policy))
-        })
-        .map(|(key, _)| key.clone())
-        .collect();
-    let changes = parsed
-        .values()
-        .map(|p| Change::Put(policy_resource(p)))
-        .collect();
-    let version = cp
-        .config
-        .apply(cp.store.as_ref(), changes)
-        .await
-        .map_err(store_status)?;
-    tracing::info!(?changed, version, "policies applied");
-    Ok(v1::ApplyPoliciesResponse { version, changed })
+    let store = cp.sources.policies.clone();
+    store.apply(cp, parsed.into_values().collect()).await
 }
 
 pub fn list(cp: &ControlPlane) -> v1::ListPoliciesResponse {
@@ -110,28 +94,8 @@ pub async fn delete(
     if keys.is_empty() {
         return Err(Status::invalid_argument("name the policies to delete"));
     }
-    if let Some(missing) = keys
-        .iter()
-        .find(|k| !cp.config.contains(ResourceKind::Policy, k))
-    {
-        return Err(Status::not_found(format!(
-            "no policy {missing} (see `ferrule policy get`)"
-        )));
-    }
-    let changes = keys
-        .iter()
-        .map(|k| Change::Remove(ResourceKind::Policy, k.clone()))
-        .collect();
-    let version = cp
-        .config
-        .apply(cp.store.as_ref(), changes)
-        .await
-        .map_err(store_status)?;
-    tracing::info!(deleted = ?keys, version, "policies deleted");
-    Ok(v1::DeletePoliciesResponse {
-        version,
-        deleted: keys,
-    })
+    let store = cp.sources.policies.clone();
+    store.delete(cp, keys).await
 }
 
 /// A workload named by `namespace/name`, uid, or one of its IPs.
