@@ -95,15 +95,11 @@ pub async fn serve(
     store: Arc<dyn Store>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<Running, AppError> {
-    let kube = match config.kubernetes {
-        Some(_) => Some(crate::kubernetes::infer_client().await?),
-        None => None,
-    };
-    serve_with(config, listener, store, kube, shutdown).await
+    serve_with(config, listener, store, None, shutdown).await
 }
 
-/// Like [`serve`], with the Kubernetes client given (tests point it at an API server double);
-/// `kube` is used only when the config has a `kubernetes:` section.
+/// Like [`serve`], with the Kubernetes client given (tests point it at an API server double).
+/// Only a config with a `kubernetes:` section uses one; it infers it when `kube` is `None`.
 pub async fn serve_with(
     config: &Config,
     listener: TcpListener,

@@ -7,6 +7,7 @@
 
 mod review;
 
+use ferrule_proto::v1;
 use k8s_openapi::api::authentication::v1::{TokenReview, TokenReviewSpec};
 use k8s_openapi::api::core::v1::{Node, Pod};
 use kube::api::PostParams;
@@ -15,7 +16,6 @@ use kube::{Api, Client};
 use super::pods::mesh;
 use crate::config::KubernetesConfig;
 use crate::sources::{Attested, Attestor, JoinMethod, JoinRefusal, SourceError};
-use ferrule_proto::v1;
 pub use review::{Binding, BoundPod, check};
 
 /// Why a service account token does not make a node.
