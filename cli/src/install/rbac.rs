@@ -61,6 +61,12 @@ pub const CONTROL_PLANE_RULES: &[Rule] = &[
         why: "read each namespace's ferrule.io/mode label",
     },
     Rule {
+        group: "",
+        resources: &["nodes"],
+        verbs: &["get"],
+        why: "a node attests only if its Node object exists",
+    },
+    Rule {
         group: "ferrule.dev",
         resources: &["authorizationpolicies"],
         verbs: &[
