@@ -9,7 +9,8 @@ use crate::cmd;
 
 /// Debian packages: LLVM for bpf-linker, protoc for tonic, SoftHSM2 + OpenSC for the PKCS#11
 /// signer, capture tools and iproute2 for the netns tests, etcd for the HA store, promtool,
-/// nginx as a gateway outside the mesh that checks the published CRLs.
+/// nginx as a gateway outside the mesh that checks the published CRLs, containerd and runc for
+/// the test that imports and runs the images of `cargo xtask image` (xtask/tests/image.rs).
 const APT_PACKAGES: &[&str] = &[
     "llvm-22-dev",
     "libpolly-22-dev",
@@ -28,6 +29,8 @@ const APT_PACKAGES: &[&str] = &[
     "python3",
     "prometheus",
     "nginx-light",
+    "containerd",
+    "runc",
 ];
 
 /// bpf-linker links against this LLVM (package llvm-22-dev); the two must match.
