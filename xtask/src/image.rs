@@ -1,8 +1,8 @@
 //! `cargo xtask image`: OCI image archives of the agent and the control plane, assembled from
-//! our binaries and exactly the shared objects they load (the dynamic loader and the `DT_NEEDED`
-//! closure), a minimal /etc/passwd and /etc/group, and /tmp: no base image, no registry, no
-//! network. Each archive is one deterministic gzip'ed layer in an OCI layout that `ctr images
-//! import`, `kind load image-archive` and `docker load` all accept.
+//! our binaries (without their debug info) and exactly the shared objects they load (the dynamic
+//! loader and the `DT_NEEDED` closure), a minimal /etc/passwd and /etc/group, and /tmp: no base
+//! image, no registry, no network. Each archive is one deterministic gzip'ed layer in an OCI
+//! layout that `ctr images import`, `kind load image-archive` and `docker load` all accept.
 
 mod archive;
 mod digest;
@@ -16,6 +16,7 @@ use std::{
     collections::BTreeMap,
     fs,
     path::{Path, PathBuf},
+    process::Command,
 };
 
 use anyhow::Context as _;
@@ -88,8 +89,12 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let out = args
         .out
         .unwrap_or_else(|| cmd::workspace_root().join("target/images"));
-    let executables = build(args.profile)?;
+    let built = build(args.profile)?;
     fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
+    let stripped = tempfile::Builder::new()
+        .prefix(".stripped-")
+        .tempdir_in(&out)?;
+    let executables = strip_debug_info(&built, stripped.path())?;
     for (spec, reference) in IMAGES.iter().zip(&references) {
         let image = assemble(spec, &executables)
             .with_context(|| format!("assembling the image {reference}"))?;
@@ -146,6 +151,27 @@ fn build(profile: Profile) -> anyhow::Result<BTreeMap<String, PathBuf>> {
         }
     }
     Ok(executables)
+}
+
+/// Copies of the executables without debug info (`objcopy --strip-debug`; the symbols stay, so
+/// backtraces still name functions). The release profile keeps debug info for profiling on the
+/// build host, about three quarters of each binary, which a container does not need.
+fn strip_debug_info(
+    executables: &BTreeMap<String, PathBuf>,
+    dir: &Path,
+) -> anyhow::Result<BTreeMap<String, PathBuf>> {
+    let mut stripped = BTreeMap::new();
+    for (name, path) in executables {
+        let copy = dir.join(name);
+        cmd::stdout(
+            Command::new("objcopy")
+                .arg("--strip-debug")
+                .args([path, &copy]),
+        )
+        .context("objcopy (binutils) strips the debug info from the binaries")?;
+        stripped.insert(name.clone(), copy);
+    }
+    Ok(stripped)
 }
 
 fn assemble(spec: &Spec, executables: &BTreeMap<String, PathBuf>) -> anyhow::Result<Image> {
