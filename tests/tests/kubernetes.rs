@@ -100,16 +100,13 @@ fn pods_are_enrolled_from_the_api_and_the_cni_plugin_with_their_service_account_
         mesh.agent(1).output(),
         mesh.agent(0).output()
     );
-    let access_log = mesh
-        .work
-        .path()
-        .join(format!("agent-{}/access.log", mesh.node(0).name));
-    let log = std::fs::read_to_string(&access_log).unwrap_or_default();
+    // One line per connection, written when it closes.
+    let access_log = mesh.work.path().join(format!("agent-{}/access.log", mesh.node(0).name));
     let (src, dst) = (identity(&mesh, 1, 0), identity(&mesh, 0, 1));
-    assert!(
-        log.lines().any(|l| l.contains(&src) && l.contains(&dst)),
-        "the destination's access log names neither {src} nor {dst}:\n{log}"
-    );
+    mesh.wait_until(0, "the destination's access log to name both identities", || {
+        let log = std::fs::read_to_string(&access_log).unwrap_or_default();
+        log.lines().any(|l| l.contains(&src) && l.contains(&dst))
+    });
 
     // The API is the authority: deleting the Pod object unenrolls it.
     mesh.delete_pod_object(0, 1);

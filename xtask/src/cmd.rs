@@ -15,9 +15,30 @@ pub fn workspace_root() -> &'static Path {
 }
 
 /// `cargo` of the toolchain running this xtask (what `cargo xtask` was invoked with).
+///
+/// Without the variables cargo sets for the package it runs (`cargo run`, `cargo test`): some
+/// build scripts (ring's) track `CARGO_MANIFEST_DIR`, so inheriting xtask's would make this
+/// build rebuild what a plain `cargo build` built, and the other way round.
 pub fn cargo() -> Command {
     let mut cmd = Command::new(env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
     cmd.current_dir(workspace_root());
+    for (name, _) in env::vars_os() {
+        let Some(name) = name.to_str() else {
+            continue;
+        };
+        let set_for_the_package = name.starts_with("CARGO_PKG_")
+            || matches!(
+                name,
+                "CARGO_MANIFEST_DIR"
+                    | "CARGO_MANIFEST_PATH"
+                    | "CARGO_CRATE_NAME"
+                    | "CARGO_BIN_NAME"
+                    | "CARGO_PRIMARY_PACKAGE"
+            );
+        if set_for_the_package {
+            cmd.env_remove(name);
+        }
+    }
     cmd
 }
 
@@ -67,6 +88,22 @@ pub fn stdout(cmd: &mut Command) -> anyhow::Result<String> {
         bail!("`{}` failed ({status}): {}", display(cmd), stderr.trim());
     }
     String::from_utf8(stdout).with_context(|| format!("`{}` printed non-UTF-8", display(cmd)))
+}
+
+/// Runs `cmd` with its stderr shown (cargo's progress) and returns its stdout; fails unless it
+/// exits 0.
+pub fn stdout_showing_stderr(cmd: &mut Command) -> anyhow::Result<String> {
+    eprintln!("$ {}", display(cmd));
+    let output = cmd
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .output()
+        .with_context(|| format!("could not start `{}`", display(cmd)))?;
+    if !output.status.success() {
+        bail!("`{}` failed ({})", display(cmd), output.status);
+    }
+    String::from_utf8(output.stdout)
+        .with_context(|| format!("`{}` printed non-UTF-8", display(cmd)))
 }
 
 /// Whether `program` is an executable file in one of the `PATH` directories.

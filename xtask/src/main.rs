@@ -1,10 +1,11 @@
 //! `cargo xtask`: the project's tasks that are not a plain `cargo build` (setup of a fresh
-//! machine, the full test run, the demo, benchmarks). It depends on no workspace crate, so it
+//! machine, the full test run, the demo, benchmarks, container images). It depends on no workspace crate, so it
 //! compiles on a machine that cannot build the eBPF programs yet.
 
 mod bench;
 mod cmd;
 mod demo;
+mod image;
 mod setup;
 mod test;
 
@@ -27,6 +28,8 @@ enum Task {
     Demo(demo::Args),
     /// Set up, then run a benchmark.
     Bench(bench::Args),
+    /// Build OCI image archives of the agent and the control plane (no base image, no registry).
+    Image(image::Args),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -41,5 +44,6 @@ fn main() -> anyhow::Result<()> {
             setup::run()?;
             bench::run_bench(args)
         }
+        Task::Image(args) => image::run(args),
     }
 }

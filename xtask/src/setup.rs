@@ -9,9 +9,10 @@ use crate::cmd;
 
 /// Debian packages: LLVM for bpf-linker, protoc for tonic, SoftHSM2 + OpenSC for the PKCS#11
 /// signer, capture tools and iproute2 for the netns tests, etcd for the HA store, promtool,
-/// nginx as a gateway outside the mesh that checks the published CRLs, and the reference CNI
+/// nginx as a gateway outside the mesh that checks the published CRLs, the reference CNI
 /// plugins (bridge, host-local, loopback in /usr/lib/cni) that ferrule-cni's tests chain after,
-/// the way a cluster's primary plugin runs before it.
+/// the way a cluster's primary plugin runs before it, and containerd and runc for the test that
+/// imports and runs the images of `cargo xtask image` (xtask/tests/image.rs).
 const APT_PACKAGES: &[&str] = &[
     "llvm-22-dev",
     "libpolly-22-dev",
@@ -31,6 +32,8 @@ const APT_PACKAGES: &[&str] = &[
     "prometheus",
     "nginx-light",
     "containernetworking-plugins",
+    "containerd",
+    "runc",
 ];
 
 /// bpf-linker links against this LLVM (package llvm-22-dev); the two must match.
