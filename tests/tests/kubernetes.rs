@@ -101,12 +101,19 @@ fn pods_are_enrolled_from_the_api_and_the_cni_plugin_with_their_service_account_
         mesh.agent(0).output()
     );
     // One line per connection, written when it closes.
-    let access_log = mesh.work.path().join(format!("agent-{}/access.log", mesh.node(0).name));
+    let access_log = mesh
+        .work
+        .path()
+        .join(format!("agent-{}/access.log", mesh.node(0).name));
     let (src, dst) = (identity(&mesh, 1, 0), identity(&mesh, 0, 1));
-    mesh.wait_until(0, "the destination's access log to name both identities", || {
-        let log = std::fs::read_to_string(&access_log).unwrap_or_default();
-        log.lines().any(|l| l.contains(&src) && l.contains(&dst))
-    });
+    mesh.wait_until(
+        0,
+        "the destination's access log to name both identities",
+        || {
+            let log = std::fs::read_to_string(&access_log).unwrap_or_default();
+            log.lines().any(|l| l.contains(&src) && l.contains(&dst))
+        },
+    );
 
     // The API is the authority: deleting the Pod object unenrolls it.
     mesh.delete_pod_object(0, 1);
