@@ -32,7 +32,6 @@ async fn sign(
         .sign(v1::SignRequest {
             spiffe_id: spiffe_id.into(),
             csr,
-            ..Default::default()
         })
         .await
         .map(|r| r.into_inner())

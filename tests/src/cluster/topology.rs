@@ -160,7 +160,7 @@ impl PodPlan<'_> {
             true => self
                 .node
                 .cgroup
-                .join(kubelet_pod_cgroup(&self.uid, node % 2 == 0)),
+                .join(kubelet_pod_cgroup(&self.uid, node.is_multiple_of(2))),
             false => self.node.cgroup.join(&name),
         };
         Pod {
