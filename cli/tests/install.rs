@@ -444,6 +444,8 @@ fn rbac_grants_exactly_what_the_components_use() {
             rule("authentication.k8s.io", &["tokenreviews"], &["create"]),
             rule("", &["pods"], &read),
             rule("", &["namespaces"], &read),
+            // Join checks that the attesting node's Node object exists.
+            rule("", &["nodes"], &["get"]),
             rule(
                 "ferrule.dev",
                 &["authorizationpolicies"],

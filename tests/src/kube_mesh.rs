@@ -120,8 +120,11 @@ impl KubeMesh {
             .agent_config(self.work.path(), &self.node(node).name);
         let token = self.node_dir(node).join("token");
         let conf_dir = self.cni_conf_dir(node);
-        std::fs::create_dir_all(&conf_dir).expect("CNI conf dir");
-        cni::write_primary_conflist(&conf_dir, self.node(node));
+        if !conf_dir.exists() {
+            // Once: a restarted agent finds the chain it installed, as on a real node.
+            std::fs::create_dir_all(&conf_dir).expect("CNI conf dir");
+            cni::write_primary_conflist(&conf_dir, self.node(node));
+        }
         append(
             &path,
             &format!(
