@@ -120,7 +120,24 @@ fn pods_are_enrolled_from_the_api_and_the_cni_plugin_with_their_service_account_
     mesh.wait_until(0, "the deleted pod to be unenrolled", || {
         mesh.enrolled_id(0, &running).is_none()
     });
+
+    // Deleted while its agent was down: the restarted agent does not serve it again.
     mesh.stop_agent(1);
+    mesh.delete_pod_object(1, 0);
+    mesh.start_agent(1);
+    mesh.wait_until(1, "the restarted agent to be ready", || {
+        mesh.agent(1).output().contains("Kubernetes pods listed")
+    });
+    mesh.wait_until(
+        1,
+        "the pod deleted during the restart to stay unenrolled",
+        || mesh.enrolled_id(1, &client).is_none(),
+    );
+    let remembered = mesh.agent(1).output();
+    assert!(
+        remembered.contains(&client),
+        "the restarted agent should have dealt with the pod it remembered:\n{remembered}"
+    );
 }
 
 #[test]
