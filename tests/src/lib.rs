@@ -2,6 +2,7 @@
 //! throwaway CAs, ports and directories, and cleans up when dropped (also on panic).
 #![forbid(unsafe_code)]
 
+pub mod apps;
 pub mod bench;
 pub mod cluster;
 pub mod control_plane;

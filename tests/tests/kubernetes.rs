@@ -1,8 +1,6 @@
 //! Kubernetes mode end to end: the API server double, the control plane and the agents in
 //! Kubernetes mode, the test as kubelet (Pod objects, the installed CNI plugin, apps in pods).
 
-use std::time::Duration;
-
 use ferrule_config::kubernetes::NOT_READY_TAINT;
 use ferrule_tests::kube_mesh::{KubeMesh, NAMESPACE, TRUST_DOMAIN};
 use k8s_openapi::api::core::v1::Node;
@@ -12,22 +10,7 @@ fn http_server(mesh: &KubeMesh, node: usize, pod: usize, port: u16) -> ferrule_t
     let dir = mesh.work.path().join(format!("www-{node}-{pod}"));
     std::fs::create_dir_all(&dir).unwrap();
     std::fs::write(dir.join("hello.txt"), "hello from the mesh\n").unwrap();
-    let child = ferrule_tests::Child::spawn(
-        mesh.pod(node, pod)
-            .command("python3")
-            .args([
-                "-u",
-                "-m",
-                "http.server",
-                &port.to_string(),
-                "--bind",
-                "0.0.0.0",
-                "--directory",
-            ])
-            .arg(&dir),
-    );
-    child.wait_for_line("Serving HTTP", Duration::from_secs(10));
-    child
+    ferrule_tests::apps::http_server(mesh.pod(node, pod), &dir, port)
 }
 
 fn identity(mesh: &KubeMesh, node: usize, pod: usize) -> String {

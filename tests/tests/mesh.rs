@@ -12,22 +12,7 @@ fn http_server(mesh: &Mesh, node: usize, pod: usize, port: u16) -> ferrule_tests
     let dir = mesh.work.path().join(format!("www-{node}-{pod}"));
     std::fs::create_dir_all(&dir).unwrap();
     std::fs::write(dir.join("marker.txt"), format!("{MARKER}\n")).unwrap();
-    let p = mesh.pod(node, pod);
-    let child = ferrule_tests::Child::spawn(
-        p.command("python3")
-            .args([
-                "-u",
-                "-m",
-                "http.server",
-                &port.to_string(),
-                "--bind",
-                "0.0.0.0",
-                "--directory",
-            ])
-            .arg(&dir),
-    );
-    child.wait_for_line("Serving HTTP", Duration::from_secs(10));
-    child
+    ferrule_tests::apps::http_server(mesh.pod(node, pod), &dir, port)
 }
 
 fn curl(mesh: &Mesh, node: usize, pod: usize, url: &str) -> std::process::Output {
