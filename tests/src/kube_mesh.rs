@@ -220,6 +220,11 @@ impl KubeMesh {
         objects::delete_pod(&self.api, self.pod(node, pod));
     }
 
+    /// Sets an annotation on pod `(node, pod)`'s Pod object.
+    pub fn annotate_pod(&self, node: usize, pod: usize, key: &str, value: &str) {
+        objects::annotate_pod(&self.api, self.pod(node, pod), key, value);
+    }
+
     /// Runs `f` inside the runtime that serves the API double.
     pub fn block_on<F: std::future::Future>(&self, f: F) -> F::Output {
         self.runtime.block_on(f)

@@ -67,6 +67,24 @@ fn pods_are_enrolled_from_the_api_and_the_cni_plugin_with_their_service_account_
     let client = mesh.pod(1, 0).uid.clone();
     assert_eq!(mesh.enrolled_id(1, &client), Some(identity(&mesh, 1, 0)));
 
+    // Opted out by annotation: ADD passes prevResult through and the agent leaves it alone.
+    let opted_out = mesh.pod(1, 1).uid.clone();
+    mesh.annotate_pod(1, 1, "ferrule.io/mode", "disabled");
+    let passed = mesh.cni_add(1, 1);
+    assert!(
+        passed.success,
+        "ADD of an opted-out pod must pass: {passed:?}"
+    );
+    assert!(
+        passed.stdout.contains(&mesh.pod(1, 1).ip.to_string()),
+        "{passed:?}"
+    );
+    assert_eq!(
+        mesh.enrolled_id(1, &opted_out),
+        None,
+        "an opted-out pod is not enrolled"
+    );
+
     // Pod to pod across nodes: both strict, so this only works through the mesh.
     let url = format!("http://{}:8080/hello.txt", mesh.pod(0, 1).ip);
     let reply = mesh

@@ -13,26 +13,27 @@ use crate::enroll::EnrollError;
 use crate::enroll::cni::{CniAnswer, CniEvents, CniRequest, Readiness};
 
 impl KubernetesPods {
-    /// The pod named by the runtime, from the watch or, if the watch lags, from the API.
+    /// The pod named by the runtime, read fresh from the API (a sandbox is created right after
+    /// the pod, and the watch may not have its latest annotations yet); the watch's copy only
+    /// when the API cannot be reached.
     async fn pod_for(&self, req: &CniRequest) -> Result<Arc<Pod>, EnrollError> {
-        let key = ObjectRef::new(&req.name).within(&req.namespace);
-        let cached = self.pods.get(&key);
-        let pod = match cached.filter(|p| p.metadata.uid.as_deref() == Some(req.uid.as_str())) {
-            Some(pod) => pod,
-            None => {
-                let api: Api<Pod> = Api::namespaced(self.client.clone(), &req.namespace);
-                let found = api.get_opt(&req.name).await.map_err(|e| {
+        let api: Api<Pod> = Api::namespaced(self.client.clone(), &req.namespace);
+        let pod = match api.get_opt(&req.name).await {
+            Ok(Some(pod)) => Arc::new(pod),
+            Ok(None) => {
+                return Err(EnrollError::Invalid(format!(
+                    "pod {}/{} does not exist",
+                    req.namespace, req.name
+                )));
+            }
+            Err(e) => {
+                let key = ObjectRef::new(&req.name).within(&req.namespace);
+                self.pods.get(&key).ok_or_else(|| {
                     EnrollError::Internal(format!(
                         "reading pod {}/{}: {e}",
                         req.namespace, req.name
                     ))
-                })?;
-                Arc::new(found.ok_or_else(|| {
-                    EnrollError::Invalid(format!(
-                        "pod {}/{} does not exist",
-                        req.namespace, req.name
-                    ))
-                })?)
+                })?
             }
         };
         if pod.metadata.uid.as_deref() != Some(req.uid.as_str()) {

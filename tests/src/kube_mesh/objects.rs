@@ -145,3 +145,13 @@ pub fn delete_pod(api: &KubeDouble, pod: &Pod) {
     api.delete::<PodObject>(&pod.namespace, &pod.name)
         .expect("deleting the pod object");
 }
+
+pub fn annotate_pod(api: &KubeDouble, pod: &Pod, key: &str, value: &str) {
+    let mut object: PodObject = api.get(&pod.namespace, &pod.name).expect("pod object");
+    object
+        .metadata
+        .annotations
+        .get_or_insert_default()
+        .insert(key.to_owned(), value.to_owned());
+    api.put(&object).expect("annotating the pod");
+}
