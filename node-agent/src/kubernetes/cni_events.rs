@@ -52,16 +52,18 @@ impl KubernetesPods {
         Ok(pod)
     }
 
+    /// The pod's namespace, fresh like the pod (its label decides the mode).
     async fn namespace_for(&self, name: &str) -> Result<Option<Arc<Namespace>>, EnrollError> {
-        if let Some(ns) = self.namespace(name) {
-            return Ok(Some(ns));
-        }
         let api: Api<Namespace> = Api::all(self.client.clone());
-        let found = api
-            .get_opt(name)
-            .await
-            .map_err(|e| EnrollError::Internal(format!("reading namespace {name}: {e}")))?;
-        Ok(found.map(Arc::new))
+        match api.get_opt(name).await {
+            Ok(found) => Ok(found.map(Arc::new)),
+            Err(e) => match self.namespace(name) {
+                Some(ns) => Ok(Some(ns)),
+                None => Err(EnrollError::Internal(format!(
+                    "reading namespace {name}: {e}"
+                ))),
+            },
+        }
     }
 }
 
