@@ -1,7 +1,7 @@
 //! `ferrule check`: pre-flight checks of this node, the control plane and the CA files. Each
 //! check passes (✔), needs a look (!) or fails (✘), and says what to do when it is not ✔.
 //!
-//! The node checks are the agent's own (`ferrule_node_agent::preflight`, see `node`), so
+//! The node checks are the ones the agent shares (`ferrule_node_checks`, see `node`), so
 //! `ferrule check` judges a node exactly as the agent will need it.
 
 mod ca;
