@@ -444,6 +444,7 @@ fn rbac_grants_exactly_what_the_components_use() {
             rule("authentication.k8s.io", &["tokenreviews"], &["create"]),
             rule("", &["pods"], &read),
             rule("", &["namespaces"], &read),
+            rule("", &["nodes"], &["get"]),
             rule(
                 "ferrule.dev",
                 &["authorizationpolicies"],
