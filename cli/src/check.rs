@@ -1,10 +1,11 @@
 //! `ferrule check`: pre-flight checks of this node, the control plane and the CA files. Each
 //! check passes (✔), needs a look (!) or fails (✘), and says what to do when it is not ✔.
 //!
-//! The node checks are the agent's own (`ferrule_node_agent::preflight`, see `node`), so
+//! The node checks are the ones the agent shares (`ferrule_node_checks`, see `node`), so
 //! `ferrule check` judges a node exactly as the agent will need it.
 
 mod ca;
+mod kubernetes;
 mod node;
 mod remote;
 
@@ -22,6 +23,13 @@ use crate::output::{self, Format};
 /// node           kernel version and BTF; the eBPF program types and helpers the capture uses
 ///                (probed by loading test programs); bpffs for --pin-dir; a cgroup v2 mount;
 ///                the privileges the agent needs (run as the agent would run).
+/// kubernetes     when a kubeconfig is found (KUBECONFIG, ~/.kube/config, in-cluster) or with
+///                --kubernetes: the API server answers; its user holds every permission of the
+///                installer's ClusterRole for --component (SelfSubjectAccessReview, so run it
+///                with that component's credentials); ferrule-cni is chained in --cni-conf-dir;
+///                this node (--node, FERRULE_NODE_NAME) no longer carries the
+///                ferrule.io/agent-not-ready taint. Without a kubeconfig they are skipped,
+///                unless --kubernetes or `--only kubernetes` asks for them (then they fail).
 /// control-plane  an Admin call with the admin identity; clock skew against the control plane.
 /// ca             bundle.pem; chain.pem (with --ca-dir) up to the bundle; the offline CAs'
 ///                CRLs (ca-crls.pem, with --ca-dir: signed by them, not expiring within 30
@@ -40,6 +48,8 @@ pub struct CheckArgs {
     #[command(flatten)]
     node: node::NodeArgs,
     #[command(flatten)]
+    kubernetes: kubernetes::KubernetesArgs,
+    #[command(flatten)]
     connect: ConnectArgs,
 }
 
@@ -48,6 +58,8 @@ pub struct CheckArgs {
 enum Group {
     /// Kernel, eBPF support, bpffs, cgroup v2, privileges.
     Node,
+    /// API server reachable, RBAC, CNI chained, the node's startup taint.
+    Kubernetes,
     /// Reachability with the admin identity, clock skew.
     ControlPlane,
     /// Trust bundle, issuing chain, admin certificate.
@@ -101,6 +113,13 @@ pub async fn run(args: CheckArgs, format: Format) -> anyhow::Result<()> {
     };
     if wanted(Group::Node) {
         add(Group::Node, node::checks(&args.node));
+    }
+    if wanted(Group::Kubernetes) {
+        let asked = args.only.contains(&Group::Kubernetes);
+        add(
+            Group::Kubernetes,
+            kubernetes::checks(&args.kubernetes, asked).await,
+        );
     }
     if wanted(Group::ControlPlane) {
         add(Group::ControlPlane, remote::checks(&args.connect).await);

@@ -12,7 +12,7 @@ mod control_plane;
 mod meta;
 mod pod;
 mod quantity;
-mod rbac;
+pub(crate) mod rbac;
 mod render;
 mod values;
 

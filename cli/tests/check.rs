@@ -1,5 +1,6 @@
 //! `ferrule check` as a user runs it: against a fake control plane over the mesh's real TLS
-//! settings, a dead address, a skewed control plane clock, and bad arguments.
+//! settings, a dead address, a skewed control plane clock, and bad arguments; its Kubernetes
+//! items against the API server double.
 
 #[path = "support/common.rs"]
 mod common;
@@ -8,9 +9,13 @@ mod fake_cp;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use common::{Run, init_ca, run, run_async};
 use fake_cp::{FakeAdmin, bundle_of, control_plane_cert, serve};
+use ferrule_kube_double::KubeDouble;
+use k8s_openapi::api::core::v1::{Namespace, Node, NodeSpec, ServiceAccount, Taint};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use serde_json::Value;
 
 const NODE_CHECKS: [&str; 5] = ["kernel", "ebpf", "bpffs", "cgroup2", "privileges"];
@@ -248,10 +253,249 @@ fn unknown_group_is_a_usage_error() {
     assert!(
         out.stderr
             .contains("invalid value 'nonsense' for '--only <GROUP>'")
-            && out.stderr.contains("node, control-plane, ca")
+            && out.stderr.contains("node, kubernetes, control-plane, ca")
             && out.stderr.contains("try '--help'"),
         "stderr: {}",
         out.stderr
     );
     assert!(out.stdout.is_empty(), "{out:#?}");
+}
+
+// The Kubernetes group, against the in-process API server double with the agent's own service
+// account token: the double allows everything but what a test denies.
+
+const AGENT_USER: &str = "system:serviceaccount:ferrule-system:ferrule-agent";
+const KUBE_CHECKS: [&str; 4] = [
+    "kubernetes-api",
+    "kubernetes-rbac",
+    "cni-chain",
+    "node-taint",
+];
+const CHAINED: &str = r#"{"cniVersion": "1.0.0", "name": "k8s", "plugins": [
+    {"type": "bridge", "bridge": "cni0"}, {"type": "ferrule-cni"}]}"#;
+const UNCHAINED: &str = r#"{"cniVersion": "1.0.0", "name": "k8s", "plugins": [
+    {"type": "bridge", "bridge": "cni0"}]}"#;
+
+struct Cluster {
+    tmp: tempfile::TempDir,
+    api: KubeDouble,
+}
+
+/// An API server double with node `node-a` (carrying `taints`), the agent's service account and
+/// a kubeconfig holding its token; `conflist` is the node's primary CNI configuration.
+async fn cluster(conflist: &str, taints: Vec<Taint>) -> Cluster {
+    let tmp = tempfile::tempdir().unwrap();
+    let api = KubeDouble::new();
+    api.start_local().expect("serve the API double");
+    let meta = |name: &str, namespace: Option<&str>| ObjectMeta {
+        name: Some(name.to_owned()),
+        namespace: namespace.map(str::to_owned),
+        ..ObjectMeta::default()
+    };
+    api.put(&Namespace {
+        metadata: meta("ferrule-system", None),
+        ..Namespace::default()
+    })
+    .unwrap();
+    api.put(&ServiceAccount {
+        metadata: meta("ferrule-agent", Some("ferrule-system")),
+        ..ServiceAccount::default()
+    })
+    .unwrap();
+    api.put(&Node {
+        metadata: meta("node-a", None),
+        spec: Some(NodeSpec {
+            taints: Some(taints),
+            ..NodeSpec::default()
+        }),
+        ..Node::default()
+    })
+    .unwrap();
+    let token = api
+        .issue_token(
+            "ferrule-system",
+            "ferrule-agent",
+            &[],
+            None,
+            Duration::from_secs(3600),
+        )
+        .expect("a token for ferrule-agent")
+        .token;
+    api.write_kubeconfig(&tmp.path().join("kubeconfig"), &token)
+        .unwrap();
+    let net_d = tmp.path().join("net.d");
+    std::fs::create_dir(&net_d).unwrap();
+    std::fs::write(net_d.join("10-k8s.conflist"), conflist).unwrap();
+    Cluster { tmp, api }
+}
+
+impl Cluster {
+    /// `ferrule check ARGS --cni-conf-dir NET_D --node node-a` with KUBECONFIG set.
+    async fn check(&self, args: &[&str]) -> Run {
+        let net_d = self.tmp.path().join("net.d");
+        let mut full = vec!["check"];
+        full.extend(args);
+        full.extend([
+            "--cni-conf-dir",
+            net_d.to_str().unwrap(),
+            "--node",
+            "node-a",
+        ]);
+        let mut cmd = common::ferrule(&full);
+        cmd.env("KUBECONFIG", self.tmp.path().join("kubeconfig"));
+        common::run_command(cmd).await
+    }
+}
+
+fn not_ready_taint() -> Taint {
+    Taint {
+        key: "ferrule.io/agent-not-ready".to_owned(),
+        effect: "NoSchedule".to_owned(),
+        ..Taint::default()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn kubernetes_items_pass_for_the_agents_rbac_a_chained_cni_and_an_untainted_node() {
+    let cluster = cluster(CHAINED, Vec::new()).await;
+    let out = cluster.check(&["-o", "json", "--only", "kubernetes"]).await;
+    let report = json(&out);
+    let names: Vec<&str> = report["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|c| c["name"].as_str())
+        .collect();
+    assert_eq!(names, KUBE_CHECKS, "{report:#}");
+    for name in KUBE_CHECKS {
+        let check = item(&report, name);
+        assert_eq!(check["status"], "ok", "{name}: {report:#}");
+        assert_eq!(check["group"], "kubernetes", "{check:#}");
+    }
+    let api = item(&report, "kubernetes-api")["detail"].as_str().unwrap();
+    assert!(
+        api.starts_with(&cluster.api.url().unwrap()) && api.contains("v1.33.0"),
+        "{api}"
+    );
+    assert_eq!(
+        item(&report, "kubernetes-rbac")["detail"],
+        "this user holds all 8 permissions of the ferrule-agent ClusterRole"
+    );
+    assert!(
+        cluster.api.requests("create", "selfsubjectaccessreviews") >= 8,
+        "one review per permission"
+    );
+    assert_eq!(out.code, 0, "{out:#?}");
+
+    // The table, and the control plane's rules asked for by name.
+    let out = cluster
+        .check(&["--only", "kubernetes", "--component", "control-plane"])
+        .await;
+    let (line, _) = table_lines(&out, "kubernetes-rbac");
+    assert!(
+        line.starts_with(
+            "✔ kubernetes-rbac  this user holds all 17 permissions of the \
+             ferrule-control-plane ClusterRole"
+        ),
+        "{line:?}\n{}",
+        out.stdout
+    );
+    assert_eq!(out.code, 0, "{out:#?}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_denied_verb_fails_rbac_naming_the_verb_and_resource() {
+    let cluster = cluster(CHAINED, Vec::new()).await;
+    cluster.api.deny(AGENT_USER, "patch", "nodes");
+    cluster.api.deny(AGENT_USER, "watch", "pods");
+    let out = cluster.check(&["--only", "kubernetes"]).await;
+    assert_eq!(out.code, 1, "{out:#?}");
+    let (line, fix) = table_lines(&out, "kubernetes-rbac");
+    assert_eq!(
+        line,
+        "✘ kubernetes-rbac  this user may not watch pods, patch nodes (ferrule-agent needs them)"
+    );
+    assert!(
+        fix.unwrap_or_default().contains(
+            "fix: apply the ferrule-agent ClusterRole and binding from `ferrule install kubernetes`"
+        ),
+        "{fix:?}"
+    );
+    assert_eq!(out.stderr, "error: 1 of 4 checks failed: kubernetes-rbac\n");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_tainted_node_warns_that_the_agent_is_not_ready() {
+    let cluster = cluster(CHAINED, vec![not_ready_taint()]).await;
+    let out = cluster.check(&["-o", "json", "--only", "kubernetes"]).await;
+    let report = json(&out);
+    let taint = item(&report, "node-taint");
+    assert_eq!(taint["status"], "warn", "{report:#}");
+    assert_eq!(
+        taint["detail"],
+        "node node-a still carries the ferrule.io/agent-not-ready taint"
+    );
+    assert!(
+        taint["hint"]
+            .as_str()
+            .unwrap()
+            .starts_with("the agent is not ready yet"),
+        "{taint:#}"
+    );
+    assert_eq!(out.code, 0, "a warning does not fail: {out:#?}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_unchained_conflist_fails_the_cni_item() {
+    let cluster = cluster(UNCHAINED, Vec::new()).await;
+    let out = cluster.check(&["--only", "kubernetes"]).await;
+    assert_eq!(out.code, 1, "{out:#?}");
+    let (line, fix) = table_lines(&out, "cni-chain");
+    assert!(
+        line.starts_with("✘ cni-chain ")
+            && line.ends_with("10-k8s.conflist (the primary CNI configuration) does not chain ferrule-cni: new pods are not meshed"),
+        "{line:?}"
+    );
+    assert!(
+        fix.unwrap_or_default()
+            .contains("the agent chains ferrule-cni"),
+        "{fix:?}"
+    );
+    assert_eq!(out.stderr, "error: 1 of 4 checks failed: cni-chain\n");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn without_a_kubeconfig_the_items_are_skipped_unless_asked_for() {
+    // common::ferrule points KUBECONFIG at a file that does not exist.
+    let out = run_async(&["-o", "json", "check", "--only", "ca", "--only", "node"]).await;
+    let skipped = run_async(&["-o", "json", "check"]).await;
+    let report = json(&skipped);
+    assert!(
+        report["checks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|c| c["group"] != "kubernetes"),
+        "no Kubernetes item without a kubeconfig: {report:#}"
+    );
+    let without: usize = json(&out)["checks"].as_array().unwrap().len();
+    assert_eq!(
+        report["checks"].as_array().unwrap().len(),
+        without + 2,
+        "node, control-plane (2) and ca only: {report:#}"
+    );
+
+    let asked = run_async(&["check", "--kubernetes", "--only", "kubernetes"]).await;
+    assert_eq!(asked.code, 1, "{asked:#?}");
+    let (line, fix) = table_lines(&asked, "kubernetes-api");
+    assert!(
+        line.starts_with("✘ kubernetes-api   no Kubernetes API access: "),
+        "{line:?}"
+    );
+    assert!(
+        fix.unwrap_or_default().contains("set KUBECONFIG"),
+        "{fix:?}"
+    );
+    let (line, _) = table_lines(&asked, "kubernetes-rbac");
+    assert!(line.contains("not checked"), "{line:?}");
 }

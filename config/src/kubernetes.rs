@@ -6,6 +6,8 @@
 pub const MODE_KEY: &str = "ferrule.io/mode";
 /// Startup taint on nodes whose agent is not ready yet; the agent removes it from its node.
 pub const NOT_READY_TAINT: &str = "ferrule.io/agent-not-ready";
+/// The node's name in the agent's pod (downward API `spec.nodeName`); `ferrule check` reads it too.
+pub const ENV_NODE_NAME: &str = "FERRULE_NODE_NAME";
 
 /// How a meshed pod treats plaintext from outside the mesh.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

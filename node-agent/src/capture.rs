@@ -56,8 +56,9 @@ use programs::{PROGRAMS, Programs};
 pub use ferrule_ebpf_common::{ConnectStats, InboundStats};
 pub use sys::netns_cookie_of;
 
-/// Where programs, maps and links are pinned unless configured otherwise.
-pub const DEFAULT_PIN_DIR: &str = "/sys/fs/bpf/ferrule";
+/// Where programs, maps and links are pinned unless configured otherwise (shared with the node
+/// checks, which look at the same directory).
+pub use ferrule_node_checks::DEFAULT_PIN_DIR;
 /// The agent's outbound listener port in each pod's network namespace.
 pub const DEFAULT_OUTBOUND_PORT: u16 = 15001;
 

@@ -19,13 +19,13 @@ pub const ENV_TRUST_DOMAIN: &str = "FERRULE_TRUST_DOMAIN";
 pub const ENV_BUNDLE: &str = "FERRULE_BUNDLE";
 pub const ENV_DATA_DIR: &str = "FERRULE_DATA_DIR";
 pub const ENV_ENROLL_SOCKET: &str = "FERRULE_ENROLL_SOCKET";
-pub const ENV_PIN_DIR: &str = "FERRULE_PIN_DIR";
+pub use ferrule_node_checks::ENV_PIN_DIR;
 pub const ENV_NON_MESH: &str = "FERRULE_NON_MESH";
 pub const ENV_METRICS_LISTEN: &str = "FERRULE_METRICS_LISTEN";
 pub const ENV_ACCESS_LOG: &str = "FERRULE_ACCESS_LOG";
 
 const DEFAULT_ENROLL_SOCKET: &str = "/run/ferrule/agent.sock";
-const DEFAULT_PIN_DIR: &str = "/sys/fs/bpf/ferrule";
+use ferrule_node_checks::DEFAULT_PIN_DIR;
 /// Loopback only: metrics name identities, so exposing them is a deliberate choice.
 const DEFAULT_METRICS_LISTEN: &str = "127.0.0.1:15020";
 

@@ -3,7 +3,6 @@
 //! capture programs is `crate::capture`'s job.
 
 mod bpffs;
-mod cgroup;
 #[cfg(test)]
 pub(crate) mod testing;
 #[cfg(test)]
@@ -13,9 +12,9 @@ use std::{io, path::PathBuf};
 
 use aya::Ebpf;
 
-pub use bpffs::{BPFFS_ROOT, Bpffs, ensure_bpffs, is_bpffs, mount_point_for, nearest_existing};
-pub(crate) use cgroup::mounts;
-pub use cgroup::{cgroup2_mount, cgroup2_mount_in};
+pub use bpffs::{Bpffs, ensure_bpffs};
+pub use ferrule_node_checks::bpffs::{BPFFS_ROOT, is_bpffs, mount_point_for, nearest_existing};
+pub use ferrule_node_checks::cgroup::{cgroup2_mount, cgroup2_mount_in};
 
 /// The eBPF object file (ELF) produced by `build.rs`; empty when built with `AYA_BUILD_SKIP=1`.
 static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/ferrule-ebpf"));

@@ -10,6 +10,5 @@ pub mod kubernetes;
 pub mod mesh_config;
 pub mod netns;
 pub mod pods;
-pub mod preflight;
 pub mod proxy;
 pub mod telemetry;

@@ -1,13 +1,13 @@
-//! The node group: the agent's own pre-flight checks, so `ferrule check` judges a node exactly as
-//! the agent will need it. They come with the default feature `node-checks`, which links the
-//! agent (and so builds its eBPF object and runs on Linux only); a workstation build without it
-//! says so instead of guessing.
+//! The node group: the pre-flight checks the agent shares (`ferrule_node_checks`), so `ferrule
+//! check` judges a node exactly as the agent will need it. They come with the default feature
+//! `node-checks`, which links aya and runs on Linux only; a workstation build without it says so
+//! instead of guessing.
 
 use std::path::PathBuf;
 
 use ferrule_config::check::Check;
 #[cfg(feature = "node-checks")]
-use ferrule_node_agent::{capture::DEFAULT_PIN_DIR, config::ENV_PIN_DIR};
+use ferrule_node_checks::{DEFAULT_PIN_DIR, ENV_PIN_DIR};
 
 #[derive(Debug, clap::Args)]
 pub struct NodeArgs {
@@ -23,7 +23,7 @@ pub struct NodeArgs {
 
 #[cfg(feature = "node-checks")]
 pub fn checks(args: &NodeArgs) -> Vec<Check> {
-    ferrule_node_agent::preflight::node_checks(&args.pin_dir)
+    ferrule_node_checks::node_checks(&args.pin_dir)
 }
 
 #[cfg(not(feature = "node-checks"))]

@@ -3,6 +3,7 @@
 
 use std::collections::BTreeMap;
 
+use ferrule_config::kubernetes::ENV_NODE_NAME;
 use k8s_openapi::api::apps::v1::{
     DaemonSet, DaemonSetSpec, DaemonSetUpdateStrategy, RollingUpdateDaemonSet,
 };
@@ -147,7 +148,7 @@ fn container(values: &Values) -> Container {
         ]),
         env: Some(vec![
             EnvVar {
-                name: "FERRULE_NODE_NAME".into(),
+                name: ENV_NODE_NAME.into(),
                 value_from: Some(EnvVarSource {
                     field_ref: Some(ObjectFieldSelector {
                         field_path: "spec.nodeName".into(),

@@ -29,12 +29,16 @@ impl Run {
     }
 }
 
-/// `ferrule` with the connection environment cleared, so the host's settings cannot leak in.
+/// `ferrule` with the connection environment cleared, so the host's settings cannot leak in:
+/// no Kubernetes cluster either (a KUBECONFIG that does not exist hides ~/.kube/config).
 pub fn ferrule(args: &[&str]) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_ferrule"));
     cmd.args(args)
         .env_remove("FERRULE_CONTROL_PLANE")
-        .env_remove("FERRULE_CA_DIR");
+        .env_remove("FERRULE_CA_DIR")
+        .env_remove("FERRULE_NODE_NAME")
+        .env_remove("KUBERNETES_SERVICE_HOST")
+        .env("KUBECONFIG", "/nonexistent/ferrule-test/kubeconfig");
     cmd
 }
 
@@ -45,7 +49,12 @@ pub fn run(args: &[&str]) -> Run {
 /// Runs `ferrule` without blocking the test's runtime (which may be serving a fake control
 /// plane the command talks to).
 pub async fn run_async(args: &[&str]) -> Run {
-    let out = tokio::process::Command::from(ferrule(args))
+    run_command(ferrule(args)).await
+}
+
+/// [`run_async`] for a command the test adjusted (environment, working directory).
+pub async fn run_command(cmd: Command) -> Run {
+    let out = tokio::process::Command::from(cmd)
         .output()
         .await
         .expect("start ferrule");

@@ -3,8 +3,15 @@
 //! privileges for `bpf()`, `mount()` and `setns()`. `ferrule check` runs them before an agent is
 //! deployed; each result says what was found and, when something is missing, how to fix it.
 //!
+//! A crate of its own so the agent and the CLI share them without the CLI linking the agent:
+//! the filesystem lookups the checks make ([`bpffs`], [`cgroup`]) are the ones the agent uses to
+//! pin and attach, and the eBPF probes use aya directly.
+//!
 //! The checks look at the calling process: run them with the privileges the agent will have.
+#![forbid(unsafe_code)]
 
+pub mod bpffs;
+pub mod cgroup;
 mod kernel;
 mod mounts;
 mod privileges;
@@ -12,6 +19,11 @@ mod privileges;
 use std::path::Path;
 
 pub use ferrule_config::check::{Check, Status};
+
+/// The agent's default `capture.pin_dir`: where it pins its programs and maps.
+pub const DEFAULT_PIN_DIR: &str = "/sys/fs/bpf/ferrule";
+/// The environment override of `capture.pin_dir` (the agent's, and `ferrule check --pin-dir`'s).
+pub const ENV_PIN_DIR: &str = "FERRULE_PIN_DIR";
 
 /// Every node check, in the order to fix them: kernel, eBPF support, bpffs for `pin_dir` (the
 /// agent's `capture.pin_dir`), cgroup v2, privileges.

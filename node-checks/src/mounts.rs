@@ -4,7 +4,8 @@
 use std::{fs, path::Path};
 
 use super::Check;
-use crate::ebpf::{self, BPFFS_ROOT};
+use crate::bpffs::{self, BPFFS_ROOT};
+use crate::cgroup;
 
 const BPFFS: &str = "bpffs";
 const CGROUP2: &str = "cgroup2";
@@ -14,8 +15,8 @@ const MOUNTINFO: &str = "/proc/self/mountinfo";
 /// Whether pins under `pin_dir` will be on a bpffs: already, or once the agent mounts one (what
 /// it does on start when none is there, see `capture::Layout`).
 pub(super) fn bpffs(pin_dir: &Path) -> Check {
-    let existing = ebpf::nearest_existing(pin_dir);
-    match ebpf::is_bpffs(existing) {
+    let existing = bpffs::nearest_existing(pin_dir);
+    match bpffs::is_bpffs(existing) {
         Ok(true) if existing == pin_dir => Check::ok(
             BPFFS,
             format!("{} is on bpffs{}", pin_dir.display(), pins_note(pin_dir)),
@@ -66,7 +67,7 @@ fn unmounted_bpffs(pin_dir: &Path, kernel_has_bpffs: bool) -> Check {
             "use a kernel built with CONFIG_BPF_SYSCALL=y",
         );
     }
-    let mount_point = ebpf::mount_point_for(pin_dir);
+    let mount_point = bpffs::mount_point_for(pin_dir);
     if mount_point == Path::new(BPFFS_ROOT) && !mount_point.is_dir() {
         return Check::fail(
             BPFFS,
@@ -102,7 +103,7 @@ pub(super) fn cgroup2() -> Check {
 }
 
 fn cgroup2_check(mountinfo: &str) -> Check {
-    let Some(mount) = ebpf::cgroup2_mount_in(mountinfo) else {
+    let Some(mount) = cgroup::cgroup2_mount_in(mountinfo) else {
         return Check::fail(
             CGROUP2,
             "no cgroup2 filesystem is mounted; the capture programs attach to cgroup v2",
@@ -110,7 +111,7 @@ fn cgroup2_check(mountinfo: &str) -> Check {
              mount -t cgroup2 none /sys/fs/cgroup/unified",
         );
     };
-    let hybrid = ebpf::mounts(mountinfo).any(|(_, fs_type)| fs_type == "cgroup");
+    let hybrid = cgroup::mounts(mountinfo).any(|(_, fs_type)| fs_type == "cgroup");
     let layout = if hybrid {
         " (hybrid layout: v1 controllers are mounted too)"
     } else {

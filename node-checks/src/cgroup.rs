@@ -1,5 +1,5 @@
 //! Where the cgroup v2 hierarchy the capture programs attach to is mounted, read from
-//! `/proc/self/mountinfo`.
+//! `/proc/self/mountinfo`. The agent attaches there; the cgroup2 check looks for it.
 
 use std::{fs, io, path::PathBuf};
 
