@@ -13,7 +13,7 @@ use serde::Deserialize;
 
 pub use ferrule_config::{MapEnv, ProcessEnv};
 
-pub const ENV_NODE_NAME: &str = "FERRULE_NODE_NAME";
+pub use ferrule_config::kubernetes::ENV_NODE_NAME;
 pub const ENV_CONTROL_PLANE: &str = "FERRULE_CONTROL_PLANE";
 pub const ENV_TRUST_DOMAIN: &str = "FERRULE_TRUST_DOMAIN";
 pub const ENV_BUNDLE: &str = "FERRULE_BUNDLE";
