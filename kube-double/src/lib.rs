@@ -44,6 +44,16 @@
 //! with per-manager ownership of leaf fields (lists are leaves), RBAC is "allow all but the deny
 //! rules", tokens are random strings rather than JWTs, there is no admission or schema
 //! validation beyond names, and `dryRun` is refused.
+//!
+//! The double is kept honest by its own kube-rs tests (`tests/kube_rs`): those that need nothing
+//! but the API run against a real API server instead when `KUBECONFIG` is set, e.g. a kind
+//! cluster with `KUBECONFIG=~/.kube/config cargo test -p ferrule-kube-double --test kube_rs`.
+//! They cover CRUD with AlreadyExists and stale-resourceVersion conflicts, merge, strategic, JSON
+//! and apply patches, the pod status subresource, pagination, field-selected watches and
+//! TokenRequest/TokenReview, each in a namespace `ferrule-dbl-<random>` it deletes afterwards;
+//! their pods name a node and a scheduler that do not exist, so nothing runs. The tests using
+//! the double's own controls (direct writes, `compact`, `deny`, `advance_clock`, `issue_token`,
+//! `shutdown`) run against the double only.
 #![forbid(unsafe_code)]
 
 mod auth;

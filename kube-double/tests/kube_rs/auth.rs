@@ -1,5 +1,7 @@
 //! Authentication (401 without a valid bearer token), deny rules (403) and what access reviews
 //! report about them: what `ferrule check` relies on to say whether RBAC is sufficient.
+//!
+//! Double-only: these need the double's URL, its deny rules and directly issued tokens.
 
 use std::time::Duration;
 
@@ -15,7 +17,7 @@ use super::{admin, api_error, client, double, namespace};
 
 const AGENT: &str = "system:serviceaccount:ferrule-system:ferrule-agent";
 
-fn service_account(namespace: &str, name: &str) -> ServiceAccount {
+pub(super) fn service_account(namespace: &str, name: &str) -> ServiceAccount {
     ServiceAccount {
         metadata: ObjectMeta {
             name: Some(name.to_owned()),

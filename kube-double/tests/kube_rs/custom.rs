@@ -1,6 +1,9 @@
 //! Custom resources: the ferrule.dev AuthorizationPolicy through `DynamicObject` (status
 //! subresource, generation, status-only writes) and CustomResourceDefinitions that register
 //! new resources when created and take them away when deleted.
+//!
+//! Double-only: a real cluster has the AuthorizationPolicy CRD only once ferrule is installed,
+//! and registering a cluster-wide CRD is not a test's to do there.
 
 use k8s_openapi::api::core::v1::Namespace;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;

@@ -1,5 +1,7 @@
 //! Serving: kubeconfig files, listeners on any address, shutdown and restart, discovery, and the
 //! direct helpers' `wait_for`.
+//!
+//! Double-only: all of it is about serving the double itself (listeners, shutdown, its version).
 
 use std::net::TcpListener;
 use std::os::unix::fs::PermissionsExt;

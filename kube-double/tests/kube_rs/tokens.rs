@@ -1,6 +1,10 @@
 //! TokenRequest and TokenReview the way the control plane attests nodes: a projected token for
 //! audience `ferrule` bound to the agent pod, reviewed with its pod and node extras, and refused
 //! once it is for another audience, expired, or its pod is gone.
+//!
+//! Against a real cluster too (`KUBECONFIG`): TokenRequest for a ServiceAccount in the test's
+//! namespace, then TokenReview. Double-only: the rest puts pods and nodes directly, issues tokens
+//! directly, or advances the double's clock.
 
 use std::time::Duration;
 
@@ -13,8 +17,8 @@ use k8s_openapi::api::core::v1::{Node, Pod, ServiceAccount};
 use kube::api::{Api, ListParams, PostParams};
 use kube::core::ObjectMeta;
 
-use super::auth::agent_client;
-use super::{admin, api_error, client, double, pod};
+use super::auth::{agent_client, service_account};
+use super::{Target, admin, api_error, client, double, pod};
 
 async fn request_token(
     double: &KubeDouble,
@@ -203,4 +207,91 @@ async fn token_requests_check_the_account_the_pod_and_the_lifetime() {
         .await
         .unwrap();
     assert!(unbound.status.unwrap().expiration_timestamp.0 > k8s_openapi::jiff::Timestamp::now());
+}
+
+#[tokio::test]
+async fn requested_tokens_review_as_their_service_account_for_their_audience_only() {
+    let target = Target::new().await;
+    let ns = target.unique_namespace().await;
+    let accounts: Api<ServiceAccount> = Api::namespaced(target.admin_client(), &ns);
+    accounts
+        .create(
+            &PostParams::default(),
+            &service_account(&ns, "ferrule-agent"),
+        )
+        .await
+        .unwrap();
+    let request = TokenRequest {
+        spec: TokenRequestSpec {
+            audiences: vec!["ferrule".to_owned()],
+            expiration_seconds: Some(600),
+            bound_object_ref: None,
+        },
+        ..TokenRequest::default()
+    };
+    let token_for = |account: &str| {
+        let accounts = accounts.clone();
+        let (account, request) = (account.to_owned(), request.clone());
+        async move {
+            accounts
+                .create_subresource::<_, TokenRequest>(
+                    "token",
+                    &account,
+                    &PostParams::default(),
+                    &request,
+                )
+                .await
+        }
+    };
+    assert_eq!(
+        api_error(token_for("nobody").await),
+        (404, "NotFound".to_owned())
+    );
+    let token = token_for("ferrule-agent").await.unwrap().status.unwrap();
+    assert!(token.expiration_timestamp.0 > k8s_openapi::jiff::Timestamp::now());
+
+    let reviews: Api<TokenReview> = Api::all(target.admin_client());
+    let review = |token: &str, audience: &str| {
+        let reviews = reviews.clone();
+        let request = TokenReview {
+            spec: TokenReviewSpec {
+                token: Some(token.to_owned()),
+                audiences: Some(vec![audience.to_owned()]),
+            },
+            ..TokenReview::default()
+        };
+        async move {
+            reviews
+                .create(&PostParams::default(), &request)
+                .await
+                .unwrap()
+                .status
+                .unwrap()
+        }
+    };
+    let reviewed = review(&token.token, "ferrule").await;
+    assert_eq!(reviewed.authenticated, Some(true), "{reviewed:?}");
+    assert_eq!(reviewed.audiences, Some(vec!["ferrule".to_owned()]));
+    let user = reviewed.user.unwrap();
+    assert_eq!(
+        user.username,
+        Some(format!("system:serviceaccount:{ns}:ferrule-agent"))
+    );
+    let groups = user.groups.unwrap();
+    let own = format!("system:serviceaccounts:{ns}");
+    for group in [
+        "system:serviceaccounts",
+        own.as_str(),
+        "system:authenticated",
+    ] {
+        assert!(groups.iter().any(|g| g == group), "{group} in {groups:?}");
+    }
+
+    let other_audience = review(&token.token, "https://kubernetes.default.svc").await;
+    assert_ne!(
+        other_audience.authenticated,
+        Some(true),
+        "a ferrule token is not for the API server"
+    );
+    assert_ne!(review("made-up", "ferrule").await.authenticated, Some(true));
 }

@@ -1,17 +1,23 @@
 //! Watches through kube-runtime: the agent's node-scoped pod watcher, bookmarks, timeouts,
 //! and recovery from 410 Expired after compaction by relisting.
+//!
+//! Against a real cluster too (`KUBECONFIG`): the field-selected watcher writing through the API.
+//! Double-only: the rest writes directly like a test kubelet (`put`, `delete`), compacts, counts
+//! requests, or needs 100 ms bookmarks and a streaming-list server.
 
 use std::time::Duration;
 
 use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::core::v1::{Namespace, Pod};
 use kube::api::{
-    Api, ListParams, PartialObjectMeta, PostParams, VersionMatch, WatchEvent, WatchParams,
+    Api, ListParams, PartialObjectMeta, Patch, PatchParams, PostParams, VersionMatch, WatchEvent,
+    WatchParams,
 };
 use kube::runtime::{reflector, watcher};
+use serde_json::json;
 use tokio::time::timeout;
 
-use super::{admin, api_error, double, fast_bookmarks, namespace, pod};
+use super::{NO_SUCH_NODE, Target, admin, api_error, double, fast_bookmarks, namespace, now, pod};
 
 const WAIT: Duration = Duration::from_secs(10);
 
@@ -89,6 +95,59 @@ async fn node_watcher_sees_its_pods_come_change_and_go_and_nothing_else() {
 
     double.delete::<Pod>("shop", "elsewhere").unwrap();
     double.delete::<Pod>("shop", "mine").unwrap();
+    let deleted = next_change(&mut events).await;
+    assert!(
+        matches!(&deleted, watcher::Event::Delete(p) if name(p) == "mine"),
+        "got {deleted:?}"
+    );
+}
+
+#[tokio::test]
+async fn field_selected_watcher_sees_added_modified_deleted_through_the_api() {
+    let target = Target::new().await;
+    let ns = target.unique_namespace().await;
+    let pods: Api<Pod> = Api::namespaced(target.admin_client(), &ns);
+    let create = |name: &str, node: &str| {
+        let pods = pods.clone();
+        let pod = pod(&ns, name, Some(node));
+        async move { pods.create(&PostParams::default(), &pod).await.unwrap() }
+    };
+    create("before", NO_SUCH_NODE).await;
+    let config = watcher::Config::default().fields(&format!("spec.nodeName={NO_SUCH_NODE}"));
+    let mut events = watcher(pods.clone(), config).boxed();
+    let listed = next_change(&mut events).await;
+    assert!(
+        matches!(&listed, watcher::Event::InitApply(p) if name(p) == "before"),
+        "got {listed:?}"
+    );
+
+    // Another node's pod, then ours: only ours arrives.
+    create("elsewhere", "ferrule-test-another-node").await;
+    create("mine", NO_SUCH_NODE).await;
+    let added = next_change(&mut events).await;
+    assert!(
+        matches!(&added, watcher::Event::Apply(p) if name(p) == "mine"),
+        "got {added:?}"
+    );
+
+    let status = json!({"status": {"podIP": "10.1.0.9"}});
+    pods.patch_status("mine", &PatchParams::default(), &Patch::Merge(status))
+        .await
+        .unwrap();
+    let modified = next_change(&mut events).await;
+    match &modified {
+        watcher::Event::Apply(p) => assert_eq!(
+            (
+                name(p).as_str(),
+                p.status.as_ref().and_then(|s| s.pod_ip.as_deref())
+            ),
+            ("mine", Some("10.1.0.9"))
+        ),
+        other => panic!("expected the status update, got {other:?}"),
+    }
+
+    pods.delete("elsewhere", &now()).await.unwrap();
+    pods.delete("mine", &now()).await.unwrap();
     let deleted = next_change(&mut events).await;
     assert!(
         matches!(&deleted, watcher::Event::Delete(p) if name(p) == "mine"),
