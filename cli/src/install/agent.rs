@@ -21,7 +21,7 @@ use super::pod::{self, Access, host_path, mount};
 use super::values::Values;
 
 /// The node taint the agent removes once capture works on the node.
-pub const NOT_READY_TAINT: &str = "ferrule.io/agent-not-ready";
+pub use ferrule_config::kubernetes::NOT_READY_TAINT;
 
 /// The control plane's Service by cluster IP (the service environment variables the kubelet
 /// sets), overriding the DNS name in the config file: cluster DNS may itself be waiting behind

@@ -9,7 +9,8 @@ use k8s_openapi::api::core::v1::{Pod, PodSpec, PodStatus};
 
 /// Namespace label (`strict` | `permissive` | `enabled`) and pod annotation (`strict` |
 /// `permissive` | `disabled`) that opt pods in or out.
-pub const MODE: &str = "ferrule.io/mode";
+pub use ferrule_config::kubernetes::MODE_KEY as MODE;
+use ferrule_config::kubernetes::{MeshMode, PodFacts, pod_mode};
 
 /// Whether the pod has finished for good (its containers will not run again).
 pub fn finished(pod: &Pod) -> bool {
@@ -63,24 +64,24 @@ pub fn ips(pod: &Pod) -> Vec<String> {
     }
 }
 
-/// Whether Ferrule meshes the pod: never on the host network; else the pod annotation if it is
-/// `strict`, `permissive` or `disabled`; else the namespace label (`strict`, `permissive`,
-/// `enabled`). Absent or other values: not meshed.
+/// Whether Ferrule meshes the pod, by the rule agents and the CNI plugin apply too
+/// ([`pod_mode`]); whether it has finished is the caller's business.
 pub fn meshed(pod: &Pod, namespace_labels: Option<&BTreeMap<String, String>>) -> bool {
-    if spec(pod).and_then(|s| s.host_network) == Some(true) {
-        return false;
-    }
-    let annotation = pod.metadata.annotations.as_ref().and_then(|a| a.get(MODE));
-    match annotation.map(String::as_str) {
-        Some("strict" | "permissive") => return true,
-        Some("disabled") => return false,
-        _ => {}
-    }
-    let label = namespace_labels.and_then(|l| l.get(MODE));
-    matches!(
-        label.map(String::as_str),
-        Some("strict" | "permissive" | "enabled")
-    )
+    let facts = PodFacts {
+        namespace_label: namespace_labels
+            .and_then(|l| l.get(MODE))
+            .map(String::as_str),
+        pod_annotation: pod
+            .metadata
+            .annotations
+            .as_ref()
+            .and_then(|a| a.get(MODE))
+            .map(String::as_str),
+        host_network: spec(pod).and_then(|s| s.host_network) == Some(true),
+        finished: false,
+    };
+    // Meshed in either mode is meshed; the mode itself is the agent's concern.
+    pod_mode(facts, MeshMode::Strict).is_ok()
 }
 
 /// The directory entry of a meshed pod that runs on a node and has IPs; `None` otherwise.
