@@ -46,9 +46,9 @@
 //! validation beyond names, and `dryRun` is refused.
 //!
 //! The double is kept honest by its own kube-rs tests (`tests/kube_rs`): those that need nothing
-//! but the API run against a real API server instead when `FERRULE_TEST_KUBECONFIG` names its
+//! but the API run against a real API server instead when `KUBECONFIG` is set to its
 //! kubeconfig, e.g. a kind cluster with
-//! `FERRULE_TEST_KUBECONFIG=~/.kube/config cargo test -p ferrule-kube-double --test kube_rs`.
+//! `KUBECONFIG=~/.kube/config cargo test -p ferrule-kube-double --test kube_rs`.
 //! They cover CRUD with AlreadyExists and stale-resourceVersion conflicts, merge, strategic, JSON
 //! and apply patches, the pod status subresource, pagination, field-selected watches and
 //! TokenRequest/TokenReview, each in a namespace `ferrule-dbl-<random>` it deletes afterwards;

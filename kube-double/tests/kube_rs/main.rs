@@ -2,9 +2,9 @@
 //! `watcher` and `reflector`, and asserts on what the client gets back.
 //!
 //! The tests that take a [`Target`] need nothing but the API, so they also run against a real
-//! API server when `FERRULE_TEST_KUBECONFIG` names its kubeconfig
-//! (`FERRULE_TEST_KUBECONFIG=~/.kube/config cargo test -p ferrule-kube-double --test kube_rs`,
-//! e.g. a kind cluster): the same bodies keep the double
+//! API server when `KUBECONFIG` is set
+//! (`KUBECONFIG=~/.kube/config cargo test -p ferrule-kube-double --test kube_rs`,
+//! e.g. a kind cluster; `env -u KUBECONFIG` keeps them on the double): the same bodies keep the double
 //! honest. Each works inside its own namespace `ferrule-dbl-<random>`, deleted again when the
 //! test ends (also on panic); pods are bound to a node no cluster has and name a scheduler no
 //! cluster runs, so nothing is ever scheduled or started. The other tests need the double's own
@@ -34,9 +34,9 @@ const NO_SUCH_NODE: &str = "ferrule-test-no-such-node";
 const NO_SUCH_SCHEDULER: &str = "ferrule-test-no-such-scheduler";
 
 /// The kubeconfig of a real cluster to run the portable tests against.
-const REAL_CLUSTER_ENV: &str = "FERRULE_TEST_KUBECONFIG";
+const REAL_CLUSTER_ENV: &str = "KUBECONFIG";
 
-/// Where the portable tests run: a real API server when `FERRULE_TEST_KUBECONFIG` is set, else a
+/// Where the portable tests run: a real API server when `KUBECONFIG` is set, else a
 /// served double. Namespaces it hands out (or is told about) are deleted when it is dropped.
 struct Target {
     double: Option<KubeDouble>,
@@ -46,15 +46,12 @@ struct Target {
 
 impl Target {
     async fn new() -> Self {
-        // An explicit variable, not KUBECONFIG: a developer's shell pointing at some cluster must
-        // not make `cargo test` create namespaces there.
-        if let Some(path) = std::env::var_os(REAL_CLUSTER_ENV) {
-            let kubeconfig = Kubeconfig::read_from(&path)
-                .unwrap_or_else(|e| panic!("{REAL_CLUSTER_ENV}={path:?}: {e}"));
-            let config =
-                kube::Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
-                    .await
-                    .expect("a client config for the cluster");
+        // Harmless on any cluster: a unique namespace per test, deleted on drop, and pods that
+        // are never scheduled (see the module doc).
+        if let Some(paths) = std::env::var_os(REAL_CLUSTER_ENV) {
+            let config = kube::Config::from_kubeconfig(&KubeConfigOptions::default())
+                .await
+                .unwrap_or_else(|e| panic!("{REAL_CLUSTER_ENV}={paths:?}: {e}"));
             let client = kube::Client::try_from(config).expect("a client for the cluster");
             Self {
                 double: None,
