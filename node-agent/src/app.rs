@@ -2,8 +2,10 @@
 //! token, then keep the node identity (and every workload identity asked for) renewed.
 
 mod pods;
+mod run;
 
-pub use pods::serve as serve_pods;
+pub use pods::{Serving, serve as serve_pods};
+pub use run::run;
 
 use std::path::Path;
 use std::sync::{Arc, OnceLock};
@@ -17,6 +19,7 @@ use crate::config::Config;
 use crate::control::{self, ControlPlaneAuthority, JoinCredential, JoinError};
 use crate::identity::{IdentityManager, RenewalPolicy, WorkloadCert};
 use crate::keyring::NodeKeyring;
+use crate::lifecycle::{AgentRole, Lifecycle, LifecycleMetrics, Listeners};
 use crate::mesh_config::MeshConfig;
 use crate::telemetry::{AccessLog, PlaintextCollector, PlaintextCounts, Telemetry};
 
@@ -64,6 +67,9 @@ pub struct Agent {
     pub plaintext_counts: Arc<OnceLock<PlaintextCounts>>,
     /// The bound `/metrics` address, if enabled.
     pub metrics_addr: Option<std::net::SocketAddr>,
+    /// Listeners to hand over, drain state, versions.
+    pub lifecycle: Lifecycle,
+    pub lifecycle_metrics: LifecycleMetrics,
 }
 
 fn load_bundle(config: &Config) -> Result<TrustBundle, AgentError> {
@@ -75,13 +81,30 @@ fn load_bundle(config: &Config) -> Result<TrustBundle, AgentError> {
     TrustBundle::from_pem(config.trust_domain.clone(), &pem).map_err(|e| bad(e.to_string()))
 }
 
+/// Starts a fresh agent (nothing inherited from a predecessor).
 pub async fn start(
     config: &Config,
     join_token: Option<&str>,
     policy: RenewalPolicy,
 ) -> Result<Agent, AgentError> {
+    let lifecycle = Lifecycle::new(
+        Listeners::default(),
+        config.drain_timeout,
+        config.capture.program_version,
+    );
+    start_with(config, join_token, policy, lifecycle).await
+}
+
+/// Starts the agent with `lifecycle`'s listeners (inherited ones are taken by name).
+pub async fn start_with(
+    config: &Config,
+    join_token: Option<&str>,
+    policy: RenewalPolicy,
+    lifecycle: Lifecycle,
+) -> Result<Agent, AgentError> {
     let bundle = SharedBundle::new(load_bundle(config)?);
-    let (telemetry, plaintext_counts, metrics_addr) = start_telemetry(config).await?;
+    let (telemetry, plaintext_counts, metrics_addr, lifecycle_metrics) =
+        start_telemetry(config, &lifecycle).await?;
     let keyring = NodeKeyring::new(&keyring_scope(config));
     let (node_id, node_cert) = node_identity(config, &bundle, &keyring, join_token).await?;
     if let Some(expected) = &config.node_name
@@ -135,6 +158,8 @@ pub async fn start(
         telemetry,
         plaintext_counts,
         metrics_addr,
+        lifecycle,
+        lifecycle_metrics,
     })
 }
 
@@ -142,10 +167,14 @@ type TelemetryParts = (
     Arc<Telemetry>,
     Arc<OnceLock<PlaintextCounts>>,
     Option<std::net::SocketAddr>,
+    LifecycleMetrics,
 );
 
-/// Metrics registry, access log and the `/metrics` listener (serving for the agent's lifetime).
-async fn start_telemetry(config: &Config) -> Result<TelemetryParts, AgentError> {
+/// Metrics registry, access log and the `/metrics` listener (serving until the agent drains).
+async fn start_telemetry(
+    config: &Config,
+    lifecycle: &Lifecycle,
+) -> Result<TelemetryParts, AgentError> {
     let access_log = AccessLog::open(&config.access_log).map_err(|e| AgentError::AccessLog {
         path: config.access_log.clone(),
         reason: e.to_string(),
@@ -154,21 +183,25 @@ async fn start_telemetry(config: &Config) -> Result<TelemetryParts, AgentError> 
     let telemetry = Arc::new(Telemetry::new(&mut registry, access_log));
     let plaintext = Arc::new(OnceLock::new());
     registry.register_collector(Box::new(PlaintextCollector(plaintext.clone())));
+    let lifecycle_metrics = LifecycleMetrics::register(&mut registry);
+    lifecycle_metrics.set(&lifecycle.version, AgentRole::Serving);
     let Some(addr) = config.metrics_listen else {
-        return Ok((telemetry, plaintext, None));
+        return Ok((telemetry, plaintext, None, lifecycle_metrics));
     };
-    let listener = tokio::net::TcpListener::bind(addr)
-        .await
-        .map_err(|e| AgentError::Metrics {
-            addr: addr.to_string(),
-            reason: e.to_string(),
-        })?;
+    let listener =
+        lifecycle
+            .listeners
+            .node_tcp("metrics", addr)
+            .map_err(|e| AgentError::Metrics {
+                addr: addr.to_string(),
+                reason: e.to_string(),
+            })?;
     let bound = listener.local_addr().ok();
     tracing::info!(addr = ?bound, "metrics listening on /metrics");
     let serve =
-        ferrule_config::metrics::serve(listener, Arc::new(registry), std::future::pending());
+        ferrule_config::metrics::serve(listener, Arc::new(registry), lifecycle.draining());
     tokio::spawn(serve);
-    Ok((telemetry, plaintext, bound))
+    Ok((telemetry, plaintext, bound, lifecycle_metrics))
 }
 
 /// A workload certificate whose serial is revoked is replaced at once (the identity itself may

@@ -23,6 +23,13 @@ pub use ferrule_node_checks::ENV_PIN_DIR;
 pub const ENV_NON_MESH: &str = "FERRULE_NON_MESH";
 pub const ENV_METRICS_LISTEN: &str = "FERRULE_METRICS_LISTEN";
 pub const ENV_ACCESS_LOG: &str = "FERRULE_ACCESS_LOG";
+pub const ENV_DRAIN_TIMEOUT: &str = "FERRULE_DRAIN_TIMEOUT";
+/// Loads the eBPF programs as this version instead of the built-in one: upgrade drills and the
+/// lifecycle tests ("the same code with a bumped eBPF version").
+pub const ENV_PROGRAM_VERSION: &str = "FERRULE_EBPF_PROGRAM_VERSION";
+
+/// How long an agent that handed over (or was stopped) keeps serving established connections.
+const DEFAULT_DRAIN_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 
 const DEFAULT_ENROLL_SOCKET: &str = "/run/ferrule/agent.sock";
 use ferrule_node_checks::DEFAULT_PIN_DIR;
@@ -47,6 +54,8 @@ pub struct CaptureSettings {
     pub pin_dir: PathBuf,
     pub excluded_ports: Vec<u16>,
     pub excluded_cidrs: Vec<(std::net::IpAddr, u8)>,
+    /// The eBPF program version to load; the built-in one unless overridden for a drill.
+    pub program_version: u32,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -71,6 +80,9 @@ pub struct Config {
     /// Kubernetes mode: pods come from the API and the CNI plugin, the node attests with its
     /// ServiceAccount token. `None`: standalone (join tokens, enrollment API).
     pub kubernetes: Option<KubernetesSettings>,
+    /// After handing over to a new agent (or a stop), established connections run on for at
+    /// most this long; then they are closed with close reason `drain`.
+    pub drain_timeout: std::time::Duration,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -89,6 +101,7 @@ struct RawConfig {
     metrics_listen: Option<String>,
     access_log: Option<String>,
     kubernetes: Option<kubernetes::RawKubernetes>,
+    drain_timeout: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -99,6 +112,7 @@ struct RawCapture {
     excluded_ports: Vec<u16>,
     #[serde(default)]
     excluded_cidrs: Vec<String>,
+    program_version: Option<u32>,
 }
 
 /// `10.0.0.0/8` or a bare address (a /32 or /128).
@@ -145,6 +159,10 @@ impl Config {
         over(&mut raw.trust_domain, ENV_TRUST_DOMAIN);
         over(&mut raw.metrics_listen, ENV_METRICS_LISTEN);
         over(&mut raw.access_log, ENV_ACCESS_LOG);
+        over(&mut raw.drain_timeout, ENV_DRAIN_TIMEOUT);
+        if let Some(v) = env.get(ENV_PROGRAM_VERSION) {
+            raw.capture.program_version = Some(parse_field(&v, "capture.program_version")?);
+        }
         kubernetes::env_overrides(&mut raw.kubernetes, env);
         if let Some(v) = env.get(ENV_BUNDLE) {
             raw.bundle = Some(v.into());
@@ -227,6 +245,10 @@ impl RawConfig {
                     .iter()
                     .map(|c| parse_cidr(c))
                     .collect::<Result<_, _>>()?,
+                program_version: self
+                    .capture
+                    .program_version
+                    .unwrap_or(ferrule_ebpf_common::PROGRAM_VERSION),
             },
             non_mesh: self.non_mesh,
             metrics_listen: match self
@@ -239,6 +261,11 @@ impl RawConfig {
             },
             access_log: self.access_log.unwrap_or_else(|| "stdout".into()),
             kubernetes: self.kubernetes.map(|k| k.validate()).transpose()?,
+            drain_timeout: ferrule_config::duration(
+                self.drain_timeout.as_deref(),
+                "drain_timeout",
+                DEFAULT_DRAIN_TIMEOUT,
+            )?,
         })
     }
 }
@@ -307,6 +334,10 @@ mod tests {
             (
                 "trust_domain: e.org\nbundle: /b\ncontrol_plane: 127.0.0.1:1\nnon_mesh: maybe\n",
                 "non_mesh",
+            ),
+            (
+                "trust_domain: e.org\nbundle: /b\ncontrol_plane: 127.0.0.1:1\ndrain_timeout: soon\n",
+                "drain_timeout",
             ),
         ];
         for (text, field) in cases {

@@ -78,6 +78,9 @@ pub enum EnrollError {
     Conflict(String),
     #[error("{0}")]
     Internal(String),
+    /// The agent is handing over to a new one or stopping: try again (the new agent answers).
+    #[error("unavailable, retry: {0}")]
+    Unavailable(String),
 }
 
 impl EnrollError {
@@ -87,6 +90,7 @@ impl EnrollError {
             Self::Forbidden(_) => 403,
             Self::Conflict(_) => 409,
             Self::Internal(_) => 500,
+            Self::Unavailable(_) => 503,
         }
     }
 }

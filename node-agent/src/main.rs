@@ -3,7 +3,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Parser;
-use ferrule_node_agent::{app, config, identity::RenewalPolicy};
+use ferrule_node_agent::{app, config};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -51,35 +51,5 @@ async fn run(args: Args) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let agent = match app::start(
-        &config,
-        args.join_token.as_deref(),
-        RenewalPolicy::default(),
-    )
-    .await
-    {
-        Ok(agent) => agent,
-        Err(e) => {
-            eprintln!("ferrule-agent: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let api = match app::serve_pods(&config, &agent, async {
-        let _ = stopped.await;
-    })
-    .await
-    {
-        Ok(api) => api,
-        Err(e) => {
-            eprintln!("ferrule-agent: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    ferrule_config::process::shutdown_signal().await;
-    // Capture stays attached (pinned): until the next agent is up, captured connections fail
-    // closed rather than leave in plaintext.
-    let _ = stop.send(());
-    let _ = api.await;
-    ExitCode::SUCCESS
+    app::run(config, args.join_token).await
 }

@@ -23,6 +23,7 @@ use crate::capture::{Capture, InboundMode, PodCapture};
 use crate::config::NonMesh;
 use crate::enroll::{EnrollError, EnrolledPod, Mode, PodLifecycle, PodSpec};
 use crate::identity::IdentityManager;
+use crate::lifecycle::{self, Drain, Listeners, handover::Handing};
 use crate::mesh_config::MeshConfig;
 use crate::netns::Netns;
 use crate::proxy::{PoolConfig, TunnelPool};
@@ -43,6 +44,9 @@ pub struct Shared {
     pub non_mesh: NonMesh,
     pub control: Channel,
     pub telemetry: Arc<crate::telemetry::Telemetry>,
+    /// Every listener, to hand to a successor; and those inherited from a predecessor.
+    pub listeners: Arc<Listeners>,
+    pub drain: Drain,
 }
 
 struct Pod {
@@ -64,6 +68,11 @@ pub struct PodManager {
     pods: Mutex<HashMap<String, Pod>>,
     /// Where the enrolled pods' specs are kept so a restarted agent serves them again.
     state_file: Option<PathBuf>,
+    /// Enrollments and unenrollments hold it shared; a handover takes it exclusively, so it
+    /// sees no change half done.
+    gate: tokio::sync::RwLock<()>,
+    /// Set while a successor takes over (and for good once it did).
+    handing_over: std::sync::atomic::AtomicBool,
 }
 
 impl PodManager {
@@ -72,6 +81,8 @@ impl PodManager {
             shared: Arc::new(shared),
             pods: Mutex::new(HashMap::new()),
             state_file,
+            gate: tokio::sync::RwLock::new(()),
+            handing_over: std::sync::atomic::AtomicBool::new(false),
         }
     }
 
@@ -188,19 +199,25 @@ impl PodManager {
             .certificate(id, CERT_WAIT)
             .await
             .map_err(|e| internal("workload certificate", &e))?;
-        let outbound = netns
-            .tcp_listener(SocketAddr::from((Ipv4Addr::LOCALHOST, OUTBOUND_PORT)))
+        let listen = |kind: &str, addr: SocketAddr| {
+            let name = lifecycle::pod_listener(&spec.uid, kind);
+            let ours = |l: &std::net::TcpListener| {
+                crate::capture::netns_cookie_of(l).ok() == Some(cookie)
+                    && l.local_addr().ok() == Some(addr)
+            };
+            self.shared
+                .listeners
+                .tcp(&name, ours, || netns.tcp_listener(addr))
+        };
+        let outbound = listen("outbound", SocketAddr::from((Ipv4Addr::LOCALHOST, OUTBOUND_PORT)))
             .map_err(|e| internal("outbound listener", &e))?;
         // IPv6 connects are redirected to [::1]; a pod without IPv6 simply has no such listener.
-        let outbound6 = netns
-            .tcp_listener(SocketAddr::from((Ipv6Addr::LOCALHOST, OUTBOUND_PORT)))
+        let outbound6 = listen("outbound6", SocketAddr::from((Ipv6Addr::LOCALHOST, OUTBOUND_PORT)))
             .map_err(|e| tracing::debug!(error = %e, "no IPv6 outbound listener"))
             .ok();
-        let inbound = netns
-            .tcp_listener(SocketAddr::from((Ipv4Addr::UNSPECIFIED, INBOUND_PORT)))
+        let inbound = listen("inbound", SocketAddr::from((Ipv4Addr::UNSPECIFIED, INBOUND_PORT)))
             .map_err(|e| internal("inbound listener", &e))?;
-        let peer_endpoint = netns
-            .tcp_listener(SocketAddr::from((Ipv4Addr::LOCALHOST, peers::PEER_PORT)))
+        let peer_endpoint = listen("peers", SocketAddr::from((Ipv4Addr::LOCALHOST, peers::PEER_PORT)))
             .map_err(|e| internal("peer identity endpoint", &e))?;
         let peers = Arc::new(peers::PeerDirectory::default());
         let mode = match spec.mode {
@@ -235,7 +252,11 @@ impl PodManager {
                     peers: peers.clone(),
                 },
             )),
-            tokio::spawn(peers::serve(peer_endpoint, peers.clone())),
+            tokio::spawn(peers::serve(
+                peer_endpoint,
+                peers.clone(),
+                self.shared.drain.clone(),
+            )),
             tokio::spawn(inbound::serve(
                 inbound,
                 server_tls,
@@ -251,6 +272,7 @@ impl PodManager {
                     }),
                     mesh: self.shared.mesh.clone(),
                     telemetry: self.shared.telemetry.clone(),
+                    drain: self.shared.drain.clone(),
                 },
             )),
         ];
@@ -313,6 +335,7 @@ async fn follow_certificate(
 #[tonic::async_trait]
 impl PodLifecycle for PodManager {
     async fn enroll(&self, spec: PodSpec) -> Result<EnrolledPod, EnrollError> {
+        let _turn = self.open_gate().await?;
         if let Some(existing) = self.lock().get(&spec.uid) {
             return if existing.enrolled.spec == spec {
                 Ok(existing.enrolled.clone())
@@ -328,6 +351,13 @@ impl PodLifecycle for PodManager {
         .map_err(|e| EnrollError::Invalid(format!("namespace/service account: {e}")))?;
         self.register(&spec).await?;
         match self.start(&spec, &id).await {
+            Err(e) => {
+                self.shared
+                    .listeners
+                    .release(&lifecycle::pod_prefix(&spec.uid));
+                self.unregister(&spec.uid).await;
+                Err(e)
+            }
             Ok(pod) => {
                 let enrolled = pod.enrolled.clone();
                 tracing::info!(uid = %spec.uid, %id, cookie = pod.cookie, "pod enrolled");
@@ -335,17 +365,15 @@ impl PodLifecycle for PodManager {
                 self.save();
                 Ok(enrolled)
             }
-            Err(e) => {
-                self.unregister(&spec.uid).await;
-                Err(e)
-            }
         }
     }
 
     async fn unenroll(&self, uid: &str) -> Result<bool, EnrollError> {
+        let _turn = self.open_gate().await?;
         let Some(pod) = self.lock().remove(uid) else {
             return Ok(false);
         };
+        self.shared.listeners.release(&lifecycle::pod_prefix(uid));
         let result = self
             .shared
             .capture
@@ -376,5 +404,37 @@ impl PodLifecycle for PodManager {
                 ..p.enrolled.clone()
             })
             .collect()
+    }
+}
+
+impl PodManager {
+    /// A shared turn to change the pods, unless a successor takes over or the agent stops:
+    /// then the new agent must make the change (the caller retries; it reaches the new one).
+    async fn open_gate(&self) -> Result<tokio::sync::RwLockReadGuard<'_, ()>, EnrollError> {
+        let turn = self.gate.read().await;
+        if self.handing_over.load(std::sync::atomic::Ordering::Acquire) {
+            return Err(EnrollError::Unavailable(
+                "a new agent is taking over on this node".into(),
+            ));
+        }
+        if self.shared.drain.is_draining() {
+            return Err(EnrollError::Unavailable("this agent is stopping".into()));
+        }
+        Ok(turn)
+    }
+}
+
+#[tonic::async_trait]
+impl Handing for PodManager {
+    async fn begin_handover(&self) -> Vec<PodSpec> {
+        let _all = self.gate.write().await;
+        self.handing_over
+            .store(true, std::sync::atomic::Ordering::Release);
+        self.lock().values().map(|p| p.enrolled.spec.clone()).collect()
+    }
+
+    fn abort_handover(&self) {
+        self.handing_over
+            .store(false, std::sync::atomic::Ordering::Release);
     }
 }

@@ -16,12 +16,21 @@ use crate::enroll::{self, PodLifecycle, PodSpec};
 use crate::kubernetes::{KubernetesPods, serve_readiness};
 use crate::pods::{OUTBOUND_PORT, PodManager, Shared, spawn_revoked_tunnel_closer};
 
-/// Loads capture, re-enrolls remembered pods and serves the enrollment API until `shutdown`.
+/// The pod side, serving.
+pub struct Serving {
+    /// The enrollment API; ends after `shutdown`.
+    pub api: tokio::task::JoinHandle<()>,
+    pub pods: Arc<PodManager>,
+}
+
+/// Loads capture, enrolls the pods a predecessor handed over (`inherited`) or, without one,
+/// the remembered pods, and serves the enrollment API until `shutdown`.
 pub async fn serve(
     config: &Config,
     agent: &Agent,
+    inherited: Option<Vec<PodSpec>>,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
-) -> Result<tokio::task::JoinHandle<()>, AgentError> {
+) -> Result<Serving, AgentError> {
     let capture = Capture::load_or_adopt(&CaptureConfig {
         pin_dir: config.capture.pin_dir.clone(),
         outbound_port: OUTBOUND_PORT,
@@ -43,6 +52,8 @@ pub async fn serve(
             non_mesh: config.non_mesh,
             control: agent.channel.clone(),
             telemetry: agent.telemetry.clone(),
+            listeners: agent.lifecycle.listeners.clone(),
+            drain: agent.lifecycle.drain.clone(),
         },
         state_file.clone(),
     ));
@@ -53,18 +64,31 @@ pub async fn serve(
             .map(|m| m.plaintext_counts())
             .unwrap_or_default()
     }));
-    if let Some(file) = &state_file {
-        reenroll(manager.as_ref(), file).await;
+    match (inherited, &state_file) {
+        (Some(specs), _) => enroll_all(manager.as_ref(), specs, "pod taken over").await,
+        (None, Some(file)) => reenroll(manager.as_ref(), file).await,
+        (None, None) => {}
     }
     let cni = match &config.kubernetes {
         Some(settings) => Some(kubernetes_pods(config, settings, manager.clone(), agent).await?),
         None => None,
     };
-    let listener = bind_socket(&config.enroll_socket)?;
+    let listeners = &agent.lifecycle.listeners;
+    let listener = listeners
+        .unix("enroll", || bind_socket(&config.enroll_socket))
+        .map_err(|e| AgentError::EnrollSocket {
+            path: config.enroll_socket.display().to_string(),
+            reason: e.to_string(),
+        })?;
+    for name in listeners.discard_unclaimed() {
+        tracing::info!(listener = %name, "closed an inherited listener nothing uses any more");
+    }
     tracing::info!(socket = %config.enroll_socket.display(), "enrollment API listening");
-    Ok(tokio::spawn(enroll::serve(
-        listener, manager, cni, shutdown,
-    )))
+    let api = tokio::spawn(enroll::serve(listener, manager.clone(), cni, shutdown));
+    Ok(Serving {
+        api,
+        pods: manager,
+    })
 }
 
 /// Kubernetes mode: pods from the API and the CNI plugin, and the readiness probe.
@@ -83,8 +107,13 @@ async fn kubernetes_pods(
     .await
     .map_err(|e| AgentError::Kubernetes(ferrule_config::process::error_chain(&e)))?;
     if let Some(addr) = settings.readiness_listen {
-        let bound = serve_readiness(addr, Arc::downgrade(&pods))
-            .await
+        let bound = agent
+            .lifecycle
+            .listeners
+            .node_tcp("readiness", addr)
+            .and_then(|listener| {
+                serve_readiness(listener, Arc::downgrade(&pods), agent.lifecycle.draining())
+            })
             .map_err(|e| AgentError::Kubernetes(format!("readiness listener {addr}: {e}")))?;
         tracing::info!(addr = %bound, "readiness probe listening on /ready");
     }
@@ -103,26 +132,27 @@ async fn reenroll(manager: &PodManager, file: &Path) {
             return;
         }
     };
+    enroll_all(manager, specs, "pod re-enrolled after restart").await;
+}
+
+/// Enrolls each pod, logging `done` or why it failed.
+async fn enroll_all(manager: &PodManager, specs: Vec<PodSpec>, done: &str) {
     for spec in specs {
         let uid = spec.uid.clone();
         match manager.enroll(spec).await {
-            Ok(_) => tracing::info!(%uid, "pod re-enrolled after restart"),
-            Err(e) => tracing::warn!(%uid, error = %e, "re-enrolling a pod failed"),
+            Ok(_) => tracing::info!(%uid, "{done}"),
+            Err(e) => tracing::warn!(%uid, error = %e, "enrolling a known pod failed"),
         }
     }
 }
 
 /// A root-only socket; a stale one from a previous agent is replaced.
-fn bind_socket(path: &PathBuf) -> Result<UnixListener, AgentError> {
-    let io = |e: std::io::Error| AgentError::EnrollSocket {
-        path: path.display().to_string(),
-        reason: e.to_string(),
-    };
+fn bind_socket(path: &PathBuf) -> std::io::Result<UnixListener> {
     if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir).map_err(io)?;
+        std::fs::create_dir_all(dir)?;
     }
     let _ = std::fs::remove_file(path);
-    let listener = UnixListener::bind(path).map_err(io)?;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).map_err(io)?;
+    let listener = UnixListener::bind(path)?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
     Ok(listener)
 }

@@ -35,12 +35,13 @@ pub fn current(p: &KubernetesPods) -> Readiness {
     }
 }
 
-/// `GET /ready` on `addr` (node network) for the kubelet's readiness probe.
-pub async fn serve_readiness(
-    addr: SocketAddr,
+/// `GET /ready` on `listener` (node network) for the kubelet's readiness probe, until
+/// `shutdown` (the agent drains: its successor answers on the same socket).
+pub fn serve_readiness(
+    listener: tokio::net::TcpListener,
     pods: Weak<KubernetesPods>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<SocketAddr> {
-    let listener = tokio::net::TcpListener::bind(addr).await?;
     let bound = listener.local_addr()?;
     let respond = move |_: &hyper::Request<hyper::body::Incoming>| {
         let readiness = pods.upgrade().map(|p| current(&p)).unwrap_or_default();
@@ -58,10 +59,7 @@ pub async fn serve_readiness(
             .expect("static response parts are valid")
     };
     tokio::spawn(ferrule_config::http::serve(
-        listener,
-        "readiness",
-        respond,
-        std::future::pending(),
+        listener, "readiness", respond, shutdown,
     ));
     Ok(bound)
 }

@@ -11,6 +11,7 @@ use ferrule_policy::{Decision, Request, Verdict, Workload};
 use tokio::net::TcpListener;
 
 use super::peers::{PeerDirectory, PeerInfo};
+use crate::lifecycle::Drain;
 use crate::mesh_config::{MeshConfig, MeshState};
 use crate::netns::Netns;
 use crate::proxy::{
@@ -88,6 +89,17 @@ fn until_withdrawn(
     })
 }
 
+/// `withdrawn`, or a drain reason once the agent's drain timeout passed.
+fn until_drained(drain: &Drain, withdrawn: Revoked) -> Revoked {
+    let drain = drain.clone();
+    Box::pin(async move {
+        tokio::select! {
+            reason = withdrawn => reason,
+            () = drain.closing() => Withdrawn::Drain("the agent's drain timeout passed".into()),
+        }
+    })
+}
+
 /// A pod's application behind its HBONE listener.
 pub(super) struct PodApp {
     pub(super) peers: Arc<PeerDirectory>,
@@ -96,6 +108,7 @@ pub(super) struct PodApp {
     pub(super) pod: Arc<PodWorkload>,
     pub(super) mesh: MeshConfig,
     pub(super) telemetry: Arc<Telemetry>,
+    pub(super) drain: Drain,
 }
 
 #[tonic::async_trait]
@@ -138,9 +151,11 @@ impl InboundTarget for PodApp {
             })
         });
         let (pod, peer_, port) = (self.pod.clone(), peer.clone(), dst.port());
-        let until = until_withdrawn(&self.mesh, move |state| {
+        let withdrawn = until_withdrawn(&self.mesh, move |state| {
             withdrawn(state, &pod, &peer_, port)
         });
+        let until = until_drained(&self.drain, withdrawn);
+        let open = self.drain.track();
         tracing::debug!(peer = %peer.id, %dst, %decision, "inbound stream connected to the app");
         self.telemetry.connection_opened(
             Direction::Inbound,
@@ -152,7 +167,7 @@ impl InboundTarget for PodApp {
             decision: decision.verdict.as_str().to_owned(),
             rule,
             until,
-            keep: Some(Box::new(listed)),
+            keep: Some(Box::new((listed, open))),
         })
     }
 
@@ -165,6 +180,7 @@ impl InboundTarget for PodApp {
         let close_reason = match (how.cut, &how.relayed.result) {
             (Some(Withdrawn::Revoked(_)), _) => CloseReason::Revoked,
             (Some(Withdrawn::Policy(_)), _) => CloseReason::Policy,
+            (Some(Withdrawn::Drain(_)), _) => CloseReason::Drain,
             (None, Ok(())) => CloseReason::Ok,
             (None, Err(_)) => CloseReason::Error,
         };
@@ -225,6 +241,17 @@ impl PodApp {
     }
 }
 
+/// Serves until the agent drains; then its tunnels get GOAWAY (peers open new streams to the
+/// successor) and their open streams run on until they end or the drain timeout cuts them.
 pub(super) async fn serve(listener: TcpListener, tls: Arc<rustls::ServerConfig>, app: PodApp) {
-    serve_inbound(listener, tls, Arc::new(app), std::future::pending()).await;
+    let drain = app.drain.clone();
+    let draining = {
+        let drain = drain.clone();
+        async move { drain.draining().await }
+    };
+    let backstop = drain.timeout() + DRAIN_BACKSTOP;
+    serve_inbound(listener, tls, Arc::new(app), draining, backstop).await;
 }
+
+/// Streams cut at the drain timeout get this long to log before their tunnels are dropped.
+const DRAIN_BACKSTOP: std::time::Duration = std::time::Duration::from_secs(1);

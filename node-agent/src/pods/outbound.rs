@@ -12,7 +12,7 @@ use super::peers::{PeerDirectory, PeerInfo};
 use super::{INBOUND_PORT, Shared};
 use crate::config::NonMesh;
 use crate::netns::Netns;
-use crate::proxy::{OutboundError, Relayed, TunnelKey, relay};
+use crate::proxy::{OutboundError, Relayed, TunnelKey, relay_until};
 use crate::telemetry::{CloseReason, ConnectionRecord, Direction, HandshakeFailure, Side};
 
 const CERT_WAIT: Duration = Duration::from_secs(5);
@@ -26,13 +26,20 @@ pub(super) struct PodSide {
     pub(super) peers: Arc<PeerDirectory>,
 }
 
+/// Accepts until the agent drains (its successor accepts on the same socket then).
 pub(super) async fn serve(shared: Arc<Shared>, listener: TcpListener, pod: PodSide) {
     loop {
-        match listener.accept().await {
+        let accepted = tokio::select! {
+            () = shared.drain.draining() => return,
+            accepted = listener.accept() => accepted,
+        };
+        match accepted {
             Ok((tcp, peer)) => {
                 let (shared, pod) = (shared.clone(), pod.clone());
+                let open = shared.drain.track();
                 tokio::spawn(async move {
                     handle(&shared, &pod, tcp, peer).await;
+                    drop(open);
                 });
             }
             Err(e) => {
@@ -66,11 +73,13 @@ async fn mesh(
     let source = &pod.id;
     let started = Instant::now();
     let client = tcp.peer_addr().unwrap_or(original);
-    let record = |decision: &str, relayed: Option<&Relayed>, error: Option<String>| {
-        let close_reason = match (relayed.map(|r| r.result.is_ok()), &error) {
-            (Some(true), None) => CloseReason::Ok,
+    let record = |decision: &str, relayed: Option<(&Relayed, bool)>, error: Option<String>| {
+        let close_reason = match (relayed, &error) {
+            (Some((_, true)), _) => CloseReason::Drain,
+            (Some((r, false)), None) if r.result.is_ok() => CloseReason::Ok,
             _ => CloseReason::Error,
         };
+        let relayed = relayed.map(|(r, _)| r);
         ConnectionRecord {
             time: SystemTime::now(),
             direction: Direction::Outbound,
@@ -142,7 +151,12 @@ async fn mesh(
         peer_identity: destination.to_string(),
         local_identity: source.to_string(),
     });
-    let relayed = relay(stream, tcp).await;
+    let drain = shared.drain.clone();
+    let drained = async move {
+        drain.closing().await;
+        "the agent's drain timeout passed"
+    };
+    let (relayed, cut) = relay_until(stream, tcp, drained).await;
     tracing::info!(
         src = %source, dst = %destination, addr = %original,
         sent = relayed.tcp_to_tunnel, received = relayed.tunnel_to_tcp,
@@ -151,7 +165,7 @@ async fn mesh(
         "outbound connection closed"
     );
     let error = relayed.result.as_ref().err().map(|e| e.to_string());
-    telemetry.connection_closed(&record("allow", Some(&relayed), error));
+    telemetry.connection_closed(&record("allow", Some((&relayed, cut.is_some())), error));
 }
 
 async fn non_mesh(
@@ -172,7 +186,10 @@ async fn non_mesh(
     };
     match upstream {
         Ok(mut upstream) => {
-            let copied = tokio::io::copy_bidirectional(&mut tcp, &mut upstream).await;
+            let copied = tokio::select! {
+                copied = tokio::io::copy_bidirectional(&mut tcp, &mut upstream) => copied,
+                () = shared.drain.closing() => Err(std::io::Error::other("drain timeout")),
+            };
             tracing::info!(%source, dst = %original, result = ?copied, "passthrough connection closed");
         }
         Err(e) => {

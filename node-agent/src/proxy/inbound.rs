@@ -19,8 +19,6 @@ use tokio::task::JoinSet;
 use tokio_rustls::TlsAcceptor;
 use tracing::{info, warn};
 
-/// How long open tunnels may keep running after shutdown was asked for.
-const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 /// Pause after a failed `accept` (out of file descriptors, say) so the loop does not spin.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 
@@ -40,12 +38,14 @@ pub enum Withdrawn {
     Revoked(String),
     /// A policy change no longer allows it.
     Policy(String),
+    /// The agent drained (it handed over or stopped) and its drain timeout passed.
+    Drain(String),
 }
 
 impl std::fmt::Display for Withdrawn {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            Self::Revoked(why) | Self::Policy(why) => f.write_str(why),
+            Self::Revoked(why) | Self::Policy(why) | Self::Drain(why) => f.write_str(why),
         }
     }
 }
@@ -123,12 +123,13 @@ impl InboundRefusal {
 }
 
 /// Serves HBONE on `listener` until `shutdown` completes, then stops accepting, asks every
-/// connection to finish (GOAWAY) and waits up to [`DRAIN_TIMEOUT`] for their streams.
+/// connection to finish (GOAWAY) and waits up to `drain_timeout` for their streams.
 pub async fn serve_inbound(
     listener: TcpListener,
     tls: Arc<rustls::ServerConfig>,
     target: Arc<dyn InboundTarget>,
     shutdown: impl Future<Output = ()>,
+    drain_timeout: Duration,
 ) {
     let acceptor = TlsAcceptor::from(tls);
     let (drain, draining) = watch::channel(false);
@@ -154,7 +155,7 @@ pub async fn serve_inbound(
     drop(listener);
     let _ = drain.send(true);
     let drained = async { while connections.join_next().await.is_some() {} };
-    if tokio::time::timeout(DRAIN_TIMEOUT, drained).await.is_err() {
+    if tokio::time::timeout(drain_timeout, drained).await.is_err() {
         info!(
             open = connections.len(),
             "HBONE drain timed out; closing the rest"

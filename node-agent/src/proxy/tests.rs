@@ -71,6 +71,7 @@ impl Mesh {
             Arc::new(config),
             Arc::new(target),
             shutdown,
+            Duration::from_secs(10),
         ));
         Server { addr, stop, task }
     }

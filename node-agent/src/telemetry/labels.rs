@@ -43,7 +43,7 @@ label_enum!(
 
 label_enum!(
     /// Why a tunnelled connection ended.
-    CloseReason { Ok => "ok", Error => "error", Policy => "policy", Revoked => "revoked" }
+    CloseReason { Ok => "ok", Error => "error", Policy => "policy", Revoked => "revoked", Drain => "drain" }
 );
 
 label_enum!(

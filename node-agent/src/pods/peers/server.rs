@@ -12,11 +12,13 @@ use tokio::net::TcpListener;
 use ferrule_config::http::Reply;
 
 use super::{NotFound, PeerDirectory};
+use crate::lifecycle::Drain;
 
-/// Serves the pod's peer-identity endpoint for as long as the task runs.
-pub async fn serve(listener: TcpListener, peers: Arc<PeerDirectory>) {
+/// Serves the pod's peer-identity endpoint until the agent drains (its successor serves it).
+pub async fn serve(listener: TcpListener, peers: Arc<PeerDirectory>, drain: Drain) {
     let answer = move |req: &Request<Incoming>| answer(&peers, req);
-    ferrule_config::http::serve(listener, "peer endpoint", answer, std::future::pending()).await;
+    let draining = async move { drain.draining().await };
+    ferrule_config::http::serve(listener, "peer endpoint", answer, draining).await;
 }
 
 fn answer(peers: &PeerDirectory, req: &Request<Incoming>) -> Reply {

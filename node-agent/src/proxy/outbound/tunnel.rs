@@ -125,6 +125,12 @@ impl Tunnel {
         };
         let response = match tokio::time::timeout_at(deadline, response).await {
             Ok(Ok(response)) => response,
+            // The peer is going away (an agent handing over to its successor): it did not
+            // process this stream, so another connection may carry it.
+            Ok(Err(source)) if never_processed(&source) => {
+                self.state.closed.store(true, Ordering::Release);
+                return Open::NotSent(source);
+            }
             Ok(Err(source)) => return Open::Failed(OutboundError::Http2 { address, source }),
             Err(_) => return timed_out(),
         };
@@ -138,4 +144,10 @@ impl Tunnel {
         }
         Open::Stream(HboneStream::new(send, response.into_body(), Some(slot)))
     }
+}
+
+/// A stream the server refused unprocessed (RFC 9113 §8.7: REFUSED_STREAM, or above the last
+/// stream id of its GOAWAY), which is safe to retry.
+fn never_processed(error: &h2::Error) -> bool {
+    error.reason() == Some(h2::Reason::REFUSED_STREAM) || error.is_go_away()
 }
