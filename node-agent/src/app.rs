@@ -198,8 +198,7 @@ async fn start_telemetry(
             })?;
     let bound = listener.local_addr().ok();
     tracing::info!(addr = ?bound, "metrics listening on /metrics");
-    let serve =
-        ferrule_config::metrics::serve(listener, Arc::new(registry), lifecycle.draining());
+    let serve = ferrule_config::metrics::serve(listener, Arc::new(registry), lifecycle.draining());
     tokio::spawn(serve);
     Ok((telemetry, plaintext, bound, lifecycle_metrics))
 }

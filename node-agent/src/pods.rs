@@ -209,16 +209,28 @@ impl PodManager {
                 .listeners
                 .tcp(&name, ours, || netns.tcp_listener(addr))
         };
-        let outbound = listen("outbound", SocketAddr::from((Ipv4Addr::LOCALHOST, OUTBOUND_PORT)))
-            .map_err(|e| internal("outbound listener", &e))?;
+        let outbound = listen(
+            "outbound",
+            SocketAddr::from((Ipv4Addr::LOCALHOST, OUTBOUND_PORT)),
+        )
+        .map_err(|e| internal("outbound listener", &e))?;
         // IPv6 connects are redirected to [::1]; a pod without IPv6 simply has no such listener.
-        let outbound6 = listen("outbound6", SocketAddr::from((Ipv6Addr::LOCALHOST, OUTBOUND_PORT)))
-            .map_err(|e| tracing::debug!(error = %e, "no IPv6 outbound listener"))
-            .ok();
-        let inbound = listen("inbound", SocketAddr::from((Ipv4Addr::UNSPECIFIED, INBOUND_PORT)))
-            .map_err(|e| internal("inbound listener", &e))?;
-        let peer_endpoint = listen("peers", SocketAddr::from((Ipv4Addr::LOCALHOST, peers::PEER_PORT)))
-            .map_err(|e| internal("peer identity endpoint", &e))?;
+        let outbound6 = listen(
+            "outbound6",
+            SocketAddr::from((Ipv6Addr::LOCALHOST, OUTBOUND_PORT)),
+        )
+        .map_err(|e| tracing::debug!(error = %e, "no IPv6 outbound listener"))
+        .ok();
+        let inbound = listen(
+            "inbound",
+            SocketAddr::from((Ipv4Addr::UNSPECIFIED, INBOUND_PORT)),
+        )
+        .map_err(|e| internal("inbound listener", &e))?;
+        let peer_endpoint = listen(
+            "peers",
+            SocketAddr::from((Ipv4Addr::LOCALHOST, peers::PEER_PORT)),
+        )
+        .map_err(|e| internal("peer identity endpoint", &e))?;
         let peers = Arc::new(peers::PeerDirectory::default());
         let mode = match spec.mode {
             Mode::Strict => InboundMode::Strict,
@@ -430,7 +442,10 @@ impl Handing for PodManager {
         let _all = self.gate.write().await;
         self.handing_over
             .store(true, std::sync::atomic::Ordering::Release);
-        self.lock().values().map(|p| p.enrolled.spec.clone()).collect()
+        self.lock()
+            .values()
+            .map(|p| p.enrolled.spec.clone())
+            .collect()
     }
 
     fn abort_handover(&self) {

@@ -17,7 +17,9 @@ use serde::Serialize;
 pub use access_log::AccessLog;
 pub use failures::{FailureKey, FailureLog};
 pub use ferrule_identity::tls::HandshakeReason;
-pub use labels::{CloseReason, Direction, RenewalResult, Side, UpdateKind, UpdateResult};
+pub use labels::{
+    AgentRole, CloseReason, Direction, RenewalResult, Side, UpdateKind, UpdateResult,
+};
 pub use metrics::Metrics;
 pub use plaintext::{PlaintextCollector, PlaintextCounts};
 

@@ -129,6 +129,39 @@ impl Mesh {
         self.agents[node].insert(child)
     }
 
+    /// Starts a new agent on `node` next to the running one (what a DaemonSet rolling update
+    /// with `maxSurge` does), with extra environment; waits until it took over. Returns the
+    /// previous agent, which now drains and exits on its own.
+    pub fn replace_agent(&mut self, node: usize, env: &[(&str, &str)]) -> Child {
+        let config = self.agent_config(node);
+        let mut command = self.cluster.node(node).command(binary("ferrule-agent"));
+        command.arg("--config").arg(&config).env(
+            "RUST_LOG",
+            std::env::var("FERRULE_TEST_AGENT_LOG").unwrap_or_else(|_| "info".into()),
+        );
+        command.envs(self.agent_env.iter().map(|(k, v)| (k, v)));
+        command.envs(env.iter().copied());
+        let child = Child::spawn(&mut command);
+        child.wait_for_line("took over from the previous agent", Duration::from_secs(60));
+        self.agents[node]
+            .replace(child)
+            .expect("an agent was running")
+    }
+
+    /// Stops `node`'s agent gracefully (SIGTERM) and waits for it to exit; returns its output.
+    pub fn terminate_agent(&mut self, node: usize, timeout: Duration) -> String {
+        let mut child = self.agents[node].take().expect("agent running");
+        child.terminate();
+        let code = child.wait_exit(timeout);
+        assert_eq!(
+            code,
+            Some(0),
+            "agent exit after SIGTERM:\n{}",
+            child.output()
+        );
+        child.output()
+    }
+
     pub fn stop_agent(&mut self, node: usize) -> Option<String> {
         self.agents[node].take().map(|mut child| {
             child.kill();

@@ -213,6 +213,15 @@ impl Child {
         matches!(self.child.try_wait(), Ok(Some(_)))
     }
 
+    /// Sends SIGTERM (a graceful stop), leaving the process to exit on its own.
+    pub fn terminate(&self) {
+        let status = Command::new("kill")
+            .args(["-TERM", &self.id().to_string()])
+            .status()
+            .expect("running kill");
+        assert!(status.success(), "kill -TERM {}", self.id());
+    }
+
     pub fn kill(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();

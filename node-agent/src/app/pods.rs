@@ -85,10 +85,7 @@ pub async fn serve(
     }
     tracing::info!(socket = %config.enroll_socket.display(), "enrollment API listening");
     let api = tokio::spawn(enroll::serve(listener, manager.clone(), cni, shutdown));
-    Ok(Serving {
-        api,
-        pods: manager,
-    })
+    Ok(Serving { api, pods: manager })
 }
 
 /// Kubernetes mode: pods from the API and the CNI plugin, and the readiness probe.

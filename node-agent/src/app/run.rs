@@ -42,10 +42,11 @@ pub async fn run(config: Config, join_token: Option<String>) -> ExitCode {
         Err(e) => return failed(&e),
     };
     if let Some(from) = inherited {
-        let _ = tokio::task::spawn_blocking({
-            let agent_metrics = agent.lifecycle_metrics.clone();
-            move || follow_predecessor(from, agent_metrics)
-        });
+        let metrics = agent.lifecycle_metrics.clone();
+        // Detached: it ends when the predecessor exits.
+        drop(tokio::task::spawn_blocking(move || {
+            follow_predecessor(from, metrics)
+        }));
     }
     let giver = Giver {
         pods: serving.pods.clone(),

@@ -59,7 +59,10 @@ pub fn serve_readiness(
             .expect("static response parts are valid")
     };
     tokio::spawn(ferrule_config::http::serve(
-        listener, "readiness", respond, shutdown,
+        listener,
+        "readiness",
+        respond,
+        shutdown,
     ));
     Ok(bound)
 }

@@ -34,13 +34,19 @@ pub const SOCKET_NAME: &str = "handover.sock";
 #[serde(rename_all = "snake_case")]
 pub enum Message {
     Hello(AgentVersion),
-    Listener { name: String },
+    Listener {
+        name: String,
+    },
     Pod(PodSpec),
     Ready(AgentVersion),
     Serving,
-    Draining { timeout_ms: u64 },
+    Draining {
+        timeout_ms: u64,
+    },
     /// The running agent cannot hand over (it is stopping already).
-    Refused { reason: String },
+    Refused {
+        reason: String,
+    },
 }
 
 /// Where the agent whose enrollment socket is `enroll_socket` listens for its successor.

@@ -1,20 +1,14 @@
 //! `ferrule_agent_info` and `ferrule_agent_draining`: which agent processes run on the node,
 //! with their binary and eBPF program versions, and whether one is draining.
 
-use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue};
+use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 
 use super::AgentVersion;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, EncodeLabelValue)]
-pub enum AgentRole {
-    /// This process, serving.
-    Serving,
-    /// This process after a handover or a stop, or the previous agent while it drains.
-    Draining,
-}
+pub use crate::telemetry::AgentRole;
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
 struct InfoLabels {

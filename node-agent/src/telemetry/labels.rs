@@ -59,3 +59,8 @@ label_enum!(
 label_enum!(
     UpdateKind { Snapshot => "snapshot", Delta => "delta" }
 );
+
+label_enum!(
+    /// An agent process on the node: this one serving, or one draining after a handover or stop.
+    AgentRole { Serving => "serving", Draining => "draining" }
+);

@@ -87,13 +87,20 @@ fn hand_over(giver: &Giver, runtime: &Handle, successor: Channel) -> Option<Chan
     giver.listeners.close_all();
     let timeout_ms = giver.drain.timeout().as_millis() as u64;
     let _ = successor.send(&Message::Draining { timeout_ms }, None);
-    tracing::info!(pid = new.pid, drain_timeout_ms = timeout_ms, "handed over to the new agent; draining");
+    tracing::info!(
+        pid = new.pid,
+        drain_timeout_ms = timeout_ms,
+        "handed over to the new agent; draining"
+    );
     Some(successor)
 }
 
 fn send_everything(giver: &Giver, to: &Channel, pods: &[PodSpec]) -> io::Result<()> {
     for (name, fd) in giver.listeners.snapshot()? {
-        to.send(&Message::Listener { name }, Some(std::os::fd::AsFd::as_fd(&fd)))?;
+        to.send(
+            &Message::Listener { name },
+            Some(std::os::fd::AsFd::as_fd(&fd)),
+        )?;
     }
     for spec in pods {
         to.send(&Message::Pod(spec.clone()), None)?;

@@ -60,7 +60,10 @@ async fn running_agent() -> Running {
         .node_tcp("metrics", "127.0.0.1:0".parse().unwrap())
         .unwrap();
     let addr = listener.local_addr().unwrap();
-    let (pods, drain) = (Arc::new(Pods::default()), Drain::new(Duration::from_secs(5)));
+    let (pods, drain) = (
+        Arc::new(Pods::default()),
+        Drain::new(Duration::from_secs(5)),
+    );
     let giver = Giver {
         pods: pods.clone(),
         listeners,
@@ -87,7 +90,10 @@ async fn the_successor_gets_the_same_sockets_and_the_old_agent_drains() {
         .expect("handed over");
     assert_eq!(inherited.predecessor, version(1));
     assert_eq!(inherited.pods, [spec("pod-a")]);
-    assert!(!old.drain.is_draining(), "draining only once the successor serves");
+    assert!(
+        !old.drain.is_draining(),
+        "draining only once the successor serves"
+    );
 
     let listeners = Listeners::inherit(std::mem::take(&mut inherited.listeners));
     let taken = listeners.node_tcp("metrics", old.addr).unwrap();
@@ -116,7 +122,10 @@ async fn a_successor_that_gives_up_leaves_the_old_agent_serving() {
     drop(inherited);
     let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
     while old.pods.aborted.load(Ordering::SeqCst) == 0 {
-        assert!(tokio::time::Instant::now() < deadline, "handover not aborted");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "handover not aborted"
+        );
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     assert!(!old.drain.is_draining());

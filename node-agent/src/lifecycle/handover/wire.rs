@@ -59,7 +59,11 @@ impl Listener {
             if peer.uid == rustix::process::geteuid() {
                 return Ok(Channel(fd));
             }
-            tracing::warn!(uid = peer.uid.as_raw(), pid = peer.pid.as_raw_nonzero().get(), "refusing a handover request from another user");
+            tracing::warn!(
+                uid = peer.uid.as_raw(),
+                pid = peer.pid.as_raw_nonzero().get(),
+                "refusing a handover request from another user"
+            );
         }
     }
 }

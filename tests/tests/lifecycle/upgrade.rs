@@ -1,0 +1,299 @@
+//! Replacing a running agent: the new one takes over the listeners, the old one drains.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use ferrule_tests::Child;
+use ferrule_tests::mesh::Mesh;
+
+const ECHO_PORT: &str = "9002";
+
+fn script() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("scripts/stream.py")
+}
+
+fn python(mesh: &Mesh, node: usize, pod: usize, args: &[&str]) -> Child {
+    let mut command = mesh.pod(node, pod).command("python3");
+    command.arg("-u").arg(script()).args(args);
+    Child::spawn(&mut command)
+}
+
+/// A strict two-node mesh with an echo server in pod 0 of node 0.
+fn mesh_with_echo(agent_env: &[(&str, &str)]) -> (Mesh, Child) {
+    let mesh = Mesh::start_with(2, 1, agent_env);
+    mesh.enroll_all("strict");
+    let server = python(&mesh, 0, 0, &["echo", ECHO_PORT]);
+    server.wait_for_line("ready", Duration::from_secs(10));
+    (mesh, server)
+}
+
+/// Everything on node 1's link to the other nodes, payloads as text.
+fn watch_wire(mesh: &Mesh) -> Child {
+    let wire = Child::spawn(
+        mesh.node(1)
+            .command("tcpdump")
+            .args(["-l", "-n", "-A", "-i", "eth0", "tcp"]),
+    );
+    wire.wait_for_line("listening on", Duration::from_secs(10));
+    wire
+}
+
+fn assert_no_plaintext(mesh: &Mesh, wire: Child) {
+    let captured = wire.output();
+    drop(wire);
+    assert!(
+        !captured.contains("marker-") && !captured.contains("alive-"),
+        "plaintext left the node:\n{captured}"
+    );
+    let app_port = format!("{}.{ECHO_PORT}", mesh.pod(0, 0).ip);
+    assert!(
+        !captured.contains(&app_port),
+        "a connection to the app port crossed the link"
+    );
+}
+
+/// Marker connections from pod 1/0 to the echo server, one after another.
+fn markers(mesh: &Mesh, count: usize) -> Child {
+    let ip = mesh.pod(0, 0).ip.to_string();
+    let load = python(mesh, 1, 0, &["markers", &ip, ECHO_PORT, &count.to_string()]);
+    load.wait_for_line("marker-3", Duration::from_secs(20));
+    load
+}
+
+fn marker_lines(load: &Child) -> (usize, Vec<String>) {
+    let output = load.output();
+    let ok = output.lines().filter(|l| l.starts_with("marker-")).count();
+    let failed = output
+        .lines()
+        .filter(|l| *l == "failed" || *l == "empty")
+        .map(str::to_owned)
+        .collect();
+    (ok, failed)
+}
+
+fn pins_under(dir: &Path) -> usize {
+    walk(dir).len()
+}
+
+fn walk(dir: &Path) -> Vec<PathBuf> {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    entries
+        .filter_map(Result::ok)
+        .flat_map(|e| {
+            let path = e.path();
+            let mut below = if path.is_dir() {
+                walk(&path)
+            } else {
+                Vec::new()
+            };
+            below.push(path);
+            below
+        })
+        .collect()
+}
+
+fn open_fds(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .map(|d| d.count())
+        .unwrap_or(0)
+}
+
+#[test]
+fn upgrading_both_agents_under_load_fails_no_connection_and_leaks_no_plaintext() {
+    let (mut mesh, _server) = mesh_with_echo(&[("FERRULE_DRAIN_TIMEOUT", "5s")]);
+    let wire = watch_wire(&mesh);
+    let load = markers(&mesh, 100_000);
+
+    let bumped = [("FERRULE_EBPF_PROGRAM_VERSION", "2")];
+    let mut old_client_side = mesh.replace_agent(1, &bumped);
+    load.wait_for_count(
+        "marker-",
+        "marker-",
+        marker_lines(&load).0 + 20,
+        Duration::from_secs(30),
+    );
+    let mut old_server_side = mesh.replace_agent(0, &bumped);
+    load.wait_for_count(
+        "marker-",
+        "marker-",
+        marker_lines(&load).0 + 20,
+        Duration::from_secs(30),
+    );
+
+    // The old agents drained what they carried and exited on their own.
+    for (node, old) in [(1, &mut old_client_side), (0, &mut old_server_side)] {
+        assert_eq!(
+            old.wait_exit(Duration::from_secs(20)),
+            Some(0),
+            "node {node}"
+        );
+        let log = old.output();
+        assert!(
+            log.contains("handed over to the new agent; draining"),
+            "{log}"
+        );
+    }
+    load.wait_for_count(
+        "marker-",
+        "marker-",
+        marker_lines(&load).0 + 20,
+        Duration::from_secs(30),
+    );
+    let mut load = load;
+    load.kill();
+    let (ok, failed) = marker_lines(&load);
+    assert!(
+        failed.is_empty(),
+        "{} of {} connections failed during the upgrades: {failed:?}",
+        failed.len(),
+        ok + failed.len()
+    );
+    assert_no_plaintext(&mesh, wire);
+
+    for node in 0..2 {
+        let metrics = mesh.metrics(node);
+        assert!(
+            metrics.contains(r#"ferrule_agent_info{version="#)
+                && metrics.contains(r#"program_version="2",role="serving"} 1"#),
+            "node {node} runs program version 2:\n{metrics}"
+        );
+        assert!(
+            !metrics.contains(r#"role="draining"} 1"#),
+            "the old agent is gone from node {node}'s metrics:\n{metrics}"
+        );
+    }
+}
+
+/// Echoes every line back until the client closes.
+const ECHO_LINES: &str = r#"
+import asyncio, sys
+async def handle(reader, writer):
+    while line := await reader.readline():
+        writer.write(line)
+        await writer.drain()
+    writer.close()
+async def main():
+    server = await asyncio.start_server(handle, "0.0.0.0", int(sys.argv[1]))
+    print("ready", flush=True)
+    await server.serve_forever()
+asyncio.run(main())
+"#;
+const LINES_PORT: &str = "9003";
+
+/// Holds one connection open, echoing `alive-N` every 200 ms; prints `closed` when it ends.
+const HOLD: &str = r#"
+import socket, sys, time
+conn = socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=5)
+i = 0
+while True:
+    try:
+        conn.sendall(f"alive-{i}\n".encode())
+        got = conn.recv(100)
+    except OSError:
+        got = b""
+    if not got:
+        print("closed", flush=True)
+        break
+    print(got.decode().strip(), flush=True)
+    i += 1
+    time.sleep(0.2)
+"#;
+
+#[test]
+fn a_connection_that_outlives_the_drain_timeout_is_closed_with_reason_drain() {
+    let drain = Duration::from_secs(4);
+    let (mut mesh, _server) = mesh_with_echo(&[("FERRULE_DRAIN_TIMEOUT", "4s")]);
+    let mut command = mesh.pod(0, 0).command("python3");
+    command.args(["-u", "-c", ECHO_LINES, LINES_PORT]);
+    let lines = Child::spawn(&mut command);
+    lines.wait_for_line("ready", Duration::from_secs(10));
+    let ip = mesh.pod(0, 0).ip.to_string();
+    let mut command = mesh.pod(1, 0).command("python3");
+    command.args(["-u", "-c", HOLD, &ip, LINES_PORT]);
+    let held = Child::spawn(&mut command);
+    held.wait_for_line("alive-2", Duration::from_secs(20));
+
+    let mut old = mesh.replace_agent(1, &[]);
+    let handed_over = Instant::now();
+    let alive_then = held
+        .output()
+        .lines()
+        .filter(|l| l.starts_with("alive-"))
+        .count();
+    // Still served through most of the drain period...
+    held.wait_for_count(
+        "alive-",
+        "alive-",
+        alive_then + ((drain.as_millis() / 200) as usize * 3 / 4),
+        drain,
+    );
+    assert!(
+        !held.output().contains("closed"),
+        "closed before the drain timeout"
+    );
+    // ...then cut, and the old agent exits.
+    held.wait_for_line("closed", drain + Duration::from_secs(10));
+    let cut_after = handed_over.elapsed();
+    assert!(
+        cut_after >= drain,
+        "cut after {cut_after:?}, before the {drain:?} drain timeout"
+    );
+    assert_eq!(old.wait_exit(Duration::from_secs(10)), Some(0));
+    let entry = mesh.wait_for_access(1, Duration::from_secs(5), |e| {
+        e["direction"] == "outbound" && e["close_reason"] == "drain"
+    });
+    assert!(
+        entry["duration_ms"].as_u64().unwrap_or(0) >= drain.as_millis() as u64,
+        "{entry}"
+    );
+    assert!(
+        mesh.access_log(1)
+            .iter()
+            .filter(|e| e["close_reason"] == "drain")
+            .count()
+            == 1,
+        "only the held connection was drained: {:?}",
+        mesh.access_log(1)
+    );
+}
+
+#[test]
+fn twenty_restarts_under_load_leak_no_plaintext_pins_or_descriptors() {
+    let (mut mesh, _server) = mesh_with_echo(&[("FERRULE_DRAIN_TIMEOUT", "3s")]);
+    let wire = watch_wire(&mesh);
+    let load = markers(&mesh, 100_000);
+    let pin_dir = mesh.cp.pin_dir(&mesh.node(1).name.clone());
+    let pins = pins_under(&pin_dir);
+    let mut fds = None;
+    for round in 0..20 {
+        // Half the restarts overlap (a rolling update), half stop first (a plain restart).
+        if round % 2 == 0 {
+            let mut old = mesh.replace_agent(1, &[]);
+            assert_eq!(
+                old.wait_exit(Duration::from_secs(15)),
+                Some(0),
+                "round {round}"
+            );
+        } else {
+            mesh.terminate_agent(1, Duration::from_secs(15));
+            mesh.start_agent(1, None);
+        }
+        load.wait_for_count(
+            "marker-",
+            "marker-",
+            marker_lines(&load).0 + 3,
+            Duration::from_secs(30),
+        );
+        assert_eq!(pins_under(&pin_dir), pins, "round {round}: pins changed");
+        let now = open_fds(mesh.agent(1).id());
+        let first = *fds.get_or_insert(now);
+        assert!(
+            now <= first + 8,
+            "round {round}: the agent holds {now} descriptors, {first} after the first restart"
+        );
+    }
+    drop(load);
+    assert_no_plaintext(&mesh, wire);
+}
