@@ -300,7 +300,8 @@ impl Capture {
         Ok(())
     }
 
-    /// Whether this instance adopted what a previous agent pinned (rather than loading anew).
+    /// Whether this instance adopted the programs of its version that a previous agent pinned
+    /// (rather than loading them anew).
     pub fn adopted(&self) -> bool {
         self.adopted
     }

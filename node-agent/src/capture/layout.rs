@@ -32,7 +32,7 @@ const VERSION_PREFIX: &str = "v";
 const STAGING_PREFIX: &str = "staging-v";
 
 /// Which programs a program pin holds.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum PinnedVersion {
     /// Pinned as `progs/<program>` by an agent from before program versions.
     Unversioned,
@@ -265,7 +265,7 @@ fn create_dir(path: &Path) -> Result<(), Error> {
 }
 
 /// Removes a pin or a directory of pins.
-pub(super) fn remove_tree(path: &Path) -> Result<(), Error> {
+fn remove_tree(path: &Path) -> Result<(), Error> {
     if path.is_dir() {
         ignore_missing(fs::remove_dir_all(path), path)
     } else {
@@ -277,7 +277,7 @@ fn remove_dir(path: &Path) -> Result<(), Error> {
     ignore_missing(fs::remove_dir(path), path)
 }
 
-pub(super) fn remove_file(path: &Path) -> Result<(), Error> {
+fn remove_file(path: &Path) -> Result<(), Error> {
     ignore_missing(fs::remove_file(path), path)
 }
 

@@ -25,9 +25,9 @@ use super::{
 
 /// [`super::Capture::links_by_version`] key of links whose program is not pinned as any
 /// version (e.g. its pins were removed by hand, or an older agent still runs and attached it).
-pub(super) const UNKNOWN: &str = "unknown";
+const UNKNOWN: &str = "unknown";
 /// Key of links running the programs of an agent from before program versions.
-pub(super) const UNVERSIONED: &str = "0";
+const UNVERSIONED: &str = "0";
 /// Tries per link when another agent switches it at the same time.
 const ATTEMPTS: usize = 3;
 
