@@ -27,6 +27,17 @@ pub const SOCK_OPS_PROGRAM: &str = "sock_ops_capture";
 /// `cgroup_skb/ingress` program enforcing the pod's inbound mode.
 pub const INGRESS_PROGRAM: &str = "ingress_guard";
 
+/// Version of the eBPF programs. Bump it whenever the eBPF code changes: an agent pins its
+/// programs per version and switches every pod's links to its own version's programs, so only
+/// a bump makes a new agent replace the programs already running. Maps are shared by all
+/// versions (reused by name, so pod configuration and in-flight connections survive an
+/// upgrade): a map whose key, value or type changes gets a new name, so that old and new
+/// programs never share an incompatible map.
+pub const PROGRAM_VERSION: u32 = 1;
+/// The global in the eBPF object holding the version; the loader sets it to the version it
+/// loads, and every program reads it.
+pub const PROGRAM_VERSION_GLOBAL: &str = "PROGRAM_VERSION";
+
 // Kernel map names are capped at 15 bytes, so keep map names short.
 
 /// `Array<Settings>` with one entry (index 0): node-wide capture settings.

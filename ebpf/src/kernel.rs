@@ -171,6 +171,12 @@ pub(crate) fn delivered_to_tcp_listener(ctx: &SkBuffContext) -> bool {
     protocol == IPPROTO_TCP && state == TCP_LISTEN
 }
 
+/// Reads `value` with a load the compiler may neither fold into a constant nor drop.
+pub(crate) fn read_volatile_u32(value: &u32) -> u32 {
+    // SAFETY: a reference is valid, aligned and initialised for reads.
+    unsafe { read_volatile(value) }
+}
+
 /// Applies `update` to this CPU's copy of a per-CPU map value.
 pub(crate) fn update_per_cpu<V: Copy>(value: *mut V, update: impl FnOnce(V) -> V) {
     // SAFETY: `value` comes from a successful lookup in a per-CPU map, so it points to this

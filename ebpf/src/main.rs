@@ -1,7 +1,8 @@
 //! Ferrule's eBPF programs. Built for `bpfel-unknown-none` by `node-agent/build.rs`.
 //!
-//! Entry points stay thin: each calls a `try_*` function and maps its result to the kernel's
-//! verdict, so the logic reads as ordinary Rust. All programs are attached to pod cgroups only.
+//! Entry points stay thin: each reads the program version (see `version`) and calls a `try_*`
+//! function, mapping its result to the kernel's verdict, so the logic reads as ordinary Rust.
+//! All programs are attached to pod cgroups only.
 // `no_std`/`no_main` only for the BPF target: on the host this stays a normal (empty) binary, so
 // `cargo clippy/test --workspace` can type-check it even though feature unification there makes
 // `ferrule-ebpf-common` pull in aya and std, which would clash with our panic handler.
@@ -14,6 +15,7 @@ mod ingress;
 mod kernel;
 mod maps;
 mod sock_ops;
+mod version;
 
 use aya_ebpf::{
     macros::{cgroup_skb, cgroup_sock_addr, sock_ops},
@@ -23,6 +25,7 @@ use aya_ebpf::{
 /// `cgroup/connect4`: redirects captured IPv4 TCP connects to the agent.
 #[cgroup_sock_addr(connect4)]
 pub fn connect4_capture(ctx: SockAddrContext) -> i32 {
+    let _version = version::program_version();
     match connect::try_connect4(&ctx) {
         Ok(verdict) | Err(verdict) => verdict,
     }
@@ -31,6 +34,7 @@ pub fn connect4_capture(ctx: SockAddrContext) -> i32 {
 /// `cgroup/connect6`: redirects captured IPv6 (and v4-mapped) TCP connects to the agent.
 #[cgroup_sock_addr(connect6)]
 pub fn connect6_capture(ctx: SockAddrContext) -> i32 {
+    let _version = version::program_version();
     match connect::try_connect6(&ctx) {
         Ok(verdict) | Err(verdict) => verdict,
     }
@@ -39,6 +43,7 @@ pub fn connect6_capture(ctx: SockAddrContext) -> i32 {
 /// `sockops`: binds a redirected socket's original destination to its local address.
 #[sock_ops]
 pub fn sock_ops_capture(ctx: SockOpsContext) -> u32 {
+    let _version = version::program_version();
     match sock_ops::try_sock_ops(&ctx) {
         Ok(verdict) | Err(verdict) => verdict,
     }
@@ -47,6 +52,7 @@ pub fn sock_ops_capture(ctx: SockOpsContext) -> u32 {
 /// `cgroup_skb/ingress`: enforces the pod's inbound mode (strict drops, permissive counts).
 #[cgroup_skb(ingress)]
 pub fn ingress_guard(ctx: SkBuffContext) -> i32 {
+    let _version = version::program_version();
     match ingress::try_ingress(&ctx) {
         Ok(verdict) | Err(verdict) => verdict,
     }

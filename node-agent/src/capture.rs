@@ -18,6 +18,14 @@
 //! down, redirected connects are refused (nothing listens on the outbound port; nothing leaves
 //! in plaintext) and strict pods keep dropping inbound connection attempts. A new agent adopts
 //! the pins ([`Capture::load_or_adopt`]) instead of loading anew.
+//!
+//! Programs carry a version ([`CaptureConfig::program_version`], by default
+//! [`ferrule_ebpf_common::PROGRAM_VERSION`], baked into the loaded programs) and are pinned per
+//! version. An agent adopts the programs of its own version, or loads them, and then switches
+//! every existing pod link still running another version to them in place (`BPF_LINK_UPDATE`),
+//! so an upgrade or a downgrade has no moment without capture. Once every link runs its
+//! version, the agent removes the pins of the others. [`Capture::links_by_version`] tells
+//! which versions the links run, for status and metrics.
 
 mod addr;
 mod layout;
@@ -28,9 +36,10 @@ mod sys;
 mod testing;
 #[cfg(test)]
 mod tests;
+mod versions;
 
 use std::{
-    collections::BTreeSet,
+    collections::{BTreeMap, BTreeSet},
     io,
     net::{IpAddr, SocketAddr},
     os::unix::fs::MetadataExt as _,
@@ -46,7 +55,9 @@ use aya::{
         links::{LinkError, PinnedLink},
     },
 };
-use ferrule_ebpf_common::{FlowKey, INBOUND_PERMISSIVE, INBOUND_STRICT, PodConfig, Settings};
+use ferrule_ebpf_common::{
+    FlowKey, INBOUND_PERMISSIVE, INBOUND_STRICT, PROGRAM_VERSION, PodConfig, Settings,
+};
 use tracing::info;
 
 use layout::Layout;
@@ -68,6 +79,8 @@ pub enum Error {
     NotBuilt,
     #[error("the outbound port must not be 0")]
     InvalidOutboundPort,
+    #[error("the eBPF program version must not be 0 (it stands for programs from before versions)")]
+    InvalidProgramVersion,
     #[error("excluded CIDR {addr}/{prefix}: the prefix is longer than the address")]
     InvalidCidr { addr: IpAddr, prefix: u8 },
     #[error("preparing bpffs for the pin directory")]
@@ -135,6 +148,8 @@ pub struct CaptureConfig {
     pub excluded_ports: Vec<u16>,
     /// Destination networks never redirected, as (address, prefix length).
     pub excluded_cidrs: Vec<(IpAddr, u8)>,
+    /// Version of the eBPF programs this agent runs (not 0). Every pod link is switched to it.
+    pub program_version: u32,
 }
 
 impl Default for CaptureConfig {
@@ -144,6 +159,7 @@ impl Default for CaptureConfig {
             outbound_port: DEFAULT_OUTBOUND_PORT,
             excluded_ports: Vec::new(),
             excluded_cidrs: Vec::new(),
+            program_version: PROGRAM_VERSION,
         }
     }
 }
@@ -172,6 +188,7 @@ pub struct PodCapture {
 /// The loaded (or adopted) capture programs and maps. `Send + Sync`: share it behind an `Arc`.
 pub struct Capture {
     layout: Layout,
+    program_version: u32,
     programs: Mutex<Programs>,
     config: Mutex<ConfigMaps>,
     lookups: Lookups,
@@ -184,39 +201,34 @@ const _: () = {
 };
 
 impl Capture {
-    /// Adopts the programs, maps and pod links a previous agent pinned under
-    /// `config.pin_dir`, or loads and pins them if there are none; then applies `config`.
-    /// Mounts bpffs if needed. Needs root (`CAP_BPF`, `CAP_NET_ADMIN`, `CAP_SYS_ADMIN`).
+    /// Adopts the programs (of `config.program_version`), maps and pod links a previous agent
+    /// pinned under `config.pin_dir`, or loads and pins the programs if that version is not
+    /// pinned; applies `config`; then switches every pod link running another version to this
+    /// one and removes the other versions' pins. Mounts bpffs if needed. Needs root
+    /// (`CAP_BPF`, `CAP_NET_ADMIN`, `CAP_SYS_ADMIN`).
     pub fn load_or_adopt(config: &CaptureConfig) -> Result<Self, Error> {
-        if config.outbound_port == 0 {
-            return Err(Error::InvalidOutboundPort);
-        }
-        let cidrs = config
-            .excluded_cidrs
-            .iter()
-            .map(|(addr, prefix)| addr::cidr_key(*addr, *prefix))
-            .collect::<Result<Vec<_>, _>>()?;
+        let settings = NodeSettings::validate(config)?;
+        let version = config.program_version;
         let layout = Layout::new(&config.pin_dir);
         let bpffs = layout.prepare()?;
-        let adopted = layout.has_all_pins();
+        let adopted = layout.has_all_pins(version);
         if !adopted {
-            programs::load_and_pin(&layout)?;
+            programs::load_and_pin(&layout, version)?;
         }
         let capture = Self {
-            programs: Mutex::new(Programs::from_pins(&layout)?),
+            programs: Mutex::new(Programs::from_pins(&layout, version)?),
             config: Mutex::new(ConfigMaps::open(&layout)?),
             lookups: Lookups::open(&layout)?,
             layout,
+            program_version: version,
             adopted,
         };
-        let settings = Settings {
-            outbound_port: config.outbound_port,
-            reserved: 0,
-        };
-        let ports: BTreeSet<u16> = config.excluded_ports.iter().copied().collect();
-        capture.config().apply_settings(settings, &ports, &cidrs)?;
+        // Settings first: a version with a renamed map must not run on an empty one.
+        settings.apply(&mut capture.config())?;
+        versions::switch_links(&capture.layout, &capture.programs())?;
         info!(
             pin_dir = %config.pin_dir.display(),
+            version,
             adopted,
             bpffs = ?bpffs,
             enrolled_pods = capture.enrolled().len(),
@@ -243,7 +255,7 @@ impl Capture {
         let ips: BTreeSet<[u8; 16]> = pod.ips.iter().copied().map(addr::ip_key).collect();
         // Held throughout, so an enrollment and an unenrollment of one pod do not interleave
         // (and two enrollments do not both attach). Lock order: programs, then config.
-        let mut programs = self.programs.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut programs = self.programs();
         self.layout.claim_pod(pod.netns_cookie, cgroup_id)?;
         // Maps before links, so the programs see the pod's configuration from their first run.
         self.config()
@@ -270,7 +282,7 @@ impl Capture {
     /// map entries. `cgroup` must be the cgroup it was enrolled with, unless that cgroup is
     /// already gone (a deleted pod), in which case its links are defunct anyway.
     pub fn unenroll(&self, cgroup: &Path, netns_cookie: u64) -> Result<(), Error> {
-        let _programs = self.programs.lock().unwrap_or_else(PoisonError::into_inner);
+        let _programs = self.programs();
         if let (Some(enrolled), Some(given)) = (
             self.layout.recorded_cgroup(netns_cookie),
             existing_cgroup_id(cgroup)?,
@@ -288,9 +300,23 @@ impl Capture {
         Ok(())
     }
 
-    /// Whether this instance adopted what a previous agent pinned (rather than loading anew).
+    /// Whether this instance adopted the programs of its version that a previous agent pinned
+    /// (rather than loading them anew).
     pub fn adopted(&self) -> bool {
         self.adopted
+    }
+
+    /// The eBPF program version this agent runs, and attaches to pods.
+    pub fn program_version(&self) -> u32 {
+        self.program_version
+    }
+
+    /// How many pod links (four per captured pod) run each program version: keys are versions
+    /// ("1", "2"), "0" for the programs of agents from before versions, and "unknown" for
+    /// programs whose pins are gone. More than one key means a version switch is incomplete.
+    /// A few syscalls per link: cheap enough for every metrics scrape.
+    pub fn links_by_version(&self) -> BTreeMap<String, usize> {
+        versions::links_by_version(&self.layout)
     }
 
     /// Network-namespace cookies of the captured pods (including those adopted from pins).
@@ -353,9 +379,49 @@ impl Capture {
         self.layout.release_pod(netns_cookie)
     }
 
+    fn programs(&self) -> MutexGuard<'_, Programs> {
+        // The programs are kernel objects; a holder's panic leaves nothing half-changed here.
+        self.programs.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
     fn config(&self) -> MutexGuard<'_, ConfigMaps> {
         // Map handles stay consistent even if a holder panicked: the state lives in the kernel.
         self.config.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// The node-wide part of a [`CaptureConfig`], checked before anything touches the kernel.
+struct NodeSettings {
+    settings: Settings,
+    ports: BTreeSet<u16>,
+    cidrs: Vec<aya::maps::lpm_trie::Key<[u8; 16]>>,
+}
+
+impl NodeSettings {
+    fn validate(config: &CaptureConfig) -> Result<Self, Error> {
+        if config.outbound_port == 0 {
+            return Err(Error::InvalidOutboundPort);
+        }
+        if config.program_version == 0 {
+            return Err(Error::InvalidProgramVersion);
+        }
+        let cidrs = config
+            .excluded_cidrs
+            .iter()
+            .map(|(addr, prefix)| addr::cidr_key(*addr, *prefix))
+            .collect::<Result<_, _>>()?;
+        Ok(Self {
+            settings: Settings {
+                outbound_port: config.outbound_port,
+                reserved: 0,
+            },
+            ports: config.excluded_ports.iter().copied().collect(),
+            cidrs,
+        })
+    }
+
+    fn apply(&self, maps: &mut ConfigMaps) -> Result<(), Error> {
+        maps.apply_settings(self.settings, &self.ports, &self.cidrs)
     }
 }
 

@@ -46,15 +46,23 @@ pub(super) fn bpffs(pin_dir: &Path) -> Check {
     }
 }
 
-/// Pins an earlier agent left are re-adopted on start, which is worth knowing.
+/// Programs an earlier agent pinned (one `progs/v<N>` per eBPF program version) are adopted
+/// on start, or replaced by the agent's own version, which is worth knowing.
 fn pins_note(pin_dir: &Path) -> String {
-    match fs::read_dir(pin_dir.join("progs")) {
-        Ok(entries) => format!(
-            "; {} pinned program(s) from an earlier agent, re-adopted on start",
-            entries.count()
-        ),
-        Err(_) => String::new(),
+    let Ok(entries) = fs::read_dir(pin_dir.join("progs")) else {
+        return String::new();
+    };
+    let mut names: Vec<String> = entries
+        .filter_map(|entry| entry.ok()?.file_name().into_string().ok())
+        .collect();
+    if names.is_empty() {
+        return String::new();
     }
+    names.sort_unstable();
+    format!(
+        "; programs pinned by an earlier agent ({}), adopted or replaced on start",
+        names.join(", ")
+    )
 }
 
 fn unmounted_bpffs(pin_dir: &Path, kernel_has_bpffs: bool) -> Check {

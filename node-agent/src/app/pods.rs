@@ -36,6 +36,7 @@ pub async fn serve(
         outbound_port: OUTBOUND_PORT,
         excluded_ports: config.capture.excluded_ports.clone(),
         excluded_cidrs: config.capture.excluded_cidrs.clone(),
+        ..CaptureConfig::default()
     })
     .map_err(|e| AgentError::Capture(ferrule_config::process::error_chain(&e)))?;
     let state_file = config.data_dir.as_ref().map(|d| d.join("pods.json"));

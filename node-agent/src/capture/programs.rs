@@ -1,17 +1,19 @@
-//! The four capture programs: loading the embedded object once and pinning it, re-opening the
-//! pins (what every agent start does, fresh load or not), and attaching to a pod cgroup.
+//! The four capture programs: loading the embedded object as one program version and pinning
+//! it, re-opening a version's pins (what every agent start does, fresh load or not), and
+//! attaching to a pod cgroup.
 
 use std::{fs::File, path::Path};
 
 use aya::{
     EbpfLoader,
     programs::{
-        CgroupAttachMode, CgroupSkb, CgroupSkbAttachType, CgroupSockAddr, Program, SockOps,
-        cgroup_sock_addr::CgroupSockAddrAttachType, links::FdLink,
+        CgroupAttachMode, CgroupSkb, CgroupSkbAttachType, CgroupSockAddr, Program, ProgramFd,
+        SockOps, cgroup_sock_addr::CgroupSockAddrAttachType, links::FdLink,
     },
 };
 use ferrule_ebpf_common::{
-    ALL_MAPS, CONNECT4_PROGRAM, CONNECT6_PROGRAM, INGRESS_PROGRAM, SOCK_OPS_PROGRAM,
+    ALL_MAPS, CONNECT4_PROGRAM, CONNECT6_PROGRAM, INGRESS_PROGRAM, PROGRAM_VERSION_GLOBAL,
+    SOCK_OPS_PROGRAM,
 };
 
 use super::{Error, layout::Layout};
@@ -25,10 +27,12 @@ pub(super) const PROGRAMS: [&str; 4] = [
     INGRESS_PROGRAM,
 ];
 
-/// Loads the embedded object and pins its programs. Maps already pinned by an earlier agent
-/// are reused by name (so pod configuration and connection state survive); missing ones are
-/// created and pinned. The returned loader state is dropped: the pins keep everything alive.
-pub(super) fn load_and_pin(layout: &Layout) -> Result<(), Error> {
+/// Loads the embedded object as program version `version` and pins its programs under
+/// `progs/v<version>` (through a staging directory, so that a crash never leaves an incomplete
+/// set there). Maps already pinned by an earlier agent are reused by name (so pod configuration
+/// and connection state survive); missing ones are created and pinned. The returned loader
+/// state is dropped: the pins keep everything alive.
+pub(super) fn load_and_pin(layout: &Layout, version: u32) -> Result<(), Error> {
     let object = crate::ebpf::object();
     if object.is_empty() {
         return Err(Error::NotBuilt);
@@ -41,18 +45,19 @@ pub(super) fn load_and_pin(layout: &Layout) -> Result<(), Error> {
     for (name, path) in &map_pins {
         loader.map_pin_path(name, path.as_path());
     }
+    // Must exist: an object without the global would silently load as an unversioned one.
+    loader.override_global(PROGRAM_VERSION_GLOBAL, &version, true);
     let mut ebpf = loader.load(object)?;
+    let staging = layout.prepare_staging(version)?;
     for name in PROGRAMS {
         let program = ebpf.program_mut(name).ok_or(Error::MissingProgram(name))?;
         load(name, program)?;
-        // A pin left from an incomplete earlier load would make pinning fail with EEXIST.
-        let path = layout.program(name);
-        super::layout::remove_file(&path)?;
+        let path = staging.join(name);
         program
             .pin(&path)
             .map_err(|source| Error::Pin { path, source })?;
     }
-    Ok(())
+    layout.commit_staging(version)
 }
 
 fn load(name: &'static str, program: &mut Program) -> Result<(), Error> {
@@ -65,8 +70,9 @@ fn load(name: &'static str, program: &mut Program) -> Result<(), Error> {
     result.map_err(|source| Error::Program { name, source })
 }
 
-/// The pinned programs, ready to attach to pod cgroups.
+/// The pinned programs of one version, ready to attach to pod cgroups.
 pub(super) struct Programs {
+    version: u32,
     connect4: CgroupSockAddr,
     connect6: CgroupSockAddr,
     sock_ops: SockOps,
@@ -74,10 +80,11 @@ pub(super) struct Programs {
 }
 
 impl Programs {
-    pub(super) fn from_pins(layout: &Layout) -> Result<Self, Error> {
-        let pin = |name: &'static str| layout.program(name);
+    pub(super) fn from_pins(layout: &Layout, version: u32) -> Result<Self, Error> {
+        let pin = |name: &'static str| layout.program(version, name);
         let error = |name| move |source| Error::Program { name, source };
         Ok(Self {
+            version,
             connect4: CgroupSockAddr::from_pin(
                 pin(CONNECT4_PROGRAM),
                 CgroupSockAddrAttachType::Connect4,
@@ -92,6 +99,33 @@ impl Programs {
             ingress: CgroupSkb::from_pin(pin(INGRESS_PROGRAM), CgroupSkbAttachType::Ingress)
                 .map_err(error(INGRESS_PROGRAM))?,
         })
+    }
+
+    pub(super) fn version(&self) -> u32 {
+        self.version
+    }
+
+    /// The kernel's handle on program `name`, to switch links to it.
+    pub(super) fn fd(&self, name: &'static str) -> Result<&ProgramFd, Error> {
+        let fd = match name {
+            CONNECT4_PROGRAM => self.connect4.fd(),
+            CONNECT6_PROGRAM => self.connect6.fd(),
+            SOCK_OPS_PROGRAM => self.sock_ops.fd(),
+            _ => self.ingress.fd(),
+        };
+        fd.map_err(|source| Error::Program { name, source })
+    }
+
+    /// The kernel's id of program `name`.
+    pub(super) fn id(&self, name: &'static str) -> Result<u32, Error> {
+        let info = match name {
+            CONNECT4_PROGRAM => self.connect4.info(),
+            CONNECT6_PROGRAM => self.connect6.info(),
+            SOCK_OPS_PROGRAM => self.sock_ops.info(),
+            _ => self.ingress.info(),
+        };
+        info.map(|info| info.id())
+            .map_err(|source| Error::Program { name, source })
     }
 
     /// Attaches program `name` to `cgroup` through a bpf_link and hands the link over, for the

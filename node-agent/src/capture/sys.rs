@@ -1,6 +1,11 @@
 //! The capture module's only unsafe code: `getsockopt(SO_NETNS_COOKIE)`, which neither std nor
-//! rustix wraps.
-#![allow(unsafe_code, reason = "getsockopt has no safe wrapper for this option")]
+//! rustix wraps, and the `bpf()` link commands aya has no API for ([`bpf`]).
+#![allow(
+    unsafe_code,
+    reason = "getsockopt and these bpf() commands have no safe wrapper"
+)]
+
+pub(super) mod bpf;
 
 use std::{
     io,

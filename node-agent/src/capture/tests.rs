@@ -2,6 +2,8 @@
 //! netns, clients running inside them and listeners the test opens in the pods' namespaces
 //! like the agent does. Run as root (`cargo xtask test`).
 
+mod upgrade;
+
 use std::{
     collections::HashMap,
     io::{ErrorKind, Read as _},
@@ -524,4 +526,12 @@ fn invalid_configuration_is_refused_before_touching_the_kernel() {
     };
     let err = Capture::load_or_adopt(&config).err().expect("port 0");
     assert!(matches!(err, Error::InvalidOutboundPort), "got {err:?}");
+    let config = CaptureConfig {
+        outbound_port: 15001,
+        excluded_cidrs: Vec::new(),
+        program_version: 0,
+        ..config
+    };
+    let err = Capture::load_or_adopt(&config).err().expect("version 0");
+    assert!(matches!(err, Error::InvalidProgramVersion), "got {err:?}");
 }
