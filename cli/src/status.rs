@@ -9,8 +9,10 @@ use crate::output::{self, Format, Table};
 
 /// Show the control plane, every joined node and its agent's applied configuration version
 ///
-/// Table columns: NODE, AGENT (connected, disconnected, never connected or revoked), APPLIED
-/// (version), LAG (versions behind), LAST ACK, NACK (the last refused version and why).
+/// Table columns: NODE, AGENT (connected, disconnected, never connected or revoked), VERSION
+/// (agent binary and eBPF program version), STATE (serving, draining, or serving while the
+/// previous agent drains after an upgrade), APPLIED (version), LAG (versions behind), LAST ACK,
+/// NACK (the last refused version and why).
 /// JSON: {"control_plane", "epoch", "version", "nodes": [..]}.
 #[derive(Debug, Args)]
 #[command(verbatim_doc_comment)]
@@ -33,6 +35,60 @@ struct AgentRow {
     nack_reason: Option<String>,
     snapshots_sent: u64,
     deltas_sent: u64,
+    /// The agent binary's version, if it reported one.
+    agent_version: Option<String>,
+    /// The eBPF program version it loaded.
+    program_version: Option<u32>,
+    /// It handed over to a new agent or was stopped, and drains its connections.
+    draining: bool,
+    /// The previous agent of the node, still draining after handing over to this one.
+    draining_predecessor: Option<Predecessor>,
+}
+
+#[derive(Debug, Serialize)]
+struct Predecessor {
+    agent_version: String,
+    program_version: u32,
+}
+
+impl AgentRow {
+    fn unreported(node: String, agent: &'static str, lag: u64) -> Self {
+        Self {
+            node,
+            agent,
+            connected: false,
+            applied_version: 0,
+            lag,
+            last_ack: None,
+            nacked_version: None,
+            nack_reason: None,
+            snapshots_sent: 0,
+            deltas_sent: 0,
+            agent_version: None,
+            program_version: None,
+            draining: false,
+            draining_predecessor: None,
+        }
+    }
+
+    fn version_cell(&self) -> String {
+        match (&self.agent_version, self.program_version) {
+            (Some(version), Some(program)) => format!("{version} eBPF v{program}"),
+            _ => "-".into(),
+        }
+    }
+
+    fn state_cell(&self) -> String {
+        match (&self.draining_predecessor, self.draining) {
+            (_, true) => "draining".into(),
+            (Some(p), false) => format!(
+                "serving; previous {} eBPF v{} draining",
+                p.agent_version, p.program_version
+            ),
+            (None, false) if self.agent_version.is_some() => "serving".into(),
+            (None, false) => "-".into(),
+        }
+    }
 }
 
 #[derive(Debug, Serialize)]
@@ -84,37 +140,43 @@ fn rows(
     };
     let mut rows: Vec<AgentRow> = agents
         .into_iter()
-        .map(|a| AgentRow {
-            agent: if a.connected {
-                "connected"
-            } else {
-                "disconnected"
-            },
-            lag: version.saturating_sub(a.applied_version),
-            last_ack: (a.last_ack_ms > 0).then(|| output::rfc3339(a.last_ack_ms / 1000)),
-            nacked_version: (a.nacked_version > 0).then_some(a.nacked_version),
-            nack_reason: (!a.nack_reason.is_empty()).then_some(a.nack_reason),
-            node: a.node,
-            connected: a.connected,
-            applied_version: a.applied_version,
-            snapshots_sent: a.snapshots_sent,
-            deltas_sent: a.deltas_sent,
+        .map(|a| {
+            let info = a.agent.clone().filter(|i| !i.version.is_empty());
+            AgentRow {
+                agent_version: info.as_ref().map(|i| i.version.clone()),
+                program_version: info.as_ref().map(|i| i.program_version),
+                draining: info.as_ref().is_some_and(|i| i.draining),
+                draining_predecessor: info
+                    .as_ref()
+                    .filter(|i| !i.predecessor_version.is_empty())
+                    .map(|i| Predecessor {
+                        agent_version: i.predecessor_version.clone(),
+                        program_version: i.predecessor_program_version,
+                    }),
+                agent: if a.connected {
+                    "connected"
+                } else {
+                    "disconnected"
+                },
+                lag: version.saturating_sub(a.applied_version),
+                last_ack: (a.last_ack_ms > 0).then(|| output::rfc3339(a.last_ack_ms / 1000)),
+                nacked_version: (a.nacked_version > 0).then_some(a.nacked_version),
+                nack_reason: (!a.nack_reason.is_empty()).then_some(a.nack_reason),
+                node: a.node,
+                connected: a.connected,
+                applied_version: a.applied_version,
+                snapshots_sent: a.snapshots_sent,
+                deltas_sent: a.deltas_sent,
+            }
         })
         .collect();
     for node in nodes {
         if !rows.iter().any(|r| r.node == node.name) {
-            rows.push(AgentRow {
-                node: node.name.clone(),
-                agent: "never_connected",
-                connected: false,
-                applied_version: 0,
-                lag: version,
-                last_ack: None,
-                nacked_version: None,
-                nack_reason: None,
-                snapshots_sent: 0,
-                deltas_sent: 0,
-            });
+            rows.push(AgentRow::unreported(
+                node.name.clone(),
+                "never_connected",
+                version,
+            ));
         }
     }
     for row in &mut rows {
@@ -142,7 +204,9 @@ fn render(status: &Status) -> String {
         status.nodes.len(),
         status.nodes.iter().filter(|n| n.connected).count()
     ));
-    let mut table = Table::new(&["NODE", "AGENT", "APPLIED", "LAG", "LAST ACK", "NACK"]);
+    let mut table = Table::new(&[
+        "NODE", "AGENT", "VERSION", "STATE", "APPLIED", "LAG", "LAST ACK", "NACK",
+    ]);
     for a in &status.nodes {
         let nack = match (&a.nacked_version, &a.nack_reason) {
             (Some(v), Some(reason)) => format!("{v}: {reason}"),
@@ -151,6 +215,8 @@ fn render(status: &Status) -> String {
         table.row(vec![
             a.node.clone(),
             a.agent.replace('_', " "),
+            a.version_cell(),
+            a.state_cell(),
             a.applied_version.to_string(),
             a.lag.to_string(),
             a.last_ack.clone().unwrap_or_else(|| "-".into()),

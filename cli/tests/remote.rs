@@ -246,9 +246,9 @@ async fn status_table_and_json() {
         lines[1..],
         [
             "2 node(s), 1 agent(s) connected, 0 behind",
-            "NODE  AGENT         APPLIED  LAG  LAST ACK  NACK",
-            "n1    connected     7        0    -         -",
-            "n2    disconnected  7        0    -         -",
+            "NODE  AGENT         VERSION        STATE                                     APPLIED  LAG  LAST ACK  NACK",
+            "n1    connected     0.2.0 eBPF v2  serving; previous 0.1.0 eBPF v1 draining  7        0    -         -",
+            "n2    disconnected  -              -                                         7        0    -         -",
         ],
         "{}",
         out.stdout
@@ -260,6 +260,16 @@ async fn status_table_and_json() {
     assert_eq!(v["nodes"][1]["node"], "n2");
     assert_eq!(v["nodes"][1]["agent"], "disconnected");
     assert_eq!(v["nodes"][1]["last_ack"], Value::Null);
+    let n1 = &v["nodes"][0];
+    assert_eq!(
+        (
+            &n1["agent_version"],
+            &n1["program_version"],
+            &n1["draining"]
+        ),
+        (&Value::from("0.2.0"), &Value::from(2), &Value::from(false))
+    );
+    assert_eq!(n1["draining_predecessor"]["program_version"], 1);
 }
 
 #[tokio::test(flavor = "multi_thread")]

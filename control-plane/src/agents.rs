@@ -77,6 +77,12 @@ impl Session {
         });
     }
 
+    /// The agent's versions and lifecycle state (only the node's newest stream counts: an older
+    /// one is a predecessor draining, which the newest agent reports itself).
+    pub fn reported(&self, info: v1::AgentInfo) {
+        self.update(|s| s.agent = Some(info));
+    }
+
     pub fn nacked(&self, version: u64, reason: &str) {
         self.update(|s| {
             s.nacked_version = version;
@@ -108,6 +114,26 @@ mod tests {
         assert_eq!((status.applied_version, status.deltas_sent), (5, 1));
         drop(new);
         assert!(!sessions.list()[0].connected);
+    }
+
+    #[test]
+    fn the_newest_agent_of_a_node_reports_for_it() {
+        let sessions = Arc::new(AgentSessions::default());
+        let old = sessions.connect("n1", 1);
+        let new = sessions.connect("n1", 1);
+        let info = |version: &str, draining| v1::AgentInfo {
+            version: version.into(),
+            program_version: 2,
+            draining,
+            ..Default::default()
+        };
+        new.reported(info("0.2.0", false));
+        old.reported(info("0.1.0", true));
+        let reported = sessions.list()[0].agent.clone().unwrap();
+        assert_eq!(
+            (reported.version.as_str(), reported.draining),
+            ("0.2.0", false)
+        );
     }
 
     #[test]

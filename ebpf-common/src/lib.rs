@@ -14,10 +14,6 @@
 #[cfg(feature = "user")]
 mod pod;
 
-/// Version of the eBPF programs: bump it whenever their code changes, so a newer agent replaces
-/// them on the existing links.
-pub const PROGRAM_VERSION: u32 = 1;
-
 /// `cgroup/connect4` program (aya names programs after their function).
 pub const CONNECT4_PROGRAM: &str = "connect4_capture";
 /// `cgroup/connect6` program.

@@ -147,6 +147,7 @@ pub async fn start_with(
         config.trust_domain.clone(),
         bundle.clone(),
         telemetry.clone(),
+        lifecycle_metrics.report(),
     );
     tokio::spawn(renew_revoked_certificates(mesh.clone(), identities.clone()));
     Ok(Agent {

@@ -195,6 +195,14 @@ pub struct Capture {
     adopted: bool,
 }
 
+impl std::fmt::Debug for Capture {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Capture")
+            .field("pin_dir", &self.layout.root())
+            .finish_non_exhaustive()
+    }
+}
+
 const _: () = {
     const fn shareable<T: Send + Sync>() {}
     shareable::<Capture>();

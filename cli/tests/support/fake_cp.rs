@@ -209,6 +209,14 @@ impl admin_server::Admin for FakeAdmin {
             node: node.into(),
             connected,
             applied_version: 7,
+            // n1 was just upgraded: its previous agent still drains.
+            agent: connected.then(|| v1::AgentInfo {
+                version: "0.2.0".into(),
+                program_version: 2,
+                draining: false,
+                predecessor_version: "0.1.0".into(),
+                predecessor_program_version: 1,
+            }),
             ..Default::default()
         };
         let now_ms = SystemTime::now()

@@ -153,6 +153,10 @@ impl AgentStream {
             Some(Kind::Failures(report)) => {
                 self.cp.handshakes.add(&self.node, report.failures);
             }
+            Some(Kind::Agent(info)) => {
+                tracing::info!(node = %self.node, version = %info.version, program_version = info.program_version, draining = info.draining, predecessor = %info.predecessor_version, "agent reported its state");
+                self.session.reported(info);
+            }
             Some(Kind::Subscribe(_)) | None => {
                 tracing::warn!(node = %self.node, "unexpected message on a config watch; ignored");
             }

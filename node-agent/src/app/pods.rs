@@ -36,16 +36,18 @@ pub async fn serve(
         outbound_port: OUTBOUND_PORT,
         excluded_ports: config.capture.excluded_ports.clone(),
         excluded_cidrs: config.capture.excluded_cidrs.clone(),
-        ..CaptureConfig::default()
+        program_version: config.capture.program_version,
     })
     .map_err(|e| AgentError::Capture(ferrule_config::process::error_chain(&e)))?;
+    let capture = Arc::new(capture);
+    let _ = agent.lifecycle_metrics.capture.set(capture.clone());
     let state_file = config.data_dir.as_ref().map(|d| d.join("pods.json"));
     let pool = PodManager::default_pool();
     spawn_revoked_tunnel_closer(pool.clone(), agent.mesh.clone());
     let manager = Arc::new(PodManager::new(
         Shared {
             trust_domain: config.trust_domain.clone(),
-            capture: Arc::new(capture),
+            capture: capture.clone(),
             identities: agent.identities.clone(),
             mesh: agent.mesh.clone(),
             bundle: agent.identities.bundle().clone(),

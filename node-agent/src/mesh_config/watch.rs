@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use ferrule_identity::{SharedBundle, TrustDomain};
 use ferrule_proto::v1::{self, config_client::ConfigClient, watch_request::Kind};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::transport::Channel;
 
@@ -23,19 +23,28 @@ impl MeshConfig {
     /// Follows the control plane for as long as the task runs. Each applied version also
     /// updates `bundle` (roots and revocations), which every handshake of this agent verifies
     /// against.
+    /// `agent` is what the agent reports about itself (versions, draining), sent on every
+    /// change.
     pub fn spawn_watch(
         &self,
         channel: Channel,
         trust_domain: TrustDomain,
         bundle: SharedBundle,
         telemetry: Arc<Telemetry>,
+        mut agent: watch::Receiver<v1::AgentInfo>,
     ) -> tokio::task::JoinHandle<()> {
         let config = self.clone();
         tokio::spawn(async move {
             let mut delay = FIRST_RETRY;
             loop {
                 let result = config
-                    .watch_once(channel.clone(), &trust_domain, &bundle, &telemetry)
+                    .watch_once(
+                        channel.clone(),
+                        &trust_domain,
+                        &bundle,
+                        &telemetry,
+                        &mut agent,
+                    )
                     .await;
                 config.update_stats(|s| s.connected = false);
                 telemetry.config_connected(false);
@@ -63,6 +72,7 @@ impl MeshConfig {
         td: &TrustDomain,
         bundle: &SharedBundle,
         telemetry: &Telemetry,
+        agent: &mut watch::Receiver<v1::AgentInfo>,
     ) -> Result<(), tonic::Status> {
         let (tx, rx) = mpsc::channel(8);
         let current = self.current();
@@ -71,6 +81,8 @@ impl MeshConfig {
             version: current.version,
         };
         let _ = tx.send(request(Kind::Subscribe(subscribe))).await;
+        let info = agent.borrow_and_update().clone();
+        let _ = tx.send(request(Kind::Agent(info))).await;
         let mut updates = ConfigClient::new(channel)
             .watch(ReceiverStream::new(rx))
             .await?
@@ -86,6 +98,13 @@ impl MeshConfig {
                     Some(update) => update,
                     None => break,
                 },
+                Ok(()) = agent.changed() => {
+                    let info = agent.borrow_and_update().clone();
+                    if tx.send(request(Kind::Agent(info))).await.is_err() {
+                        break;
+                    }
+                    continue;
+                }
                 _ = report.tick() => {
                     let failures = telemetry.failures.take();
                     if !failures.is_empty() {

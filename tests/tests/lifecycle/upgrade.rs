@@ -94,6 +94,23 @@ fn walk(dir: &Path) -> Vec<PathBuf> {
         .collect()
 }
 
+/// Node `node`'s row of `ferrule -o json status`.
+fn node_status(mesh: &Mesh, node: usize) -> serde_json::Value {
+    let out = mesh.ferrule(&["-o", "json", "status"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let status: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON status");
+    let name = &mesh.node(node).name;
+    status["nodes"]
+        .as_array()
+        .and_then(|nodes| nodes.iter().find(|n| n["node"] == name.as_str()))
+        .cloned()
+        .unwrap_or_else(|| panic!("no {name} in {status}"))
+}
+
 fn open_fds(pid: u32) -> usize {
     std::fs::read_dir(format!("/proc/{pid}/fd"))
         .map(|d| d.count())
@@ -158,6 +175,15 @@ fn upgrading_both_agents_under_load_fails_no_connection_and_leaks_no_plaintext()
             metrics.contains(r#"ferrule_agent_info{version="#)
                 && metrics.contains(r#"program_version="2",role="serving"} 1"#),
             "node {node} runs program version 2:\n{metrics}"
+        );
+        let links: Vec<&str> = metrics
+            .lines()
+            .filter(|l| l.starts_with("ferrule_ebpf_links{"))
+            .collect();
+        assert_eq!(
+            links,
+            [r#"ferrule_ebpf_links{program_version="2"} 4"#],
+            "node {node}: every link of its pod runs version 2"
         );
         assert!(
             !metrics.contains(r#"role="draining"} 1"#),
@@ -241,6 +267,15 @@ fn a_connection_that_outlives_the_drain_timeout_is_closed_with_reason_drain() {
         "cut after {cut_after:?}, before the {drain:?} drain timeout"
     );
     assert_eq!(old.wait_exit(Duration::from_secs(10)), Some(0));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !node_status(&mesh, 1)["draining_predecessor"].is_null() {
+        assert!(
+            Instant::now() < deadline,
+            "the exited agent is still shown draining"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(mesh.metrics(1).contains("ferrule_agent_draining 0"));
     let entry = mesh.wait_for_access(1, Duration::from_secs(5), |e| {
         e["direction"] == "outbound" && e["close_reason"] == "drain"
     });
