@@ -513,9 +513,7 @@ fn invalid_configuration_is_refused_before_touching_the_kernel() {
         excluded_cidrs: vec![(IpAddr::from([10, 0, 0, 0]), 40)],
         ..CaptureConfig::default()
     };
-    let err = Capture::load_or_adopt(&config)
-        .err()
-        .expect("/40 is not an IPv4 prefix");
+    let err = Capture::load_or_adopt(&config).expect_err("/40 is not an IPv4 prefix");
     assert!(
         matches!(err, Error::InvalidCidr { prefix: 40, .. }),
         "got {err:?}"
@@ -524,7 +522,7 @@ fn invalid_configuration_is_refused_before_touching_the_kernel() {
         outbound_port: 0,
         ..config
     };
-    let err = Capture::load_or_adopt(&config).err().expect("port 0");
+    let err = Capture::load_or_adopt(&config).expect_err("port 0");
     assert!(matches!(err, Error::InvalidOutboundPort), "got {err:?}");
     let config = CaptureConfig {
         outbound_port: 15001,
@@ -532,6 +530,6 @@ fn invalid_configuration_is_refused_before_touching_the_kernel() {
         program_version: 0,
         ..config
     };
-    let err = Capture::load_or_adopt(&config).err().expect("version 0");
+    let err = Capture::load_or_adopt(&config).expect_err("version 0");
     assert!(matches!(err, Error::InvalidProgramVersion), "got {err:?}");
 }
