@@ -60,6 +60,12 @@ fn markers(mesh: &Mesh, count: usize) -> Child {
     load
 }
 
+/// Waits for `n` more successful marker connections.
+fn more_markers(load: &Child, n: usize) {
+    let target = marker_lines(load).0 + n;
+    load.wait_for_count("marker-", "marker-", target, Duration::from_secs(30));
+}
+
 fn marker_lines(load: &Child) -> (usize, Vec<String>) {
     let output = load.output();
     let ok = output.lines().filter(|l| l.starts_with("marker-")).count();
@@ -125,19 +131,9 @@ fn upgrading_both_agents_under_load_fails_no_connection_and_leaks_no_plaintext()
 
     let bumped = [("FERRULE_EBPF_PROGRAM_VERSION", "2")];
     let mut old_client_side = mesh.replace_agent(1, &bumped);
-    load.wait_for_count(
-        "marker-",
-        "marker-",
-        marker_lines(&load).0 + 20,
-        Duration::from_secs(30),
-    );
+    more_markers(&load, 20);
     let mut old_server_side = mesh.replace_agent(0, &bumped);
-    load.wait_for_count(
-        "marker-",
-        "marker-",
-        marker_lines(&load).0 + 20,
-        Duration::from_secs(30),
-    );
+    more_markers(&load, 20);
 
     // The old agents drained what they carried and exited on their own.
     for (node, old) in [(1, &mut old_client_side), (0, &mut old_server_side)] {
@@ -152,12 +148,7 @@ fn upgrading_both_agents_under_load_fails_no_connection_and_leaks_no_plaintext()
             "{log}"
         );
     }
-    load.wait_for_count(
-        "marker-",
-        "marker-",
-        marker_lines(&load).0 + 20,
-        Duration::from_secs(30),
-    );
+    more_markers(&load, 20);
     let mut load = load;
     load.kill();
     let (ok, failed) = marker_lines(&load);
@@ -315,12 +306,7 @@ fn twenty_restarts_under_load_leak_no_plaintext_pins_or_descriptors() {
             mesh.terminate_agent(1, Duration::from_secs(15));
             mesh.start_agent(1, None);
         }
-        load.wait_for_count(
-            "marker-",
-            "marker-",
-            marker_lines(&load).0 + 3,
-            Duration::from_secs(30),
-        );
+        more_markers(&load, 3);
         assert_eq!(pins_under(&pin_dir), pins, "round {round}: pins changed");
         let now = open_fds(mesh.agent(1).id());
         let first = *fds.get_or_insert(now);
