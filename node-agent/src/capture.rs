@@ -17,9 +17,12 @@
 //! Programs, maps and per-pod links are pinned in bpffs, so they outlive the agent: while it is
 //! down, redirected connects are refused (nothing listens on the outbound port; nothing leaves
 //! in plaintext) and strict pods keep dropping inbound connection attempts. A new agent adopts
-//! the pins ([`Capture::load_or_adopt`]) instead of loading anew.
+//! the pins ([`Capture::load_or_adopt`]) instead of loading anew. Only [`uninstall`] takes them
+//! off the node, from the pins alone.
 
 mod addr;
+#[cfg(any(test, feature = "testing"))]
+pub mod inspect;
 mod layout;
 mod maps;
 mod programs;
@@ -28,6 +31,7 @@ mod sys;
 mod testing;
 #[cfg(test)]
 mod tests;
+mod uninstall;
 
 use std::{
     collections::BTreeSet,
@@ -35,7 +39,10 @@ use std::{
     net::{IpAddr, SocketAddr},
     os::unix::fs::MetadataExt as _,
     path::{Path, PathBuf},
-    sync::{Mutex, MutexGuard, PoisonError},
+    sync::{
+        Mutex, MutexGuard, PoisonError,
+        atomic::{AtomicBool, Ordering},
+    },
 };
 
 use aya::{
@@ -55,6 +62,7 @@ use programs::{PROGRAMS, Programs};
 
 pub use ferrule_ebpf_common::{ConnectStats, InboundStats};
 pub use sys::netns_cookie_of;
+pub use uninstall::{PinDir, UninstallReport, uninstall};
 
 /// Where programs, maps and links are pinned unless configured otherwise (shared with the node
 /// checks, which look at the same directory).
@@ -122,6 +130,8 @@ pub enum Error {
         enrolled: u64,
         given: u64,
     },
+    #[error("Ferrule is being uninstalled from this node: no pod is captured any more")]
+    Uninstalling,
 }
 
 /// Node-wide capture settings.
@@ -176,6 +186,8 @@ pub struct Capture {
     config: Mutex<ConfigMaps>,
     lookups: Lookups,
     adopted: bool,
+    /// Set by [`Capture::stop_enrolling`]: nothing is pinned any more.
+    stopped: AtomicBool,
 }
 
 const _: () = {
@@ -208,6 +220,7 @@ impl Capture {
             lookups: Lookups::open(&layout)?,
             layout,
             adopted,
+            stopped: AtomicBool::new(false),
         };
         let settings = Settings {
             outbound_port: config.outbound_port,
@@ -244,6 +257,9 @@ impl Capture {
         // Held throughout, so an enrollment and an unenrollment of one pod do not interleave
         // (and two enrollments do not both attach). Lock order: programs, then config.
         let mut programs = self.programs.lock().unwrap_or_else(PoisonError::into_inner);
+        if self.stopped.load(Ordering::SeqCst) {
+            return Err(Error::Uninstalling);
+        }
         self.layout.claim_pod(pod.netns_cookie, cgroup_id)?;
         // Maps before links, so the programs see the pod's configuration from their first run.
         self.config()
@@ -288,6 +304,13 @@ impl Capture {
         Ok(())
     }
 
+    /// Refuses every later enrollment, once an enrollment in progress has finished, so that
+    /// nothing is pinned again while [`uninstall`] removes the pins.
+    pub fn stop_enrolling(&self) {
+        let _programs = self.programs.lock().unwrap_or_else(PoisonError::into_inner);
+        self.stopped.store(true, Ordering::SeqCst);
+    }
+
     /// Whether this instance adopted what a previous agent pinned (rather than loading anew).
     pub fn adopted(&self) -> bool {
         self.adopted
@@ -323,8 +346,8 @@ impl Capture {
         self.lookups.connect_stats(netns_cookie)
     }
 
-    /// Full teardown (uninstall, tests): releases every pod and removes all pins, so the
-    /// kernel frees the programs and maps once nothing else holds them.
+    /// Full teardown through a loaded capture (tests): releases every pod and removes all pins,
+    /// so the kernel frees the programs and maps once nothing else holds them.
     pub fn remove_all(self) -> Result<(), Error> {
         for netns_cookie in self.enrolled() {
             self.detach(netns_cookie)?;
