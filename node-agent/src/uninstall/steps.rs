@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use ferrule_cni::agent::AgentClient;
+use ferrule_cni::agent::{self, AgentClient};
 use ferrule_cni::install::InstallConfig;
 use ferrule_config::process::error_chain;
 
@@ -89,16 +89,13 @@ async fn stop_agent(socket: &Path, report: &mut Report) {
                 reply.released_pods
             ),
         ),
-        Err(e) if e.is_unreachable() => report.nothing(
-            "agent",
-            format!("no agent answers on {}: none to stop", socket.display()),
-        ),
+        // Nothing listens: no agent runs (or it cannot enroll anything anyway).
+        Err(e @ agent::Error::Connect { .. }) => {
+            report.nothing("agent", format!("no running agent ({e})"))
+        }
         Err(e) => report.failed(
             "agent",
-            format!(
-                "the agent on {} would not stop enrolling ({e}); stop it, then run this again",
-                socket.display()
-            ),
+            format!("the agent did not confirm it stopped enrolling pods ({e}); stop it"),
         ),
     }
 }
