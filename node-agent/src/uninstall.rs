@@ -4,7 +4,7 @@
 //! pods running as plain pods.
 
 mod command;
-pub mod if_removed;
+mod if_removed;
 mod report;
 mod signal;
 mod steps;

@@ -177,7 +177,10 @@ fn remove_cni(cni: &CniSettings, report: &mut Report) {
 /// The pods a restarted agent would enroll again.
 fn remove_pod_state(data_dir: Option<&Path>, report: &mut Report) {
     let Some(dir) = data_dir else {
-        return report.nothing("pod state", "no data_dir configured: no pod list kept");
+        return report.nothing(
+            "pod state",
+            "no data_dir (from --config): no pod list to remove",
+        );
     };
     let file = dir.join(crate::pods::STATE_FILE);
     match std::fs::remove_file(&file) {
