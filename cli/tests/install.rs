@@ -11,7 +11,7 @@ use common::run;
 use k8s_openapi::api::apps::v1::{DaemonSet, Deployment};
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Service, ServiceAccount};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
-use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding};
+use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, Role, RoleBinding};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use serde::de::DeserializeOwned;
@@ -101,6 +101,10 @@ fn check_document(document: &Value) -> (String, String) {
         ("rbac.authorization.k8s.io/v1", "ClusterRoleBinding") => {
             drop(round_trip::<ClusterRoleBinding>(document))
         }
+        ("rbac.authorization.k8s.io/v1", "Role") => drop(round_trip::<Role>(document)),
+        ("rbac.authorization.k8s.io/v1", "RoleBinding") => {
+            drop(round_trip::<RoleBinding>(document))
+        }
         ("apiextensions.k8s.io/v1", "CustomResourceDefinition") => {
             drop(round_trip::<CustomResourceDefinition>(document))
         }
@@ -137,6 +141,8 @@ fn every_document_is_a_kubernetes_object_without_unknown_fields() {
         ("ClusterRole", "ferrule-control-plane"),
         ("ClusterRoleBinding", "ferrule-agent"),
         ("ClusterRoleBinding", "ferrule-control-plane"),
+        ("Role", "ferrule-agent"),
+        ("RoleBinding", "ferrule-agent"),
         ("ConfigMap", "ferrule-agent"),
         ("ConfigMap", "ferrule-control-plane"),
         ("Service", "ferrule-control-plane"),
@@ -259,6 +265,11 @@ fn flags_change_the_namespace_everywhere_and_the_images() {
         assert_eq!(namespace, namespaced.then_some("mesh"), "{kind} {name}");
     }
     let binding: ClusterRoleBinding = find(&docs, "ClusterRoleBinding", "ferrule-agent");
+    assert_eq!(
+        binding.subjects.unwrap()[0].namespace.as_deref(),
+        Some("mesh")
+    );
+    let binding: RoleBinding = find(&docs, "RoleBinding", "ferrule-agent");
     assert_eq!(
         binding.subjects.unwrap()[0].namespace.as_deref(),
         Some("mesh")
@@ -468,6 +479,37 @@ fn rbac_grants_exactly_what_the_components_use() {
         text.contains("# - nodes (core): get, patch: remove the ferrule.io/agent-not-ready taint"),
         "each rule's reason is in the comment above its ClusterRole"
     );
+
+    // In the install namespace, the agent may read its own DaemonSet and nothing else there.
+    let role: Role = find(&docs, "Role", "ferrule-agent");
+    let rule = &role.rules.unwrap()[0];
+    assert_eq!(
+        (
+            rule.api_groups.clone().unwrap(),
+            rule.resources.clone().unwrap(),
+            rule.resource_names.clone().unwrap(),
+            rule.verbs.clone()
+        ),
+        (
+            vec!["apps".to_owned()],
+            vec!["daemonsets".to_owned()],
+            vec!["ferrule-agent".to_owned()],
+            vec!["get".to_owned()]
+        )
+    );
+    let binding: RoleBinding = find(&docs, "RoleBinding", "ferrule-agent");
+    assert_eq!(
+        (
+            binding.role_ref.kind.as_str(),
+            binding.role_ref.name.as_str()
+        ),
+        ("Role", "ferrule-agent")
+    );
+    assert_eq!(binding.subjects.unwrap()[0].name, "ferrule-agent");
+    assert!(
+        text.contains("# - daemonsets (apps): get, of ferrule-agent only: the preStop hook"),
+        "the Role's reason is in its comment"
+    );
 }
 
 #[test]
@@ -483,11 +525,15 @@ fn the_agent_daemon_set_is_not_privileged_and_says_why_it_needs_each_capability(
     let spec = agent.spec.unwrap();
     let strategy = spec.update_strategy.unwrap();
     assert_eq!(strategy.type_.as_deref(), Some("RollingUpdate"));
+    // The upgrade handover needs the new agent running beside the old one.
+    let rolling = strategy.rolling_update.unwrap();
     assert_eq!(
-        strategy.rolling_update.unwrap().max_unavailable,
-        Some(IntOrString::Int(1))
+        (rolling.max_surge, rolling.max_unavailable),
+        (Some(IntOrString::Int(1)), Some(IntOrString::Int(0)))
     );
     let pod = spec.template.spec.unwrap();
+    // Above the agent's 30 s drain plus the preStop hook's API check.
+    assert_eq!(pod.termination_grace_period_seconds, Some(60));
     assert_eq!(pod.host_network, Some(true));
     assert_eq!(pod.dns_policy.as_deref(), Some("ClusterFirstWithHostNet"));
     assert_eq!(
@@ -533,15 +579,37 @@ fn the_agent_daemon_set_is_not_privileged_and_says_why_it_needs_each_capability(
         env[1].value.as_deref(),
         Some("$(FERRULE_CONTROL_PLANE_SERVICE_HOST):$(FERRULE_CONTROL_PLANE_SERVICE_PORT_GRPC)")
     );
+    // Removal or upgrade: the preStop hook asks the API about this DaemonSet.
+    assert_eq!(env[2].name, "FERRULE_DAEMONSET");
+    assert_eq!(env[2].value.as_deref(), Some("ferrule-agent"));
+    assert_eq!(env[3].name, "FERRULE_POD_NAMESPACE");
+    let field = env[3].value_from.clone().unwrap().field_ref.unwrap();
+    assert_eq!(field.field_path, "metadata.namespace");
+    let pre_stop = container.lifecycle.clone().unwrap().pre_stop.unwrap();
+    assert_eq!(
+        pre_stop.exec.unwrap().command.unwrap(),
+        [
+            "/usr/local/bin/ferrule-agent",
+            "uninstall",
+            "--if-removed",
+            "--config",
+            "/etc/ferrule/config/agent.yaml"
+        ]
+    );
+    // With hostNetwork a declared port is a hostPort, which would keep the surge pod off the
+    // node: the probes name the port by number instead.
+    assert_eq!(container.ports, None);
+    assert!(!text.contains("hostPort:"), "no hostPort anywhere");
     let ready = container.readiness_probe.clone().unwrap().http_get.unwrap();
     assert_eq!(ready.path.as_deref(), Some("/ready"));
-    assert_eq!(ready.port, IntOrString::String("ready".into()));
-    let port = &container.ports.as_ref().unwrap()[0];
-    assert_eq!(
-        (port.name.as_deref(), port.container_port),
-        (Some("ready"), 15022)
-    );
-    assert!(container.liveness_probe.is_some());
+    assert_eq!(ready.port, IntOrString::Int(15022));
+    let alive = container
+        .liveness_probe
+        .clone()
+        .unwrap()
+        .tcp_socket
+        .unwrap();
+    assert_eq!(alive.port, IntOrString::Int(15022));
 
     let volumes = pod.volumes.unwrap();
     let mounts = container.volume_mounts.clone().unwrap();

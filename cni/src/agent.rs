@@ -1,5 +1,6 @@
 //! The agent's local CNI API (HTTP/1.1 + JSON on its enrollment socket): a small hyper client
-//! over a Unix stream, one connection per call.
+//! over a Unix stream, one connection per call. `ferrule-agent uninstall` uses it too, to tell a
+//! running agent to stop enrolling ([`AgentClient::uninstall`]).
 
 use std::io;
 use std::net::IpAddr;
@@ -20,6 +21,7 @@ pub const DEL: &str = "/v1/cni/del";
 pub const CHECK: &str = "/v1/cni/check";
 pub const GC: &str = "/v1/cni/gc";
 pub const READY: &str = "/v1/ready";
+pub const UNINSTALL: &str = "/v1/uninstall";
 
 /// The body of add, del and check.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -42,6 +44,15 @@ pub struct AddReply {
     pub mode: Option<String>,
     #[serde(default)]
     pub reason: Option<String>,
+}
+
+/// The agent's answer to uninstall.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct UninstallReply {
+    /// An earlier call had started it already.
+    pub already: bool,
+    /// Pods whose proxies the agent closed.
+    pub released_pods: usize,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -124,6 +135,12 @@ impl AgentClient {
 
     pub async fn ready(&self) -> Result<(), Error> {
         self.call(Method::GET, READY, None).await.map(drop)
+    }
+
+    /// The node is being uninstalled: the agent enrolls nothing from now on.
+    pub async fn uninstall(&self) -> Result<UninstallReply, Error> {
+        let body = self.call(Method::POST, UNINSTALL, None).await?;
+        Ok(serde_json::from_slice(&body)?)
     }
 
     /// One request; a non-2xx status is [`Error::Refused`] with the agent's message.

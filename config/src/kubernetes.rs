@@ -8,6 +8,10 @@ pub const MODE_KEY: &str = "ferrule.io/mode";
 pub const NOT_READY_TAINT: &str = "ferrule.io/agent-not-ready";
 /// The node's name in the agent's pod (downward API `spec.nodeName`); `ferrule check` reads it too.
 pub const ENV_NODE_NAME: &str = "FERRULE_NODE_NAME";
+/// The agent's own DaemonSet and namespace (set by the manifests): `ferrule-agent uninstall
+/// --if-removed` in the preStop hook reads the DaemonSet to tell a removal from an upgrade.
+pub const ENV_DAEMONSET: &str = "FERRULE_DAEMONSET";
+pub const ENV_POD_NAMESPACE: &str = "FERRULE_POD_NAMESPACE";
 
 /// How a meshed pod treats plaintext from outside the mesh.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

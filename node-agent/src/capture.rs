@@ -17,7 +17,8 @@
 //! Programs, maps and per-pod links are pinned in bpffs, so they outlive the agent: while it is
 //! down, redirected connects are refused (nothing listens on the outbound port; nothing leaves
 //! in plaintext) and strict pods keep dropping inbound connection attempts. A new agent adopts
-//! the pins ([`Capture::load_or_adopt`]) instead of loading anew.
+//! the pins ([`Capture::load_or_adopt`]) instead of loading anew. Only [`uninstall`] takes them
+//! off the node, from the pins alone.
 //!
 //! Programs carry a version ([`CaptureConfig::program_version`], by default
 //! [`ferrule_ebpf_common::PROGRAM_VERSION`], baked into the loaded programs) and are pinned per
@@ -28,6 +29,8 @@
 //! which versions the links run, for status and metrics.
 
 mod addr;
+#[cfg(any(test, feature = "testing"))]
+pub mod inspect;
 mod layout;
 mod maps;
 mod programs;
@@ -36,6 +39,7 @@ mod sys;
 mod testing;
 #[cfg(test)]
 mod tests;
+mod uninstall;
 mod versions;
 
 use std::{
@@ -44,7 +48,10 @@ use std::{
     net::{IpAddr, SocketAddr},
     os::unix::fs::MetadataExt as _,
     path::{Path, PathBuf},
-    sync::{Mutex, MutexGuard, PoisonError},
+    sync::{
+        Mutex, MutexGuard, PoisonError,
+        atomic::{AtomicBool, Ordering},
+    },
 };
 
 use aya::{
@@ -66,6 +73,7 @@ use programs::{PROGRAMS, Programs};
 
 pub use ferrule_ebpf_common::{ConnectStats, InboundStats};
 pub use sys::netns_cookie_of;
+pub use uninstall::{PinDir, UninstallReport, uninstall};
 
 /// Where programs, maps and links are pinned unless configured otherwise (shared with the node
 /// checks, which look at the same directory).
@@ -135,6 +143,8 @@ pub enum Error {
         enrolled: u64,
         given: u64,
     },
+    #[error("Ferrule is being uninstalled from this node: no pod is captured any more")]
+    Uninstalling,
 }
 
 /// Node-wide capture settings.
@@ -193,6 +203,8 @@ pub struct Capture {
     config: Mutex<ConfigMaps>,
     lookups: Lookups,
     adopted: bool,
+    /// Set by [`Capture::stop_enrolling`]: nothing is pinned any more.
+    stopped: AtomicBool,
 }
 
 impl std::fmt::Debug for Capture {
@@ -230,6 +242,7 @@ impl Capture {
             layout,
             program_version: version,
             adopted,
+            stopped: AtomicBool::new(false),
         };
         // Settings first: a version with a renamed map must not run on an empty one.
         settings.apply(&mut capture.config())?;
@@ -264,6 +277,9 @@ impl Capture {
         // Held throughout, so an enrollment and an unenrollment of one pod do not interleave
         // (and two enrollments do not both attach). Lock order: programs, then config.
         let mut programs = self.programs();
+        if self.stopped.load(Ordering::SeqCst) {
+            return Err(Error::Uninstalling);
+        }
         self.layout.claim_pod(pod.netns_cookie, cgroup_id)?;
         // Maps before links, so the programs see the pod's configuration from their first run.
         self.config()
@@ -306,6 +322,13 @@ impl Capture {
         self.config().clear_pod(netns_cookie)?;
         info!(netns_cookie, cgroup = %cgroup.display(), "pod released");
         Ok(())
+    }
+
+    /// Refuses every later enrollment, once an enrollment in progress has finished, so that
+    /// nothing is pinned again while [`uninstall`] removes the pins.
+    pub fn stop_enrolling(&self) {
+        let _programs = self.programs();
+        self.stopped.store(true, Ordering::SeqCst);
     }
 
     /// Whether this instance adopted the programs of its version that a previous agent pinned
@@ -357,8 +380,8 @@ impl Capture {
         self.lookups.connect_stats(netns_cookie)
     }
 
-    /// Full teardown (uninstall, tests): releases every pod and removes all pins, so the
-    /// kernel frees the programs and maps once nothing else holds them.
+    /// Full teardown through a loaded capture (tests): releases every pod and removes all pins,
+    /// so the kernel frees the programs and maps once nothing else holds them.
     pub fn remove_all(self) -> Result<(), Error> {
         for netns_cookie in self.enrolled() {
             self.detach(netns_cookie)?;

@@ -7,11 +7,11 @@ pub use kubernetes::{CniSettings, KubernetesSettings};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
-use ferrule_config::{ConfigError, Env, parse_field, required};
+use ferrule_config::{ConfigError, parse_field, required};
 use ferrule_identity::TrustDomain;
 use serde::Deserialize;
 
-pub use ferrule_config::{MapEnv, ProcessEnv};
+pub use ferrule_config::{Env, MapEnv, ProcessEnv};
 
 pub use ferrule_config::kubernetes::ENV_NODE_NAME;
 pub const ENV_CONTROL_PLANE: &str = "FERRULE_CONTROL_PLANE";
@@ -31,7 +31,7 @@ pub const ENV_PROGRAM_VERSION: &str = "FERRULE_EBPF_PROGRAM_VERSION";
 /// How long an agent that handed over (or was stopped) keeps serving established connections.
 const DEFAULT_DRAIN_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 
-const DEFAULT_ENROLL_SOCKET: &str = "/run/ferrule/agent.sock";
+pub const DEFAULT_ENROLL_SOCKET: &str = "/run/ferrule/agent.sock";
 use ferrule_node_checks::DEFAULT_PIN_DIR;
 /// Loopback only: metrics name identities, so exposing them is a deliberate choice.
 const DEFAULT_METRICS_LISTEN: &str = "127.0.0.1:15020";

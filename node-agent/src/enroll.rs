@@ -5,12 +5,14 @@
 //! - `DELETE /v1/pods/<uid>` → `204`, or `404` if unknown
 //! - `GET /v1/pods` → `200` and the list
 //! - `GET /v1/config` → `200` and the applied configuration version and its sync state
+//! - `POST /v1/uninstall` → `200` and an [`UninstallAnswer`]: `ferrule-agent uninstall` is
+//!   taking Ferrule off the node; the agent releases its pods and enrolls none from then on
 //!
 //! - Kubernetes mode, for the CNI plugin: `POST /v1/cni/add|del|check` with a [`cni::CniRequest`]
 //!   (ADD answers a [`cni::CniAnswer`]), `GET /v1/ready` → `200`/`503` and a [`cni::Readiness`]
 //!
 //! Errors are `{"error": "..."}` with 400 (bad spec), 403 (identity not allowed on this node),
-//! 409 (uid already enrolled with another spec) or 500.
+//! 409 (uid already enrolled with another spec), 503 (uninstalling) or 500.
 
 pub mod cni;
 mod server;
@@ -68,6 +70,15 @@ pub struct EnrolledPod {
     pub plaintext_accepted: u64,
 }
 
+/// The answer to `POST /v1/uninstall`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UninstallAnswer {
+    /// An earlier call had already started it (a second `ferrule-agent uninstall`).
+    pub already: bool,
+    /// Pods whose proxies were closed by this call.
+    pub released_pods: usize,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum EnrollError {
     #[error("invalid pod spec: {0}")]
@@ -76,6 +87,8 @@ pub enum EnrollError {
     Forbidden(String),
     #[error("pod {0} is already enrolled with a different spec")]
     Conflict(String),
+    #[error("Ferrule is being uninstalled from this node: the agent enrolls no pods any more")]
+    Uninstalling,
     #[error("{0}")]
     Internal(String),
     /// The agent is handing over to a new one or stopping: try again (the new agent answers).
@@ -89,6 +102,7 @@ impl EnrollError {
             Self::Invalid(_) => 400,
             Self::Forbidden(_) => 403,
             Self::Conflict(_) => 409,
+            Self::Uninstalling => 503,
             Self::Internal(_) => 500,
             Self::Unavailable(_) => 503,
         }
@@ -102,6 +116,9 @@ pub trait PodLifecycle: Send + Sync + 'static {
     /// Returns whether the pod was enrolled.
     async fn unenroll(&self, uid: &str) -> Result<bool, EnrollError>;
     fn list(&self) -> Vec<EnrolledPod>;
+    /// `POST /v1/uninstall`: enroll nothing from now on, and release the enrolled pods (their
+    /// proxies and registrations; the caller removes their capture).
+    async fn uninstall(&self) -> UninstallAnswer;
     /// The applied mesh configuration and its sync state (`GET /v1/config`).
     fn config(&self) -> crate::mesh_config::SyncStats {
         crate::mesh_config::SyncStats::default()

@@ -26,6 +26,7 @@ use kube::runtime::reflector::{self, Store};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client};
 use tokio::sync::Notify;
+use tokio::task::JoinHandle;
 
 use crate::config::KubernetesSettings;
 use crate::enroll::PodLifecycle;
@@ -65,16 +66,20 @@ pub struct KubernetesPods {
     synced: AtomicBool,
     cni_installed: AtomicBool,
     taint_removed: AtomicBool,
+    uninstalling: crate::uninstall::Signal,
+    /// The CNI installer's watch, awaited when uninstalling.
+    cni_installer: std::sync::Mutex<Option<JoinHandle<()>>>,
 }
 
 impl KubernetesPods {
     /// Connects to the API server (KUBECONFIG or in-cluster), starts the pod and namespace
-    /// watches and the reconcile loop.
+    /// watches and the reconcile loop. The CNI installer stops once `uninstalling` is raised.
     pub async fn start(
         node: Option<&str>,
         settings: KubernetesSettings,
         manager: Arc<dyn PodLifecycle>,
         mesh: MeshConfig,
+        uninstalling: crate::uninstall::Signal,
     ) -> Result<Arc<Self>, Error> {
         let node = node.ok_or(Error::NoNodeName)?.to_owned();
         let cni_managed_elsewhere = settings.cni.is_none();
@@ -99,6 +104,8 @@ impl KubernetesPods {
             // Without `cni` settings the plugin is someone else's business (a test harness).
             cni_installed: AtomicBool::new(cni_managed_elsewhere),
             taint_removed: AtomicBool::new(false),
+            uninstalling: uninstalling.clone(),
+            cni_installer: std::sync::Mutex::new(None),
         });
         let on_node = watcher::Config::default().fields(&format!("spec.nodeName={node}"));
         let pod_events =
@@ -120,7 +127,9 @@ impl KubernetesPods {
         tokio::spawn(reconcile::run(Arc::downgrade(&this)));
         tokio::spawn(readiness::remove_taint_when_ready(Arc::downgrade(&this)));
         if let Some(cni) = cni {
-            cni_install::spawn(Arc::downgrade(&this), cni, kube);
+            let installer =
+                cni_install::spawn(Arc::downgrade(&this), cni, kube, uninstalling.raised());
+            *this.lock_installer() = Some(installer);
         }
         Ok(this)
     }
@@ -129,6 +138,12 @@ impl KubernetesPods {
     pub fn set_cni_installed(&self, installed: bool) {
         self.cni_installed
             .store(installed, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    fn lock_installer(&self) -> std::sync::MutexGuard<'_, Option<JoinHandle<()>>> {
+        self.cni_installer
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     fn namespace(&self, name: &str) -> Option<Arc<Namespace>> {

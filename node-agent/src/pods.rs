@@ -6,6 +6,7 @@
 mod inbound;
 mod outbound;
 pub mod peers;
+mod uninstall;
 
 use std::collections::HashMap;
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
@@ -21,13 +22,15 @@ use tonic::transport::Channel;
 
 use crate::capture::{Capture, InboundMode, PodCapture};
 use crate::config::NonMesh;
-use crate::enroll::{EnrollError, EnrolledPod, Mode, PodLifecycle, PodSpec};
+use crate::enroll::{EnrollError, EnrolledPod, Mode, PodLifecycle, PodSpec, UninstallAnswer};
 use crate::identity::IdentityManager;
 use crate::lifecycle::{self, Drain, Listeners, handover::Handing};
 use crate::mesh_config::MeshConfig;
 use crate::netns::Netns;
 use crate::proxy::{PoolConfig, TunnelPool};
 
+/// The enrolled pods' specs, in the agent's `data_dir`: what a restarted agent enrolls again.
+pub const STATE_FILE: &str = "pods.json";
 pub const OUTBOUND_PORT: u16 = 15001;
 pub const INBOUND_PORT: u16 = 15008;
 /// How long enrollment waits for the pod's first certificate.
@@ -73,6 +76,8 @@ pub struct PodManager {
     gate: tokio::sync::RwLock<()>,
     /// Set while a successor takes over (and for good once it did).
     handing_over: std::sync::atomic::AtomicBool,
+    /// Raised by `POST /v1/uninstall`: nothing is enrolled or recorded from then on.
+    uninstalling: crate::uninstall::Signal,
 }
 
 impl PodManager {
@@ -83,11 +88,21 @@ impl PodManager {
             state_file,
             gate: tokio::sync::RwLock::new(()),
             handing_over: std::sync::atomic::AtomicBool::new(false),
+            uninstalling: crate::uninstall::Signal::default(),
         }
+    }
+
+    /// Raised once the node is being uninstalled (the CNI installer stops on it).
+    pub fn uninstall_signal(&self) -> crate::uninstall::Signal {
+        self.uninstalling.clone()
     }
 
     /// Writes the enrolled pods' specs (public data) atomically.
     fn save(&self) {
+        // `ferrule-agent uninstall` removes the file; writing it again would resurrect the pods.
+        if self.uninstalling.is_raised() {
+            return;
+        }
         let Some(file) = &self.state_file else {
             return;
         };
@@ -175,15 +190,7 @@ impl PodManager {
     }
 
     async fn unregister(&self, uid: &str) {
-        let request = v1::UnregisterWorkloadRequest {
-            uid: uid.to_owned(),
-        };
-        if let Err(status) = WorkloadsClient::new(self.shared.control.clone())
-            .unregister(request)
-            .await
-        {
-            tracing::warn!(%uid, error = %crate::control::status_reason(&status), "unregistering from the control plane failed");
-        }
+        unregister(self.shared.control.clone(), uid).await;
     }
 
     /// Everything after registration; on error the caller unregisters.
@@ -242,10 +249,10 @@ impl PodManager {
             ips: spec.ips.clone(),
             mode,
         };
-        self.shared
-            .capture
-            .enroll(&capture)
-            .map_err(|e| internal("attaching capture", &e))?;
+        self.shared.capture.enroll(&capture).map_err(|e| match e {
+            crate::capture::Error::Uninstalling => EnrollError::Uninstalling,
+            e => internal("attaching capture", &e),
+        })?;
         let slot = Arc::new(CertSlot::new(cert.certified.clone()));
         let server_tls = Arc::new(tls::server_config(
             slot.clone(),
@@ -311,6 +318,15 @@ impl PodManager {
     }
 }
 
+async fn unregister(control: Channel, uid: &str) {
+    let request = v1::UnregisterWorkloadRequest {
+        uid: uid.to_owned(),
+    };
+    if let Err(status) = WorkloadsClient::new(control).unregister(request).await {
+        tracing::warn!(%uid, error = %crate::control::status_reason(&status), "unregistering from the control plane failed");
+    }
+}
+
 /// Outbound tunnels from or to an identity the control plane revoked are cut at once (the
 /// destination also cuts tunnels whose client certificate it sees revoked).
 pub fn spawn_revoked_tunnel_closer(pool: TunnelPool, mesh: MeshConfig) -> JoinHandle<()> {
@@ -348,6 +364,9 @@ async fn follow_certificate(
 impl PodLifecycle for PodManager {
     async fn enroll(&self, spec: PodSpec) -> Result<EnrolledPod, EnrollError> {
         let _turn = self.open_gate().await?;
+        if self.uninstalling.is_raised() {
+            return Err(EnrollError::Uninstalling);
+        }
         if let Some(existing) = self.lock().get(&spec.uid) {
             return if existing.enrolled.spec == spec {
                 Ok(existing.enrolled.clone())
@@ -369,6 +388,14 @@ impl PodLifecycle for PodManager {
                     .release(&lifecycle::pod_prefix(&spec.uid));
                 self.unregister(&spec.uid).await;
                 Err(e)
+            }
+            // Started while an uninstall released the pods: it must not stay behind.
+            Ok(_) if self.uninstalling.is_raised() => {
+                self.shared
+                    .listeners
+                    .release(&lifecycle::pod_prefix(&spec.uid));
+                self.unregister(&spec.uid).await;
+                Err(EnrollError::Uninstalling)
             }
             Ok(pod) => {
                 let enrolled = pod.enrolled.clone();
@@ -401,6 +428,10 @@ impl PodLifecycle for PodManager {
         result
             .map(|()| true)
             .map_err(|e| EnrollError::Internal(format!("detaching capture: {e}")))
+    }
+
+    async fn uninstall(&self) -> UninstallAnswer {
+        self.release_all()
     }
 
     fn config(&self) -> crate::mesh_config::SyncStats {

@@ -8,7 +8,7 @@ chat PORT               echo server that echoes every line for as long as a conn
 hold HOST PORT          keep one connection chatting every 20 ms; print when and how it ends
 once HOST PORT          one line there and back: print "ok", or "refused" and why
 markers HOST PORT N     N connections one after another, each sending marker-I with a 1 s budget;
-                        print the echo, "empty" or "failed" for each (one interpreter, so the
+                        print the echo, "empty" or "failed: <error>" for each (one interpreter, so the
                         budget is the network's, not Python's start-up under load)
 peer-server PORT        accept one connection, ask the pod's peer endpoint who it is, echo
 peer-client HOST PORT   one line there and back, then ask the peer endpoint who answered
@@ -177,8 +177,8 @@ def markers(host, port, count):
             conn.sendall(f"marker-{i}\n".encode())
             print(conn.recv(100).decode().strip() or "empty", flush=True)
             conn.close()
-        except OSError:
-            print("failed", flush=True)
+        except OSError as e:
+            print(f"failed: {e!r}", flush=True)
         time.sleep(0.02)
 
 

@@ -112,6 +112,17 @@ impl KubeMesh {
         self.node_dir(node).join("bin")
     }
 
+    /// The agent's config file (written when the agent first starts).
+    pub fn agent_config_path(&self, node: usize) -> PathBuf {
+        let name = &self.node(node).name;
+        self.work.path().join(format!("agent-{name}.yaml"))
+    }
+
+    /// The API double's kubeconfig (admin), what the agents use.
+    pub fn kubeconfig(&self) -> &Path {
+        &self.kubeconfig
+    }
+
     /// The agent's config: the fixture's standalone one plus a `kubernetes:` section whose paths
     /// point into this test's cluster and work directory.
     fn agent_config(&self, node: usize) -> PathBuf {

@@ -3,14 +3,14 @@
 
 use std::collections::BTreeMap;
 
-use ferrule_config::kubernetes::ENV_NODE_NAME;
+use ferrule_config::kubernetes::{ENV_DAEMONSET, ENV_NODE_NAME, ENV_POD_NAMESPACE};
 use k8s_openapi::api::apps::v1::{
     DaemonSet, DaemonSetSpec, DaemonSetUpdateStrategy, RollingUpdateDaemonSet,
 };
 use k8s_openapi::api::core::v1::{
-    Capabilities, Container, ContainerPort, EnvVar, EnvVarSource, ObjectFieldSelector, PodSpec,
-    PodTemplateSpec, ProjectedVolumeSource, SeccompProfile, SecurityContext,
-    ServiceAccountTokenProjection, Toleration, Volume, VolumeProjection,
+    Capabilities, Container, EnvVar, EnvVarSource, ExecAction, Lifecycle, LifecycleHandler,
+    ObjectFieldSelector, PodSpec, PodTemplateSpec, ProjectedVolumeSource, SeccompProfile,
+    SecurityContext, ServiceAccountTokenProjection, Toleration, Volume, VolumeProjection,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
@@ -22,6 +22,12 @@ use super::values::Values;
 
 /// The node taint the agent removes once capture works on the node.
 pub use ferrule_config::kubernetes::NOT_READY_TAINT;
+
+const BINARY: &str = "/usr/local/bin/ferrule-agent";
+/// Above what stopping may take: the preStop hook (at most 10 s of API retries, then the
+/// uninstall when Ferrule is removed) and the agent's drain after SIGTERM (drain_timeout, 30 s
+/// by default) share this budget; the kubelet kills whatever still runs at its end.
+pub const TERMINATION_GRACE_SECONDS: i64 = 60;
 
 /// The control plane's Service by cluster IP (the service environment variables the kubelet
 /// sets), overriding the DNS name in the config file: cluster DNS may itself be waiting behind
@@ -85,11 +91,13 @@ pub fn daemon_set(values: &Values) -> DaemonSet {
         metadata: meta::namespaced(AGENT, AGENT, values),
         spec: Some(DaemonSetSpec {
             selector: meta::selector(AGENT),
+            // The new agent starts beside the old one and takes over before the old one stops,
+            // so a node is never without an agent during an upgrade.
             update_strategy: Some(DaemonSetUpdateStrategy {
                 type_: Some("RollingUpdate".into()),
                 rolling_update: Some(RollingUpdateDaemonSet {
-                    max_unavailable: Some(IntOrString::Int(1)),
-                    ..RollingUpdateDaemonSet::default()
+                    max_surge: Some(IntOrString::Int(1)),
+                    max_unavailable: Some(IntOrString::Int(0)),
                 }),
             }),
             template: PodTemplateSpec {
@@ -115,6 +123,7 @@ fn pod_spec(values: &Values) -> PodSpec {
         host_network: Some(true),
         dns_policy: Some("ClusterFirstWithHostNet".into()),
         priority_class_name: Some("system-node-critical".into()),
+        termination_grace_period_seconds: Some(TERMINATION_GRACE_SECONDS),
         tolerations: Some(vec![
             // Every taint, so that every node gets an agent ...
             Toleration {
@@ -140,38 +149,33 @@ fn container(values: &Values) -> Container {
         name: "agent".into(),
         image: Some(values.image.reference("agent")),
         image_pull_policy: Some(pod::pull_policy(values.image.pull_policy)),
-        command: Some(vec!["/usr/local/bin/ferrule-agent".into()]),
+        command: Some(vec![BINARY.into()]),
         args: Some(vec![
             "--config".into(),
             format!("{CONFIG_DIR}/{AGENT_FILE}"),
             "--log-json".into(),
         ]),
+        lifecycle: Some(pre_stop_uninstall()),
         env: Some(vec![
-            EnvVar {
-                name: ENV_NODE_NAME.into(),
-                value_from: Some(EnvVarSource {
-                    field_ref: Some(ObjectFieldSelector {
-                        field_path: "spec.nodeName".into(),
-                        ..ObjectFieldSelector::default()
-                    }),
-                    ..EnvVarSource::default()
-                }),
-                ..EnvVar::default()
-            },
+            field_env(ENV_NODE_NAME, "spec.nodeName"),
             EnvVar {
                 name: "FERRULE_CONTROL_PLANE".into(),
                 value: Some(CONTROL_PLANE_BY_IP.into()),
                 ..EnvVar::default()
             },
+            // What the preStop hook reads to tell a removal from an upgrade.
+            EnvVar {
+                name: ENV_DAEMONSET.into(),
+                value: Some(AGENT.into()),
+                ..EnvVar::default()
+            },
+            field_env(ENV_POD_NAMESPACE, "metadata.namespace"),
         ]),
-        ports: Some(vec![ContainerPort {
-            name: Some("ready".into()),
-            container_port: READINESS_PORT,
-            protocol: Some("TCP".into()),
-            ..ContainerPort::default()
-        }]),
-        readiness_probe: Some(pod::http_probe("HTTP", "ready", "/ready", 5)),
-        liveness_probe: Some(pod::tcp_liveness("ready")),
+        // No declared ports: with hostNetwork a containerPort is also a hostPort, and the
+        // scheduler would never place the surge pod beside the old one. Probes name the number.
+        ports: None,
+        readiness_probe: Some(pod::http_probe("HTTP", ready_port(), "/ready", 5)),
+        liveness_probe: Some(pod::tcp_liveness(ready_port())),
         resources: Some(pod::resources(&values.resources.agent)),
         security_context: Some(SecurityContext {
             privileged: Some(false),
@@ -200,6 +204,44 @@ fn container(values: &Values) -> Container {
             mount("token", TOKEN_DIR, Access::ReadOnly),
         ]),
         ..Container::default()
+    }
+}
+
+/// Every stop of the agent's pod runs it; it uninstalls only when the DaemonSet is gone or
+/// being deleted (Ferrule removed), never on an upgrade or restart.
+fn pre_stop_uninstall() -> Lifecycle {
+    Lifecycle {
+        pre_stop: Some(LifecycleHandler {
+            exec: Some(ExecAction {
+                command: Some(vec![
+                    BINARY.into(),
+                    "uninstall".into(),
+                    "--if-removed".into(),
+                    "--config".into(),
+                    format!("{CONFIG_DIR}/{AGENT_FILE}"),
+                ]),
+            }),
+            ..LifecycleHandler::default()
+        }),
+        ..Lifecycle::default()
+    }
+}
+
+fn ready_port() -> IntOrString {
+    IntOrString::Int(READINESS_PORT)
+}
+
+fn field_env(name: &str, field_path: &str) -> EnvVar {
+    EnvVar {
+        name: name.into(),
+        value_from: Some(EnvVarSource {
+            field_ref: Some(ObjectFieldSelector {
+                field_path: field_path.into(),
+                ..ObjectFieldSelector::default()
+            }),
+            ..EnvVarSource::default()
+        }),
+        ..EnvVar::default()
     }
 }
 

@@ -17,7 +17,7 @@ use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use super::agent::NOT_READY_TAINT;
 use super::config::{self, CA_DIR, CONTROL_PLANE_FILE, DATA_DIR};
 use super::meta::{self, CONFIG_DIR, CONTROL_PLANE, GRPC_PORT, METRICS_PORT, PUBLIC_PORT};
-use super::pod::{self, Access, mount};
+use super::pod::{self, Access, mount, named};
 use super::values::Values;
 
 /// `nobody` in the image: the control plane needs no privilege at all.
@@ -147,8 +147,8 @@ fn container(values: &Values) -> Container {
                 .collect(),
         ),
         // Served once the CA is loaded and the listeners are up.
-        readiness_probe: Some(pod::http_probe("HTTPS", "public", "/bundle.pem", 10)),
-        liveness_probe: Some(pod::tcp_liveness("grpc")),
+        readiness_probe: Some(pod::http_probe("HTTPS", named("public"), "/bundle.pem", 10)),
+        liveness_probe: Some(pod::tcp_liveness(named("grpc"))),
         resources: Some(pod::resources(&values.resources.control_plane)),
         security_context: Some(SecurityContext {
             allow_privilege_escalation: Some(false),

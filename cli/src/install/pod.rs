@@ -85,12 +85,18 @@ pub fn mount(name: &str, path: &str, access: Access) -> VolumeMount {
     }
 }
 
-/// An HTTP(S) GET probe on a named container port.
-pub fn http_probe(scheme: &str, port: &str, path: &str, period: i32) -> Probe {
+/// A named container port, for probes.
+pub fn named(port: &str) -> IntOrString {
+    IntOrString::String(port.to_owned())
+}
+
+/// An HTTP(S) GET probe on a port: a named container port, or a number (for the agent, which
+/// declares no ports: see `agent`).
+pub fn http_probe(scheme: &str, port: IntOrString, path: &str, period: i32) -> Probe {
     Probe {
         http_get: Some(HTTPGetAction {
             scheme: Some(scheme.to_owned()),
-            port: IntOrString::String(port.to_owned()),
+            port,
             path: Some(path.to_owned()),
             ..HTTPGetAction::default()
         }),
@@ -102,10 +108,10 @@ pub fn http_probe(scheme: &str, port: &str, path: &str, period: i32) -> Probe {
 
 /// A liveness probe: the listener accepts connections, so the process and its runtime run.
 /// (Readiness also waits for the control plane and the cluster, which are no reason to restart.)
-pub fn tcp_liveness(port: &str) -> Probe {
+pub fn tcp_liveness(port: IntOrString) -> Probe {
     Probe {
         tcp_socket: Some(TCPSocketAction {
-            port: IntOrString::String(port.to_owned()),
+            port,
             ..TCPSocketAction::default()
         }),
         initial_delay_seconds: Some(10),

@@ -2,7 +2,9 @@
 //! does, said in `AGENT_RULES` / `CONTROL_PLANE_RULES` (and printed above the ClusterRoles).
 
 use k8s_openapi::api::core::v1::ServiceAccount;
-use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, PolicyRule, RoleRef, Subject};
+use k8s_openapi::api::rbac::v1::{
+    ClusterRole, ClusterRoleBinding, PolicyRule, Role, RoleBinding, RoleRef, Subject,
+};
 
 use super::meta;
 use super::values::Values;
@@ -83,6 +85,12 @@ pub const CONTROL_PLANE_RULES: &[Rule] = &[
     },
 ];
 
+/// Why the agent's namespaced Role exists (its only rule, limited to its own DaemonSet).
+pub const AGENT_ROLE_WHY: &str = "daemonsets (apps): get, of ferrule-agent only: the preStop \
+     hook (`ferrule-agent uninstall --if-removed`) reads it to tell a removal of Ferrule (the \
+     DaemonSet is gone or being deleted: uninstall) from an upgrade or restart (leave capture \
+     in place)";
+
 pub fn service_account(name: &str, values: &Values) -> ServiceAccount {
     ServiceAccount {
         metadata: meta::namespaced(name, name, values),
@@ -116,6 +124,38 @@ pub fn binding(name: &str, values: &Values) -> ClusterRoleBinding {
         role_ref: RoleRef {
             api_group: "rbac.authorization.k8s.io".into(),
             kind: "ClusterRole".into(),
+            name: name.into(),
+        },
+        subjects: Some(vec![Subject {
+            kind: "ServiceAccount".into(),
+            name: name.into(),
+            namespace: Some(values.namespace.clone()),
+            ..Subject::default()
+        }]),
+    }
+}
+
+/// The agent's Role in the install namespace: `get` on its own DaemonSet, by name.
+pub fn agent_role(values: &Values) -> Role {
+    Role {
+        metadata: meta::namespaced(meta::AGENT, meta::AGENT, values),
+        rules: Some(vec![PolicyRule {
+            api_groups: Some(vec!["apps".into()]),
+            resources: Some(vec!["daemonsets".into()]),
+            resource_names: Some(vec![meta::AGENT.into()]),
+            verbs: vec!["get".into()],
+            ..PolicyRule::default()
+        }]),
+    }
+}
+
+/// Grants the Role `name` to the service account `name`, in the install namespace.
+pub fn role_binding(name: &str, values: &Values) -> RoleBinding {
+    RoleBinding {
+        metadata: meta::namespaced(name, name, values),
+        role_ref: RoleRef {
+            api_group: "rbac.authorization.k8s.io".into(),
+            kind: "Role".into(),
             name: name.into(),
         },
         subjects: Some(vec![Subject {

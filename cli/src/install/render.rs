@@ -46,6 +46,9 @@ fn header(values: &Values) -> String {
          \x20  Agents get only the trust bundle: a node can read every Secret its pods mount, \
          and the issuing key stays with the control plane.\n\
          Then: ferrule install kubernetes | kubectl apply -f -\n\
+         Remove with the same flags: ferrule install kubernetes | kubectl delete -f - (each \
+         agent's preStop hook takes capture and ferrule-cni off its node; pods keep running as \
+         plain pods).\n\
          Mesh a namespace: kubectl label namespace NAME ferrule.io/mode=enabled (the default \
          mode, {mode}), or =strict / =permissive.\n",
         version = values.image.tag,
@@ -101,6 +104,14 @@ fn documents(values: &Values) -> Vec<(String, String)> {
         ),
         doc("", &rbac::binding(AGENT, values)),
         doc("", &rbac::binding(CONTROL_PLANE, values)),
+        doc(
+            &format!(
+                "What the agents may do in the install namespace, and why:\n- {}\n",
+                rbac::AGENT_ROLE_WHY
+            ),
+            &rbac::agent_role(values),
+        ),
+        doc("", &rbac::role_binding(AGENT, values)),
         doc(
             "The agent's configuration (node-agent/src/config.rs).",
             &config::config_map(AGENT, AGENT_FILE, agent_config, values),
@@ -169,8 +180,21 @@ fn daemon_set_comment() -> String {
          what the node attests with.\n\
          Ready (GET /ready on :15022) once the eBPF programs are loaded, the CNI plugin is \
          installed and the first configuration is applied; alive while that port accepts \
-         connections. Rolling updates replace one node's agent at a time.",
+         connections. No container ports are declared: with hostNetwork each would also be a \
+         hostPort, which keeps a second agent pod off the node.\n\
+         Upgrades: maxSurge 1, maxUnavailable 0, so each node's new agent starts beside the old \
+         one and takes over before the old one stops. Stopping: the preStop hook runs \
+         `ferrule-agent uninstall --if-removed`, which uninstalls (detaches capture from every \
+         pod, unchains and deletes ferrule-cni) only when Ferrule is being removed: this \
+         DaemonSet or its namespace is gone or being deleted, or the API no longer accepts \
+         the agent, as after `kubectl delete -f`. On an upgrade or restart it leaves capture \
+         pinned for the next agent. terminationGracePeriodSeconds ",
     );
+    text.push_str(&format!(
+        "{}: the hook's API check (at most 10 s) and the agent's drain after SIGTERM (30 s by \
+         default) fit in it.",
+        agent::TERMINATION_GRACE_SECONDS
+    ));
     text
 }
 

@@ -14,7 +14,7 @@ use crate::config::{Config, KubernetesSettings};
 use crate::enroll::cni::CniEvents;
 use crate::enroll::{self, PodLifecycle, PodSpec};
 use crate::kubernetes::{KubernetesPods, serve_readiness};
-use crate::pods::{OUTBOUND_PORT, PodManager, Shared, spawn_revoked_tunnel_closer};
+use crate::pods::{OUTBOUND_PORT, PodManager, STATE_FILE, Shared, spawn_revoked_tunnel_closer};
 
 /// The pod side, serving.
 pub struct Serving {
@@ -41,7 +41,7 @@ pub async fn serve(
     .map_err(|e| AgentError::Capture(ferrule_config::process::error_chain(&e)))?;
     let capture = Arc::new(capture);
     let _ = agent.lifecycle_metrics.capture.set(capture.clone());
-    let state_file = config.data_dir.as_ref().map(|d| d.join("pods.json"));
+    let state_file = config.data_dir.as_ref().map(|d| d.join(STATE_FILE));
     let pool = PodManager::default_pool();
     spawn_revoked_tunnel_closer(pool.clone(), agent.mesh.clone());
     let manager = Arc::new(PodManager::new(
@@ -98,11 +98,13 @@ async fn kubernetes_pods(
     manager: Arc<PodManager>,
     agent: &Agent,
 ) -> Result<Arc<dyn CniEvents>, AgentError> {
+    let uninstalling = manager.uninstall_signal();
     let pods = KubernetesPods::start(
         config.node_name.as_deref(),
         settings.clone(),
         manager,
         agent.mesh.clone(),
+        uninstalling,
     )
     .await
     .map_err(|e| AgentError::Kubernetes(ferrule_config::process::error_chain(&e)))?;

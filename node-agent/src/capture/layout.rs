@@ -277,7 +277,7 @@ fn remove_dir(path: &Path) -> Result<(), Error> {
     ignore_missing(fs::remove_dir(path), path)
 }
 
-fn remove_file(path: &Path) -> Result<(), Error> {
+pub(super) fn remove_file(path: &Path) -> Result<(), Error> {
     ignore_missing(fs::remove_file(path), path)
 }
 

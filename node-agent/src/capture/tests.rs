@@ -19,6 +19,8 @@ use super::{
     },
 };
 
+mod uninstall;
+
 /// Connects as told by each argument `kind,host,port,tag[,local port]` (kind: tcp, tcp6, udp),
 /// sends `tag` and closes; prints `tag ok` or `tag err <errno>` per connection.
 const CLIENT: &str = r#"

@@ -70,4 +70,7 @@ pub trait CniEvents: Send + Sync + 'static {
     /// Whether the pod is enrolled as it should be.
     async fn check(&self, request: CniRequest) -> Result<(), EnrollError>;
     fn readiness(&self) -> Readiness;
+    /// Uninstall: stop putting the plugin back into the CNI configuration; returns once
+    /// nothing can write it any more.
+    async fn stop_installing(&self);
 }

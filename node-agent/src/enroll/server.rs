@@ -47,6 +47,14 @@ async fn route(
         (Method::POST, "/v1/pods") => enroll(pods, req).await,
         (Method::GET, "/v1/pods") => json(StatusCode::OK, &pods.list()),
         (Method::GET, "/v1/config") => json(StatusCode::OK, &pods.config()),
+        (Method::POST, "/v1/uninstall") => {
+            let answer = pods.uninstall().await;
+            if let Some(cni) = cni {
+                cni.stop_installing().await;
+            }
+            tracing::warn!(?answer, "uninstalling: no pod is enrolled from now on");
+            json(StatusCode::OK, &answer)
+        }
         (Method::DELETE, p) if p.starts_with("/v1/pods/") => {
             let uid = &p["/v1/pods/".len()..];
             match pods.unenroll(uid).await {
@@ -57,7 +65,7 @@ async fn route(
         }
         _ => error(
             StatusCode::NOT_FOUND,
-            "no such endpoint; see POST/GET /v1/pods, DELETE /v1/pods/<uid>",
+            "no such endpoint; see POST/GET /v1/pods, DELETE /v1/pods/<uid>, POST /v1/uninstall",
         ),
     }
 }

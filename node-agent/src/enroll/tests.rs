@@ -1,5 +1,6 @@
 //! The API driven by curl, the way an operator or a CNI plugin would, against a recording fake.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use super::testing::call as curl;
@@ -8,11 +9,15 @@ use super::*;
 #[derive(Default)]
 struct Recorder {
     pods: Mutex<Vec<EnrolledPod>>,
+    uninstalling: AtomicBool,
 }
 
 #[tonic::async_trait]
 impl PodLifecycle for Recorder {
     async fn enroll(&self, spec: PodSpec) -> Result<EnrolledPod, EnrollError> {
+        if self.uninstalling.load(Ordering::SeqCst) {
+            return Err(EnrollError::Uninstalling);
+        }
         if spec.namespace == "forbidden" {
             return Err(EnrollError::Forbidden("node n1 may not run it".into()));
         }
@@ -37,6 +42,13 @@ impl PodLifecycle for Recorder {
 
     fn list(&self) -> Vec<EnrolledPod> {
         self.pods.lock().unwrap().clone()
+    }
+
+    async fn uninstall(&self) -> UninstallAnswer {
+        UninstallAnswer {
+            already: self.uninstalling.swap(true, Ordering::SeqCst),
+            released_pods: std::mem::take(&mut *self.pods.lock().unwrap()).len(),
+        }
     }
 }
 
@@ -111,4 +123,54 @@ async fn enroll_list_and_unenroll_over_the_unix_socket() {
     assert_eq!(results[7].0, 404, "{:?}", results[7]);
     assert_eq!(results[8].0, 404, "{:?}", results[8]);
     assert!(recorder.list().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn uninstall_answers_what_it_released_and_later_enrollments_are_refused_with_503() {
+    let dir = tempfile::tempdir().unwrap();
+    let socket = dir.path().join("agent.sock");
+    let listener = tokio::net::UnixListener::bind(&socket).unwrap();
+    let recorder = Arc::new(Recorder::default());
+    let server = tokio::spawn(serve(
+        listener,
+        recorder.clone(),
+        None,
+        std::future::pending(),
+    ));
+
+    let results = tokio::task::spawn_blocking(move || {
+        let s = &socket;
+        vec![
+            curl(s, "POST", "/v1/pods", Some(POD)),
+            curl(s, "POST", "/v1/uninstall", None),
+            curl(s, "POST", "/v1/pods", Some(POD)),
+            curl(s, "POST", "/v1/uninstall", None),
+        ]
+    })
+    .await
+    .unwrap();
+    server.abort();
+
+    assert_eq!(results[0].0, 201, "{:?}", results[0]);
+    let answer = |i: usize| -> UninstallAnswer {
+        assert_eq!(results[i].0, 200, "{:?}", results[i]);
+        serde_json::from_str(&results[i].1).expect("an UninstallAnswer")
+    };
+    assert_eq!(
+        answer(1),
+        UninstallAnswer {
+            already: false,
+            released_pods: 1
+        }
+    );
+    let (status, body) = &results[2];
+    assert_eq!(*status, 503, "{body}");
+    assert!(body.contains("being uninstalled"), "{body}");
+    assert_eq!(
+        answer(3),
+        UninstallAnswer {
+            already: true,
+            released_pods: 0
+        }
+    );
 }

@@ -156,6 +156,15 @@ impl CniEvents for KubernetesPods {
         }
     }
 
+    /// Waits for a round of the installer in progress, so it cannot chain the plugin again.
+    async fn stop_installing(&self) {
+        self.uninstalling.raise();
+        let installer = self.lock_installer().take();
+        if let Some(installer) = installer {
+            let _ = installer.await;
+        }
+    }
+
     fn readiness(&self) -> Readiness {
         super::readiness::current(self)
     }

@@ -1,13 +1,16 @@
 //! Keeps `ferrule-cni` in the node's primary CNI configuration (the installer's watch re-adds
 //! it when another plugin rewrites the file) and gives the plugin API access for deciding
-//! pods while the agent is down. Readiness follows whether the chain holds our entry.
+//! pods while the agent is down. Readiness follows whether the chain holds our entry. The watch
+//! stops for good when the node is being uninstalled, so it cannot put the plugin back.
 
+use std::future::Future;
 use std::sync::Weak;
 use std::time::Duration;
 
 use ferrule_cni::install::{self, ApiAccess, InstallConfig};
 use kube::config::Config as KubeConfig;
 use secrecy::ExposeSecret;
+use tokio::task::JoinHandle;
 
 use super::KubernetesPods;
 use crate::config::CniSettings;
@@ -17,7 +20,13 @@ use crate::config::CniSettings;
 const REFRESH: Duration = Duration::from_secs(1);
 const TOKEN_REFRESH_TICKS: u32 = 60;
 
-pub fn spawn(pods: Weak<KubernetesPods>, settings: CniSettings, kube: KubeConfig) {
+/// Returns the installer's watch task, which ends once `uninstalling` completes.
+pub fn spawn(
+    pods: Weak<KubernetesPods>,
+    settings: CniSettings,
+    kube: KubeConfig,
+    uninstalling: impl Future<Output = ()> + Send + 'static,
+) -> JoinHandle<()> {
     let mut config = InstallConfig::new(&settings.plugin, &settings.bin_dir, &settings.conf_dir);
     config.host_conf_dir = settings.host_conf_dir.clone();
     config.agent_socket = settings.socket.clone();
@@ -28,7 +37,10 @@ pub fn spawn(pods: Weak<KubernetesPods>, settings: CniSettings, kube: KubeConfig
         );
     }
     let (updates, current) = tokio::sync::watch::channel(config);
-    tokio::spawn(install::watch(current, std::future::pending()));
+    let installer = tokio::spawn(async move {
+        install::watch(current, uninstalling).await;
+        tracing::info!("CNI installer stopped: Ferrule is being uninstalled from this node");
+    });
     tokio::spawn(async move {
         let mut tick = 0u32;
         loop {
@@ -44,6 +56,7 @@ pub fn spawn(pods: Weak<KubernetesPods>, settings: CniSettings, kube: KubeConfig
             tokio::time::sleep(REFRESH).await;
         }
     });
+    installer
 }
 
 /// The agent's own API credentials, for the plugin's kubeconfig.

@@ -250,6 +250,9 @@ pub(super) async fn serve(listener: TcpListener, tls: Arc<rustls::ServerConfig>,
         async move { drain.draining().await }
     };
     let backstop = drain.timeout() + DRAIN_BACKSTOP;
+    // Counted as open until every tunnel it accepted has ended: a tunnel whose TLS or first
+    // CONNECT is still under way has no stream to count yet, and must not be cut by our exit.
+    let _tunnels = drain.track();
     serve_inbound(listener, tls, Arc::new(app), draining, backstop).await;
 }
 

@@ -71,7 +71,7 @@ fn marker_lines(load: &Child) -> (usize, Vec<String>) {
     let ok = output.lines().filter(|l| l.starts_with("marker-")).count();
     let failed = output
         .lines()
-        .filter(|l| *l == "failed" || *l == "empty")
+        .filter(|l| l.starts_with("failed") || *l == "empty")
         .map(str::to_owned)
         .collect();
     (ok, failed)
@@ -152,11 +152,17 @@ fn upgrading_both_agents_under_load_fails_no_connection_and_leaks_no_plaintext()
     let mut load = load;
     load.kill();
     let (ok, failed) = marker_lines(&load);
+    let errors: Vec<_> = (0..2)
+        .flat_map(|node| mesh.access_log(node))
+        .filter(|e| e["close_reason"] != "ok")
+        .collect();
     assert!(
         failed.is_empty(),
-        "{} of {} connections failed during the upgrades: {failed:?}",
+        "{} of {} connections failed during the upgrades: {failed:?}\naccess-log errors: {errors:#?}\nold agents:\n{}\n{}",
         failed.len(),
-        ok + failed.len()
+        ok + failed.len(),
+        old_client_side.output(),
+        old_server_side.output(),
     );
     assert_no_plaintext(&mesh, wire);
 
