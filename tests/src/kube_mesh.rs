@@ -158,6 +158,22 @@ impl KubeMesh {
 
     /// Starts node `node`'s agent in Kubernetes mode and waits for its enrollment API.
     pub fn start_agent(&mut self, node: usize) -> &Child {
+        let child = Child::spawn(&mut self.agent_command(node));
+        child.wait_for_line("enrollment API listening", Duration::from_secs(30));
+        self.agents[node].insert(child)
+    }
+
+    /// Starts a second agent on `node` next to the running one (a DaemonSet rolling update
+    /// with `maxSurge`) and waits until it took over; returns the previous one, which drains.
+    pub fn replace_agent(&mut self, node: usize) -> Child {
+        let child = Child::spawn(&mut self.agent_command(node));
+        child.wait_for_line("took over from the previous agent", Duration::from_secs(60));
+        self.agents[node]
+            .replace(child)
+            .expect("an agent was running")
+    }
+
+    fn agent_command(&self, node: usize) -> std::process::Command {
         let config = self.agent_config(node);
         let mut command = self.node(node).command(binary("ferrule-agent"));
         command
@@ -168,9 +184,7 @@ impl KubeMesh {
                 "RUST_LOG",
                 std::env::var("FERRULE_TEST_AGENT_LOG").unwrap_or_else(|_| "info".into()),
             );
-        let child = Child::spawn(&mut command);
-        child.wait_for_line("enrollment API listening", Duration::from_secs(30));
-        self.agents[node].insert(child)
+        command
     }
 
     pub fn stop_agent(&mut self, node: usize) {

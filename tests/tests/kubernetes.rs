@@ -2,6 +2,8 @@
 //! Kubernetes mode, the test as kubelet (Pod objects, the installed CNI plugin, apps in pods).
 
 use ferrule_config::kubernetes::NOT_READY_TAINT;
+use std::time::Duration;
+
 use ferrule_tests::kube_mesh::{KubeMesh, NAMESPACE, TRUST_DOMAIN};
 use k8s_openapi::api::core::v1::Node;
 
@@ -177,6 +179,64 @@ fn cni_add_fails_closed_while_the_agent_is_down_and_succeeds_once_it_is_back() {
         Some(identity(&mesh, 0, 0)),
         "{last:?}"
     );
+}
+
+#[test]
+fn a_rolling_update_hands_the_node_over_with_its_pods_and_readiness_socket() {
+    let mut mesh = KubeMesh::new(2, 1);
+    let _server = http_server(&mesh, 0, 0, 8080);
+    mesh.start_agent(0);
+    mesh.start_agent(1);
+    for node in 0..2 {
+        mesh.wait_until(node, "the agent to be ready", || !tainted(&mesh, node));
+    }
+    let add = mesh.cni_add(1, 0);
+    assert!(add.success, "CNI ADD failed: {add:?}");
+    let server = mesh.pod(0, 0).uid.clone();
+    mesh.wait_until(0, "the running pod to be enrolled", || {
+        mesh.enrolled_id(0, &server).is_some()
+    });
+    let readiness = mesh
+        .agent(0)
+        .logged_address("readiness probe listening", Duration::from_secs(10));
+    let fetch = |mesh: &KubeMesh| {
+        let url = format!("http://{}:8080/hello.txt", mesh.pod(0, 0).ip);
+        let out = mesh
+            .pod(1, 0)
+            .command("curl")
+            .args(["-sS", "--max-time", "10", &url])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).trim().to_owned()
+    };
+    assert_eq!(fetch(&mesh), "hello from the mesh");
+
+    let mut old = mesh.replace_agent(0);
+    assert_eq!(
+        old.wait_exit(Duration::from_secs(40)),
+        Some(0),
+        "{}",
+        old.output()
+    );
+    let new = mesh.agent(0).output();
+    assert!(new.contains("pod taken over"), "{new}");
+    assert_eq!(mesh.enrolled_id(0, &server), Some(identity(&mesh, 0, 0)));
+    // The kubelet probes the same socket, now answered by the new agent alone.
+    assert_eq!(
+        mesh.agent(0)
+            .logged_address("readiness probe listening", Duration::from_secs(10)),
+        readiness
+    );
+    let probe = mesh
+        .node(0)
+        .command("curl")
+        .args(["-sS", "--fail", "--max-time", "5"])
+        .arg(format!("http://{readiness}/ready"))
+        .output()
+        .unwrap();
+    assert!(probe.status.success(), "{probe:?}");
+    assert!(!tainted(&mesh, 0));
+    assert_eq!(fetch(&mesh), "hello from the mesh");
 }
 
 #[test]
