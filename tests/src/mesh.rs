@@ -148,10 +148,16 @@ impl Mesh {
             .expect("an agent was running")
     }
 
+    /// Sends `node`'s agent SIGTERM (a stop without a successor) and hands it over, draining.
+    pub fn signal_agent(&mut self, node: usize) -> Child {
+        let child = self.agents[node].take().expect("agent running");
+        child.terminate();
+        child
+    }
+
     /// Stops `node`'s agent gracefully (SIGTERM) and waits for it to exit; returns its output.
     pub fn terminate_agent(&mut self, node: usize, timeout: Duration) -> String {
-        let mut child = self.agents[node].take().expect("agent running");
-        child.terminate();
+        let mut child = self.signal_agent(node);
         let code = child.wait_exit(timeout);
         assert_eq!(
             code,

@@ -120,6 +120,9 @@ async fn wait_until_draining(agent: &Agent) {
         () = drain.draining() => {}
         () = ferrule_config::process::shutdown_signal() => {
             if drain.start() {
+                // Nobody takes them over: close them, so new connections are refused at once
+                // (capture stays: they never leave in plaintext) and a new agent can bind.
+                agent.lifecycle.listeners.close_all();
                 tracing::info!(
                     drain_timeout_ms = drain.timeout().as_millis() as u64,
                     "stopping without a successor: new connections fail closed (capture stays), established ones drain"

@@ -324,3 +324,29 @@ fn twenty_restarts_under_load_leak_no_plaintext_pins_or_descriptors() {
     drop(load);
     assert_no_plaintext(&mesh, wire);
 }
+
+#[test]
+fn a_stopped_agent_refuses_new_connections_at_once_and_drains_the_open_ones() {
+    let (mut mesh, _server) = mesh_with_echo(&[("FERRULE_DRAIN_TIMEOUT", "3s")]);
+    let mut command = mesh.pod(0, 0).command("python3");
+    command.args(["-u", "-c", ECHO_LINES, LINES_PORT]);
+    let lines = Child::spawn(&mut command);
+    lines.wait_for_line("ready", Duration::from_secs(10));
+    let ip = mesh.pod(0, 0).ip.to_string();
+    let mut command = mesh.pod(1, 0).command("python3");
+    command.args(["-u", "-c", HOLD, &ip, LINES_PORT]);
+    let held = Child::spawn(&mut command);
+    held.wait_for_line("alive-2", Duration::from_secs(20));
+
+    let mut stopping = mesh.signal_agent(1);
+    stopping.wait_for_line("stopping without a successor", Duration::from_secs(10));
+    // Capture stays, the listeners are closed: refused at once, neither queued nor plaintext.
+    let one = python(&mesh, 1, 0, &["markers", &ip, ECHO_PORT, "1"]);
+    let answer = one.wait_for_line("failed", Duration::from_secs(5));
+    assert!(answer.contains("ConnectionRefused"), "{answer}");
+    // The open connection lives on until the drain timeout, then the agent exits.
+    assert!(!held.output().contains("closed"));
+    held.wait_for_line("closed", Duration::from_secs(10));
+    assert_eq!(stopping.wait_exit(Duration::from_secs(10)), Some(0));
+    mesh.wait_for_access(1, Duration::from_secs(5), |e| e["close_reason"] == "drain");
+}
