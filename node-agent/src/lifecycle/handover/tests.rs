@@ -143,3 +143,43 @@ fn without_a_running_agent_there_is_nothing_to_take_over() {
     let dir = tempfile::tempdir().unwrap();
     assert!(take_over(&dir.path().join(SOCKET_NAME), &version(2)).is_none());
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn garbage_and_strangers_on_the_socket_change_nothing() {
+    let old = running_agent().await;
+    // Not JSON, then a message out of turn.
+    let raw = rustix::net::socket(
+        rustix::net::AddressFamily::UNIX,
+        rustix::net::SocketType::SEQPACKET,
+        None,
+    )
+    .unwrap();
+    rustix::net::connect(
+        &raw,
+        &rustix::net::SocketAddrUnix::new(&old.socket).unwrap(),
+    )
+    .unwrap();
+    rustix::io::write(&raw, b"\x00\xffnot json").unwrap();
+    drop(raw);
+    let socket = old.socket.clone();
+    tokio::task::spawn_blocking(move || {
+        let out_of_turn = super::wire::Channel::connect(&socket).unwrap();
+        out_of_turn.send(&Message::Serving, None).unwrap();
+    })
+    .await
+    .unwrap();
+    // A real successor still takes over (connections are handled one after another, so the
+    // two above were dealt with first).
+    let socket = old.socket.clone();
+    let taken = tokio::task::spawn_blocking(move || take_over(&socket, &version(2)))
+        .await
+        .unwrap();
+    assert!(taken.is_some());
+    assert_eq!(
+        old.pods.begun.load(Ordering::SeqCst),
+        1,
+        "only the real one began"
+    );
+    assert_eq!(old.pods.aborted.load(Ordering::SeqCst), 0);
+    assert!(!old.drain.is_draining());
+}
