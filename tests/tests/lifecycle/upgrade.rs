@@ -3,6 +3,7 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use ferrule_node_agent::capture::inspect;
 use ferrule_tests::Child;
 use ferrule_tests::mesh::Mesh;
 
@@ -298,6 +299,19 @@ fn twenty_restarts_under_load_leak_no_plaintext_pins_or_descriptors() {
     let load = markers(&mesh, 100_000);
     let pin_dir = mesh.cp.pin_dir(&mesh.node(1).name.clone());
     let pins = pins_under(&pin_dir);
+    let programs: std::collections::BTreeSet<u32> = inspect::pinned_pod_links(&pin_dir)
+        .iter()
+        .map(|l| l.program)
+        .collect();
+    // Links in the kernel to this node's programs, pinned or not.
+    let links_now = || {
+        inspect::loaded_links()
+            .iter()
+            .filter(|l| programs.contains(&l.program))
+            .count()
+    };
+    let links = links_now();
+    assert_eq!(links, 4, "one pod, four programs");
     let mut fds = None;
     for round in 0..20 {
         // Half the restarts overlap (a rolling update), half stop first (a plain restart).
@@ -314,6 +328,7 @@ fn twenty_restarts_under_load_leak_no_plaintext_pins_or_descriptors() {
         }
         more_markers(&load, 3);
         assert_eq!(pins_under(&pin_dir), pins, "round {round}: pins changed");
+        assert_eq!(links_now(), links, "round {round}: links changed");
         let now = open_fds(mesh.agent(1).id());
         let first = *fds.get_or_insert(now);
         assert!(
