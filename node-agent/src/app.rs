@@ -48,6 +48,15 @@ pub enum AgentError {
     Kubernetes(String),
     #[error("enrollment socket {path}: {reason}")]
     EnrollSocket { path: String, reason: String },
+    #[error(
+        "could not take over {failed} of the running agent's {total} pods (first: {first}); \
+         it keeps serving them"
+    )]
+    TakeOver {
+        failed: usize,
+        total: usize,
+        first: String,
+    },
 }
 
 /// A joined agent.

@@ -28,15 +28,32 @@ pub struct Lifecycle {
 }
 
 impl Lifecycle {
-    /// A fresh start, or a takeover with what the predecessor handed over.
+    /// A fresh start, serving at once.
     pub fn new(
         listeners: Listeners,
         drain_timeout: std::time::Duration,
         program_version: u32,
     ) -> Self {
+        Self::with_drain(listeners, Drain::new(drain_timeout), program_version)
+    }
+
+    /// A takeover: in-pod listeners accept once [`Drain::serve`] says the predecessor stopped.
+    pub fn taking_over(
+        listeners: Listeners,
+        drain_timeout: std::time::Duration,
+        program_version: u32,
+    ) -> Self {
+        Self::with_drain(
+            listeners,
+            Drain::taking_over(drain_timeout),
+            program_version,
+        )
+    }
+
+    fn with_drain(listeners: Listeners, drain: Drain, program_version: u32) -> Self {
         Self {
             listeners: std::sync::Arc::new(listeners),
-            drain: Drain::new(drain_timeout),
+            drain,
             version: AgentVersion::current(program_version),
         }
     }

@@ -12,7 +12,7 @@ use super::{Agent, AgentError};
 use crate::capture::{Capture, CaptureConfig};
 use crate::config::{Config, KubernetesSettings};
 use crate::enroll::cni::CniEvents;
-use crate::enroll::{self, PodLifecycle, PodSpec};
+use crate::enroll::{self, EnrollError, PodLifecycle, PodSpec};
 use crate::kubernetes::{KubernetesPods, serve_readiness};
 use crate::pods::{OUTBOUND_PORT, PodManager, STATE_FILE, Shared, spawn_revoked_tunnel_closer};
 
@@ -68,7 +68,7 @@ pub async fn serve(
             .unwrap_or_default()
     }));
     match (inherited, &state_file) {
-        (Some(specs), _) => enroll_all(manager.as_ref(), specs, "pod taken over").await,
+        (Some(specs), _) => take_over_all(manager.as_ref(), specs).await?,
         (None, Some(file)) => reenroll(manager.as_ref(), file).await,
         (None, None) => {}
     }
@@ -137,14 +137,44 @@ async fn reenroll(manager: &PodManager, file: &Path) {
     enroll_all(manager, specs, "pod re-enrolled after restart").await;
 }
 
-/// Enrolls each pod, logging `done` or why it failed.
-async fn enroll_all(manager: &PodManager, specs: Vec<PodSpec>, done: &str) {
+/// Enrolls each pod, logging `done` or why it failed; returns the failures.
+async fn enroll_all(
+    manager: &PodManager,
+    specs: Vec<PodSpec>,
+    done: &str,
+) -> Vec<(String, EnrollError)> {
+    let mut failed = Vec::new();
     for spec in specs {
         let uid = spec.uid.clone();
         match manager.enroll(spec).await {
             Ok(_) => tracing::info!(%uid, "{done}"),
-            Err(e) => tracing::warn!(%uid, error = %e, "enrolling a known pod failed"),
+            Err(e) => {
+                tracing::warn!(%uid, error = %e, "enrolling a known pod failed");
+                failed.push((uid, e));
+            }
         }
+    }
+    failed
+}
+
+/// Adopts every pod the running agent handed over. Failing any (the control plane unreachable,
+/// say) aborts the takeover: our exit leaves the running agent serving, where saying `Serving`
+/// would leave those pods with nobody. A pod that is gone (its netns could not be opened) does
+/// not count: it needs no serving.
+async fn take_over_all(manager: &PodManager, specs: Vec<PodSpec>) -> Result<(), AgentError> {
+    let total = specs.len();
+    let failed: Vec<_> = enroll_all(manager, specs, "pod taken over")
+        .await
+        .into_iter()
+        .filter(|(_, e)| !matches!(e, EnrollError::Invalid(_)))
+        .collect();
+    match failed.first() {
+        None => Ok(()),
+        Some((uid, e)) => Err(AgentError::TakeOver {
+            failed: failed.len(),
+            total,
+            first: format!("{uid}: {e}"),
+        }),
     }
 }
 

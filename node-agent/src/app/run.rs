@@ -8,25 +8,25 @@ use super::{Agent, serve_pods};
 use crate::config::Config;
 use crate::identity::RenewalPolicy;
 use crate::lifecycle::handover::{self, Giver, Inherited};
-use crate::lifecycle::{AgentRole, AgentVersion, Lifecycle, Listeners};
+use crate::lifecycle::{AgentRole, AgentVersion, Drain, Lifecycle, Listeners};
 
 /// Runs the agent until it has handed over or was stopped, and has drained.
 pub async fn run(config: Config, join_token: Option<String>) -> ExitCode {
     let socket = handover::socket_path(&config.enroll_socket);
     let version = AgentVersion::current(config.capture.program_version);
     let mut inherited = take_over(socket.clone(), version.clone()).await;
-    let (listeners, pods) = match &mut inherited {
+    let (timeout, program) = (config.drain_timeout, config.capture.program_version);
+    let (lifecycle, pods) = match &mut inherited {
         Some(from) => (
-            Listeners::inherit(std::mem::take(&mut from.listeners)),
+            Lifecycle::taking_over(
+                Listeners::inherit(std::mem::take(&mut from.listeners)),
+                timeout,
+                program,
+            ),
             Some(std::mem::take(&mut from.pods)),
         ),
-        None => (Listeners::default(), None),
+        None => (Lifecycle::new(Listeners::default(), timeout, program), None),
     };
-    let lifecycle = Lifecycle::new(
-        listeners,
-        config.drain_timeout,
-        config.capture.program_version,
-    );
     let policy = RenewalPolicy::default();
     let agent = match super::start_with(&config, join_token.as_deref(), policy, lifecycle).await {
         Ok(agent) => agent,
@@ -42,10 +42,13 @@ pub async fn run(config: Config, join_token: Option<String>) -> ExitCode {
         Err(e) => return failed(&e),
     };
     if let Some(from) = inherited {
-        let metrics = agent.lifecycle_metrics.clone();
+        let (metrics, drain) = (
+            agent.lifecycle_metrics.clone(),
+            agent.lifecycle.drain.clone(),
+        );
         // Detached: it ends when the predecessor exits.
         drop(tokio::task::spawn_blocking(move || {
-            follow_predecessor(from, metrics)
+            follow_predecessor(from, metrics, drain)
         }));
     }
     let giver = Giver {
@@ -93,9 +96,13 @@ async fn take_over(socket: PathBuf, us: AgentVersion) -> Option<Inherited> {
     Some(inherited)
 }
 
-/// Tells the predecessor we serve everything now, then shows it as draining until it exits.
-fn follow_predecessor(from: Inherited, metrics: crate::lifecycle::LifecycleMetrics) {
-    let predecessor = match from.serving() {
+/// Tells the predecessor we serve everything now and starts accepting once it stopped, then
+/// shows it as draining until it exits.
+fn follow_predecessor(from: Inherited, metrics: crate::lifecycle::LifecycleMetrics, drain: Drain) {
+    let confirmed = from.serving();
+    // Unconfirmed (it died, say), the sockets must not be left without anyone accepting.
+    drain.serve();
+    let predecessor = match confirmed {
         Ok(predecessor) => predecessor,
         Err(e) => {
             return tracing::warn!(error = %e, "the previous agent did not confirm the handover");

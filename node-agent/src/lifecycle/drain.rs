@@ -1,5 +1,6 @@
-//! Draining: stop accepting, let established connections finish, close what is left at the
-//! deadline with close reason `drain`.
+//! The agent's serving phases: taking over (a predecessor still accepts), serving, draining
+//! (stop accepting, let established connections finish), closing (the deadline passed: close
+//! what is left with close reason `drain`).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -13,6 +14,8 @@ const CLOSE_GRACE: Duration = Duration::from_secs(2);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Phase {
+    /// The previous agent accepts on the sockets we inherited until it confirms the handover.
+    TakingOver,
     Serving,
     Draining,
     /// The drain deadline passed: whatever is still open is closed now.
@@ -45,10 +48,20 @@ impl Drop for Tracked {
 }
 
 impl Drain {
+    /// An agent that serves from the start.
     pub fn new(timeout: Duration) -> Self {
+        Self::in_phase(Phase::Serving, timeout)
+    }
+
+    /// An agent taking over from a running one: it accepts only after [`Drain::serve`].
+    pub fn taking_over(timeout: Duration) -> Self {
+        Self::in_phase(Phase::TakingOver, timeout)
+    }
+
+    fn in_phase(phase: Phase, timeout: Duration) -> Self {
         Self {
             inner: Arc::new(Inner {
-                phase: watch::Sender::new(Phase::Serving),
+                phase: watch::Sender::new(phase),
                 timeout,
                 open: AtomicUsize::new(0),
                 changed: Notify::new(),
@@ -64,11 +77,11 @@ impl Drain {
     /// timeout has passed. Returns whether this call started it. Needs a Tokio runtime.
     pub fn start(&self) -> bool {
         let started = self.inner.phase.send_if_modified(|phase| {
-            let serving = *phase == Phase::Serving;
-            if serving {
+            let before = matches!(*phase, Phase::TakingOver | Phase::Serving);
+            if before {
                 *phase = Phase::Draining;
             }
-            serving
+            before
         });
         if started {
             let inner = self.inner.clone();
@@ -80,13 +93,30 @@ impl Drain {
         started
     }
 
+    /// The takeover is complete: start accepting (no-op unless taking over).
+    pub fn serve(&self) {
+        self.inner.phase.send_if_modified(|phase| {
+            let taking_over = *phase == Phase::TakingOver;
+            if taking_over {
+                *phase = Phase::Serving;
+            }
+            taking_over
+        });
+    }
+
     pub fn is_draining(&self) -> bool {
-        *self.inner.phase.borrow() != Phase::Serving
+        matches!(*self.inner.phase.borrow(), Phase::Draining | Phase::Closing)
+    }
+
+    /// Completes once the agent may accept (at once, unless it is taking over).
+    pub async fn accepting(&self) {
+        self.wait_for(|phase| phase != Phase::TakingOver).await;
     }
 
     /// Completes once draining started: stop accepting.
     pub async fn draining(&self) {
-        self.wait_for(|phase| phase != Phase::Serving).await;
+        self.wait_for(|phase| matches!(phase, Phase::Draining | Phase::Closing))
+            .await;
     }
 
     /// Completes once the drain timeout passed: close what is still open.
@@ -168,6 +198,17 @@ mod tests {
         assert_eq!(started.elapsed(), Duration::from_secs(30));
         drain.finished().await;
         assert_eq!(started.elapsed(), Duration::from_secs(30) + CLOSE_GRACE);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_successor_accepts_only_once_the_takeover_is_confirmed() {
+        let drain = Drain::taking_over(Duration::from_secs(1));
+        let waiting = tokio::time::timeout(Duration::from_secs(60), drain.accepting()).await;
+        assert!(waiting.is_err(), "not before serve()");
+        assert!(!drain.is_draining());
+        drain.serve();
+        drain.accepting().await;
+        assert!(!drain.is_draining());
     }
 
     #[tokio::test(start_paused = true)]

@@ -253,6 +253,7 @@ pub(super) async fn serve(listener: TcpListener, tls: Arc<rustls::ServerConfig>,
     // Counted as open until every tunnel it accepted has ended: a tunnel whose TLS or first
     // CONNECT is still under way has no stream to count yet, and must not be cut by our exit.
     let _tunnels = drain.track();
+    drain.accepting().await;
     serve_inbound(listener, tls, Arc::new(app), draining, backstop).await;
 }
 

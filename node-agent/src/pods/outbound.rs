@@ -28,6 +28,8 @@ pub(super) struct PodSide {
 
 /// Accepts until the agent drains (its successor accepts on the same socket then).
 pub(super) async fn serve(shared: Arc<Shared>, listener: TcpListener, pod: PodSide) {
+    // Taking over, the previous agent accepts until it confirmed.
+    shared.drain.accepting().await;
     loop {
         let accepted = tokio::select! {
             () = shared.drain.draining() => return,

@@ -365,3 +365,34 @@ fn a_stopped_agent_refuses_new_connections_at_once_and_drains_the_open_ones() {
     assert_eq!(stopping.wait_exit(Duration::from_secs(10)), Some(0));
     mesh.wait_for_access(1, Duration::from_secs(5), |e| e["close_reason"] == "drain");
 }
+
+#[test]
+fn a_successor_that_cannot_adopt_the_pods_leaves_the_running_agent_serving() {
+    let (mut mesh, _server) = mesh_with_echo(&[]);
+    let load = markers(&mesh, 100_000);
+    // Without the control plane the new agent cannot register the pods it would take over.
+    mesh.stop_control_plane();
+    let config = mesh.agent_config(1);
+    let mut command = mesh.node(1).command(ferrule_tests::binary("ferrule-agent"));
+    command.arg("--config").arg(&config).env("RUST_LOG", "info");
+    let mut successor = Child::spawn(&mut command);
+    assert_eq!(
+        successor.wait_exit(Duration::from_secs(60)),
+        Some(1),
+        "{}",
+        successor.output()
+    );
+    assert!(
+        successor.output().contains("it keeps serving them"),
+        "{}",
+        successor.output()
+    );
+    let running = mesh.agent(1).output();
+    assert!(running.contains("serving on"), "{running}");
+    assert!(!running.contains("draining"), "{running}");
+    more_markers(&load, 20);
+    let mut load = load;
+    load.kill();
+    let (_, failed) = marker_lines(&load);
+    assert!(failed.is_empty(), "{failed:?}");
+}

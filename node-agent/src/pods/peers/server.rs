@@ -17,6 +17,7 @@ use crate::lifecycle::Drain;
 /// Serves the pod's peer-identity endpoint until the agent drains (its successor serves it).
 pub async fn serve(listener: TcpListener, peers: Arc<PeerDirectory>, drain: Drain) {
     let answer = move |req: &Request<Incoming>| answer(&peers, req);
+    drain.accepting().await;
     let draining = async move { drain.draining().await };
     ferrule_config::http::serve(listener, "peer endpoint", answer, draining).await;
 }
