@@ -142,7 +142,16 @@ impl Mesh {
         command.envs(self.agent_env.iter().map(|(k, v)| (k, v)));
         command.envs(env.iter().copied());
         let child = Child::spawn(&mut command);
-        child.wait_for_line("took over from the previous agent", Duration::from_secs(60));
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        while !child.output().contains("took over from the previous agent") {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the new agent did not take over within 60s\nnew:\n{}\nold:\n{}",
+                child.output(),
+                self.agent(node).output()
+            );
+            std::thread::sleep(Duration::from_millis(25));
+        }
         self.agents[node]
             .replace(child)
             .expect("an agent was running")

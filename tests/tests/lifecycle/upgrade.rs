@@ -19,6 +19,14 @@ fn python(mesh: &Mesh, node: usize, pod: usize, args: &[&str]) -> Child {
     Child::spawn(&mut command)
 }
 
+/// These tests time connections under load (1 s budgets, drain deadlines): one at a time, so
+/// they do not starve each other on a small machine.
+static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn one_at_a_time() -> std::sync::MutexGuard<'static, ()> {
+    ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 /// A strict two-node mesh with an echo server in pod 0 of node 0.
 fn mesh_with_echo(agent_env: &[(&str, &str)]) -> (Mesh, Child) {
     let mesh = Mesh::start_with(2, 1, agent_env);
@@ -126,6 +134,7 @@ fn open_fds(pid: u32) -> usize {
 
 #[test]
 fn upgrading_both_agents_under_load_fails_no_connection_and_leaks_no_plaintext() {
+    let _turn = one_at_a_time();
     let (mut mesh, _server) = mesh_with_echo(&[("FERRULE_DRAIN_TIMEOUT", "5s")]);
     let wire = watch_wire(&mesh);
     let load = markers(&mesh, 100_000);
@@ -227,6 +236,7 @@ while True:
 
 #[test]
 fn a_connection_that_outlives_the_drain_timeout_is_closed_with_reason_drain() {
+    let _turn = one_at_a_time();
     let drain = Duration::from_secs(4);
     let (mut mesh, _server) = mesh_with_echo(&[("FERRULE_DRAIN_TIMEOUT", "4s")]);
     let mut command = mesh.pod(0, 0).command("python3");
@@ -294,6 +304,7 @@ fn a_connection_that_outlives_the_drain_timeout_is_closed_with_reason_drain() {
 
 #[test]
 fn twenty_restarts_under_load_leak_no_plaintext_pins_or_descriptors() {
+    let _turn = one_at_a_time();
     let (mut mesh, _server) = mesh_with_echo(&[("FERRULE_DRAIN_TIMEOUT", "3s")]);
     let wire = watch_wire(&mesh);
     let load = markers(&mesh, 100_000);
@@ -342,6 +353,7 @@ fn twenty_restarts_under_load_leak_no_plaintext_pins_or_descriptors() {
 
 #[test]
 fn a_stopped_agent_refuses_new_connections_at_once_and_drains_the_open_ones() {
+    let _turn = one_at_a_time();
     let (mut mesh, _server) = mesh_with_echo(&[("FERRULE_DRAIN_TIMEOUT", "3s")]);
     let mut command = mesh.pod(0, 0).command("python3");
     command.args(["-u", "-c", ECHO_LINES, LINES_PORT]);
@@ -368,6 +380,7 @@ fn a_stopped_agent_refuses_new_connections_at_once_and_drains_the_open_ones() {
 
 #[test]
 fn a_successor_that_cannot_adopt_the_pods_leaves_the_running_agent_serving() {
+    let _turn = one_at_a_time();
     let (mut mesh, _server) = mesh_with_echo(&[]);
     let load = markers(&mesh, 100_000);
     // Without the control plane the new agent cannot register the pods it would take over.

@@ -82,16 +82,21 @@ fn hand_over(giver: &Giver, runtime: &Handle, successor: Channel) -> Option<Chan
             return None;
         }
     }
-    let _runtime = runtime.enter();
-    giver.drain.start();
-    giver.listeners.close_all();
+    // Said before we drain: once draining with nothing open, this process may exit at once.
     let timeout_ms = giver.drain.timeout().as_millis() as u64;
-    let _ = successor.send(&Message::Draining { timeout_ms }, None);
+    if let Err(e) = successor.send(&Message::Draining { timeout_ms }, None) {
+        tracing::warn!(error = %e, "the new agent went away before the handover completed; serving on");
+        giver.pods.abort_handover();
+        return None;
+    }
     tracing::info!(
         pid = new.pid,
         drain_timeout_ms = timeout_ms,
         "handed over to the new agent; draining"
     );
+    let _runtime = runtime.enter();
+    giver.listeners.close_all();
+    giver.drain.start();
     Some(successor)
 }
 
