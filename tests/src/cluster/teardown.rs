@@ -3,8 +3,8 @@
 //! cleanup never pulls a cluster from under a test that is still running.
 
 use std::collections::BTreeSet;
-use std::fs::{self, OpenOptions};
-use std::io::{self, Write as _};
+use std::fs;
+use std::io;
 use std::path::{Path, PathBuf};
 
 use super::naming::cluster_of;
@@ -18,19 +18,26 @@ pub(super) fn owner_file(cluster: &str) -> PathBuf {
 }
 
 /// Records this process as the owner of `cluster`; `false` if the name is already taken, which
-/// is how two clusters are kept from ever sharing a name.
+/// is how two clusters are kept from ever sharing a name. The file appears with its content
+/// (written aside, then hard-linked, which fails if the name exists): a concurrent
+/// [`cleanup_stale`] that saw it empty would take the cluster for a dead one and later kill it.
 pub(super) fn claim(cluster: &str) -> Result<bool, Error> {
     fs::create_dir_all(OWNERS_DIR).map_err(Error::io(format!("creating {OWNERS_DIR}")))?;
     let path = owner_file(cluster);
-    let mut file = match OpenOptions::new().write(true).create_new(true).open(&path) {
-        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => return Ok(false),
-        file => file.map_err(Error::io(format!("creating {}", path.display())))?,
-    };
     let pid = std::process::id().to_string();
     // The start time tells a live owner from a later process that got the same pid.
     let started = start_time(&pid).unwrap_or_default();
-    writeln!(file, "{pid} {started}").map_err(Error::io(format!("writing {}", path.display())))?;
-    Ok(true)
+    let aside = Path::new(OWNERS_DIR).join(format!(".{cluster}.{pid}"));
+    fs::write(&aside, format!("{pid} {started}\n"))
+        .map_err(Error::io(format!("writing {}", aside.display())))?;
+    let linked = fs::hard_link(&aside, &path);
+    let _ = fs::remove_file(&aside);
+    match linked {
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(false),
+        linked => linked
+            .map(|()| true)
+            .map_err(Error::io(format!("creating {}", path.display()))),
+    }
 }
 
 /// Field 22 of /proc/<pid>/stat, the start time in clock ticks after boot. Fields are counted
