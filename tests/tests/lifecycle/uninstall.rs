@@ -194,13 +194,19 @@ fn uninstall_with_a_bad_config_exits_2_naming_the_field() {
 
 /// Whether a file in the CNI configuration directory names ferrule-cni (its entry or its
 /// kubeconfig).
+/// Whether a conflist in `conf_dir` runs ferrule-cni (the installer writes its kubeconfig there
+/// first, so a file name is not enough).
 fn chained(conf_dir: &Path) -> bool {
     std::fs::read_dir(conf_dir)
         .expect("the CNI configuration directory")
         .filter_map(|e| e.ok())
+        .filter(|e| e.file_name().to_string_lossy().ends_with(".conflist"))
         .any(|e| {
             let text = std::fs::read_to_string(e.path()).unwrap_or_default();
-            e.file_name().to_string_lossy().contains("ferrule-cni") || text.contains("ferrule-cni")
+            serde_json::from_str::<serde_json::Value>(&text)
+                .ok()
+                .and_then(|conflist| conflist["plugins"].as_array().cloned())
+                .is_some_and(|plugins| plugins.iter().any(|p| p["type"] == "ferrule-cni"))
         })
 }
 
@@ -280,6 +286,8 @@ fn the_pre_stop_hook_keeps_everything_during_an_upgrade_and_uninstalls_once_the_
     assert_detached(&links);
     assert!(!pin_dir.exists(), "{} is left", pin_dir.display());
     assert!(!plugin.exists(), "{} is left", plugin.display());
+    let kubeconfig = conf_dir.join("ferrule-cni.kubeconfig");
+    assert!(!kubeconfig.exists(), "{} is left", kubeconfig.display());
     // The running agent's installer re-checks every second: it must not chain the plugin again.
     std::thread::sleep(Duration::from_secs(3));
     assert!(
