@@ -121,17 +121,8 @@ pub fn cluster_role(name: &str, rules: &[Rule], values: &Values) -> ClusterRole 
 pub fn binding(name: &str, values: &Values) -> ClusterRoleBinding {
     ClusterRoleBinding {
         metadata: meta::cluster(name, name, values),
-        role_ref: RoleRef {
-            api_group: "rbac.authorization.k8s.io".into(),
-            kind: "ClusterRole".into(),
-            name: name.into(),
-        },
-        subjects: Some(vec![Subject {
-            kind: "ServiceAccount".into(),
-            name: name.into(),
-            namespace: Some(values.namespace.clone()),
-            ..Subject::default()
-        }]),
+        role_ref: role_ref("ClusterRole", name),
+        subjects: Some(vec![account_subject(name, values)]),
     }
 }
 
@@ -153,17 +144,26 @@ pub fn agent_role(values: &Values) -> Role {
 pub fn role_binding(name: &str, values: &Values) -> RoleBinding {
     RoleBinding {
         metadata: meta::namespaced(name, name, values),
-        role_ref: RoleRef {
-            api_group: "rbac.authorization.k8s.io".into(),
-            kind: "Role".into(),
-            name: name.into(),
-        },
-        subjects: Some(vec![Subject {
-            kind: "ServiceAccount".into(),
-            name: name.into(),
-            namespace: Some(values.namespace.clone()),
-            ..Subject::default()
-        }]),
+        role_ref: role_ref("Role", name),
+        subjects: Some(vec![account_subject(name, values)]),
+    }
+}
+
+fn role_ref(kind: &str, name: &str) -> RoleRef {
+    RoleRef {
+        api_group: "rbac.authorization.k8s.io".into(),
+        kind: kind.into(),
+        name: name.into(),
+    }
+}
+
+/// The service account `name` of the install namespace, as a binding's subject.
+fn account_subject(name: &str, values: &Values) -> Subject {
+    Subject {
+        kind: "ServiceAccount".into(),
+        name: name.into(),
+        namespace: Some(values.namespace.clone()),
+        ..Subject::default()
     }
 }
 

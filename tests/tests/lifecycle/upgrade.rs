@@ -234,11 +234,9 @@ while True:
     time.sleep(0.2)
 "#;
 
-#[test]
-fn a_connection_that_outlives_the_drain_timeout_is_closed_with_reason_drain() {
-    let _turn = one_at_a_time();
-    let drain = Duration::from_secs(4);
-    let (mut mesh, _server) = mesh_with_echo(&[("FERRULE_DRAIN_TIMEOUT", "4s")]);
+/// A line-echo server in pod 0/0 and a connection to it from pod 1/0 that stays open, echoing
+/// `alive-N` until it is closed.
+fn held_connection(mesh: &Mesh) -> (Child, Child) {
     let mut command = mesh.pod(0, 0).command("python3");
     command.args(["-u", "-c", ECHO_LINES, LINES_PORT]);
     let lines = Child::spawn(&mut command);
@@ -248,6 +246,15 @@ fn a_connection_that_outlives_the_drain_timeout_is_closed_with_reason_drain() {
     command.args(["-u", "-c", HOLD, &ip, LINES_PORT]);
     let held = Child::spawn(&mut command);
     held.wait_for_line("alive-2", Duration::from_secs(20));
+    (lines, held)
+}
+
+#[test]
+fn a_connection_that_outlives_the_drain_timeout_is_closed_with_reason_drain() {
+    let _turn = one_at_a_time();
+    let drain = Duration::from_secs(4);
+    let (mut mesh, _server) = mesh_with_echo(&[("FERRULE_DRAIN_TIMEOUT", "4s")]);
+    let (_lines, held) = held_connection(&mesh);
 
     let mut old = mesh.replace_agent(1, &[]);
     let handed_over = Instant::now();
@@ -355,19 +362,12 @@ fn twenty_restarts_under_load_leak_no_plaintext_pins_or_descriptors() {
 fn a_stopped_agent_refuses_new_connections_at_once_and_drains_the_open_ones() {
     let _turn = one_at_a_time();
     let (mut mesh, _server) = mesh_with_echo(&[("FERRULE_DRAIN_TIMEOUT", "3s")]);
-    let mut command = mesh.pod(0, 0).command("python3");
-    command.args(["-u", "-c", ECHO_LINES, LINES_PORT]);
-    let lines = Child::spawn(&mut command);
-    lines.wait_for_line("ready", Duration::from_secs(10));
-    let ip = mesh.pod(0, 0).ip.to_string();
-    let mut command = mesh.pod(1, 0).command("python3");
-    command.args(["-u", "-c", HOLD, &ip, LINES_PORT]);
-    let held = Child::spawn(&mut command);
-    held.wait_for_line("alive-2", Duration::from_secs(20));
+    let (_lines, held) = held_connection(&mesh);
 
     let mut stopping = mesh.signal_agent(1);
     stopping.wait_for_line("stopping without a successor", Duration::from_secs(10));
     // Capture stays, the listeners are closed: refused at once, neither queued nor plaintext.
+    let ip = mesh.pod(0, 0).ip.to_string();
     let one = python(&mesh, 1, 0, &["markers", &ip, ECHO_PORT, "1"]);
     let answer = one.wait_for_line("failed", Duration::from_secs(5));
     assert!(answer.contains("ConnectionRefused"), "{answer}");
