@@ -23,10 +23,9 @@ pub fn workload_resource(workload: v1::Workload) -> v1::Resource {
 
 /// The workload with `uid` in the directory.
 pub fn find_workload(cp: &ControlPlane, uid: &str) -> Option<v1::Workload> {
-    match cp.config.get(ResourceKind::Workload, uid)?.kind {
-        Some(v1::resource::Kind::Workload(w)) => Some(w),
-        _ => None,
-    }
+    cp.config
+        .get(ResourceKind::Workload, uid)
+        .and_then(workload_of)
 }
 
 /// Every workload in the directory.
@@ -34,10 +33,14 @@ pub fn workloads(cp: &ControlPlane) -> impl Iterator<Item = v1::Workload> + use<
     cp.config
         .list(ResourceKind::Workload)
         .into_iter()
-        .filter_map(|r| match r.kind {
-            Some(v1::resource::Kind::Workload(w)) => Some(w),
-            _ => None,
-        })
+        .filter_map(workload_of)
+}
+
+fn workload_of(resource: v1::Resource) -> Option<v1::Workload> {
+    match resource.kind {
+        Some(v1::resource::Kind::Workload(w)) => Some(w),
+        _ => None,
+    }
 }
 
 #[tonic::async_trait]

@@ -101,18 +101,11 @@ pub async fn delete(
 /// A workload named by `namespace/name`, uid, or one of its IPs.
 pub fn find_workload(cp: &ControlPlane, name: &str) -> Option<v1::Workload> {
     let ip = name.parse::<IpAddr>().ok();
-    cp.config
-        .list(ResourceKind::Workload)
-        .into_iter()
-        .filter_map(|r| match r.kind {
-            Some(v1::resource::Kind::Workload(w)) => Some(w),
-            _ => None,
-        })
-        .find(|w| {
-            w.uid == name
-                || format!("{}/{}", w.namespace, w.name) == name
-                || ip.is_some_and(|ip| w.ips.iter().any(|i| i.parse() == Ok(ip)))
-        })
+    crate::service::workloads::workloads(cp).find(|w| {
+        w.uid == name
+            || format!("{}/{}", w.namespace, w.name) == name
+            || ip.is_some_and(|ip| w.ips.iter().any(|i| i.parse() == Ok(ip)))
+    })
 }
 
 /// Splits `ip:port` (or `[v6]:port`); a bare name keeps the port given separately.
