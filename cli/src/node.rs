@@ -6,6 +6,7 @@ use anyhow::bail;
 use clap::Subcommand;
 use ferrule_identity::{IdKind, IdPattern, SpiffeId, TrustDomain};
 use ferrule_proto::v1;
+use ipnet::IpNet;
 use serde::Serialize;
 
 use crate::client::{ConnectArgs, ControlPlane};
@@ -18,8 +19,8 @@ pub enum NodeCommand {
     Token(TokenCommand),
     /// List the nodes that have joined
     ///
-    /// Table columns: NAME, SPIFFE ID, ALLOWED (comma-separated patterns), JOINED (RFC 3339 UTC).
-    /// JSON: an array of {"name", "spiffe_id", "allow": [..], "joined_at"}.
+    /// Table columns: NAME, SPIFFE ID, POD CIDRS and ALLOWED (comma-separated), JOINED (RFC 3339
+    /// UTC). JSON: an array of {"name", "spiffe_id", "pod_cidrs": [..], "allow": [..], "joined_at"}.
     #[command(verbatim_doc_comment)]
     List {
         #[command(flatten)]
@@ -54,6 +55,11 @@ pub struct TokenCreateArgs {
     /// repeat for several, e.g. --allow 'spiffe://example.org/ns/shop/*'.
     #[arg(long = "allow", value_name = "PATTERN", value_parser = parse_pattern)]
     allow: Vec<IdPattern>,
+    /// Network the node's pods get addresses from, e.g. 10.244.1.0/24; repeat for IPv6. The node
+    /// may register workloads only at these addresses (none: it can register no workloads), and
+    /// no two nodes' networks may overlap.
+    #[arg(long = "pod-cidr", value_name = "CIDR", value_parser = parse_pod_cidr)]
+    pod_cidrs: Vec<IpNet>,
     /// How long the token stays usable, e.g. 30m, 1h, 2h30m.
     #[arg(long, value_name = "DURATION", default_value = "1h", value_parser = parse_ttl)]
     ttl: Duration,
@@ -83,6 +89,17 @@ fn parse_pattern(s: &str) -> Result<IdPattern, String> {
     IdPattern::parse(s).map_err(|e| e.to_string())
 }
 
+/// The server checks overlaps; here only the form, so a typo is a usage error.
+fn parse_pod_cidr(s: &str) -> Result<IpNet, String> {
+    let net: IpNet = s
+        .parse()
+        .map_err(|_| "expected a network such as 10.244.1.0/24 or fd00:10:244:1::/64".to_owned())?;
+    if net.trunc() != net {
+        return Err(format!("host bits are set; did you mean {}?", net.trunc()));
+    }
+    Ok(net)
+}
+
 /// Whole seconds only: the API counts seconds, and a sub-second token would be useless.
 fn parse_ttl(s: &str) -> Result<Duration, String> {
     let ttl =
@@ -106,6 +123,7 @@ async fn create_token(args: TokenCreateArgs, format: Format) -> anyhow::Result<(
     let request = v1::CreateJoinTokenRequest {
         node: args.node.clone(),
         allow: args.allow.iter().map(|p| p.as_str().to_owned()).collect(),
+        pod_cidrs: args.pod_cidrs.iter().map(IpNet::to_string).collect(),
         ttl_seconds: args.ttl.as_secs(),
     };
     let response = cp
@@ -169,6 +187,7 @@ async fn remove(node: String, connect: &ConnectArgs, format: Format) -> anyhow::
 struct NodeRow {
     name: String,
     spiffe_id: String,
+    pod_cidrs: Vec<String>,
     allow: Vec<String>,
     joined_at: String,
 }
@@ -185,6 +204,7 @@ async fn list(connect: &ConnectArgs, format: Format) -> anyhow::Result<()> {
         .map(|n| NodeRow {
             name: n.name,
             spiffe_id: n.spiffe_id,
+            pod_cidrs: n.pod_cidrs,
             allow: n.allow,
             joined_at: output::rfc3339(n.joined_at),
         })
@@ -201,21 +221,24 @@ async fn list(connect: &ConnectArgs, format: Format) -> anyhow::Result<()> {
 }
 
 fn node_table(rows: &[NodeRow]) -> String {
-    let mut table = Table::new(&["NAME", "SPIFFE ID", "ALLOWED", "JOINED"]);
+    let mut table = Table::new(&["NAME", "SPIFFE ID", "POD CIDRS", "ALLOWED", "JOINED"]);
     for r in rows {
-        let allow = if r.allow.is_empty() {
-            "-".to_owned()
-        } else {
-            r.allow.join(",")
-        };
         table.row(vec![
             r.name.clone(),
             r.spiffe_id.clone(),
-            allow,
+            comma_list(&r.pod_cidrs),
+            comma_list(&r.allow),
             r.joined_at.clone(),
         ]);
     }
     table.render()
+}
+
+fn comma_list(items: &[String]) -> String {
+    match items.is_empty() {
+        true => "-".to_owned(),
+        false => items.join(","),
+    }
 }
 
 #[cfg(test)]

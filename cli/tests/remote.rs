@@ -104,6 +104,10 @@ async fn token_create_prints_only_the_token_and_sends_the_request() {
             "spiffe://example.org/ns/shop/*",
             "--allow",
             "spiffe://example.org/ns/web/*",
+            "--pod-cidr",
+            "10.244.1.0/24",
+            "--pod-cidr",
+            "fd00:10:244:1::/64",
             "--ttl",
             "1h 30m",
         ])
@@ -128,7 +132,26 @@ async fn token_create_prints_only_the_token_and_sends_the_request() {
             "spiffe://example.org/ns/web/*"
         ]
     );
+    assert_eq!(request.pod_cidrs, ["10.244.1.0/24", "fd00:10:244:1::/64"]);
     assert_eq!(request.ttl_seconds, 5400);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn token_create_refuses_a_pod_cidr_with_host_bits_before_calling() {
+    let mesh = mesh().await;
+    let args = ["node", "token", "create", "--node", "n1", "--pod-cidr"];
+    let out = mesh
+        .ferrule(&[&args[..], &["10.244.1.7/24"]].concat())
+        .await;
+    assert_eq!(out.code, 2, "{out:#?}");
+    assert!(
+        out.stderr.contains("did you mean 10.244.1.0/24?"),
+        "{}",
+        out.stderr
+    );
+    let out = mesh.ferrule(&[&args[..], &["10.244.1"]].concat()).await;
+    assert_eq!(out.code, 2, "{out:#?}");
+    assert!(mesh.admin.seen.lock().unwrap().token_requests.is_empty());
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -170,6 +193,7 @@ async fn node_list_table_and_json() {
     assert!(lines[0].ends_with("JOINED"), "{}", lines[0]);
     assert!(
         lines[1].starts_with("n1    spiffe://example.org/node/n1")
+            && lines[1].contains("10.244.1.0/24")
             && lines[1].contains("spiffe://example.org/ns/shop/*,spiffe://example.org/ns/web/*")
             && lines[1].ends_with("2023-11-14T22:13:20Z"),
         "sorted by name, patterns joined: {}",
@@ -183,6 +207,7 @@ async fn node_list_table_and_json() {
     let nodes: Vec<Value> = serde_json::from_str(&out.stdout).expect("JSON array");
     assert_eq!(nodes[0]["name"], "n1");
     assert_eq!(nodes[0]["allow"].as_array().unwrap().len(), 2);
+    assert_eq!(nodes[0]["pod_cidrs"][0], "10.244.1.0/24");
     assert_eq!(nodes[1]["joined_at"], "2023-11-14T22:15:00Z");
 }
 

@@ -11,6 +11,7 @@ pub mod kubernetes;
 pub mod mesh_config;
 pub mod metrics;
 pub mod offline_crls;
+pub mod pod_networks;
 pub mod public;
 pub mod published;
 pub mod revocations;

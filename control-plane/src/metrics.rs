@@ -38,9 +38,16 @@ pub struct HandshakeLabels {
     pub reason: &'static str,
 }
 
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+pub struct ClaimLabels {
+    pub node: String,
+    pub reason: &'static str,
+}
+
 #[derive(Debug, Default)]
 pub struct Metrics {
     csr: Family<CsrLabels, Counter>,
+    refused_claims: Family<ClaimLabels, Counter>,
     joins: Family<JoinLabels, Counter>,
     handshake_failures: Family<HandshakeLabels, Counter>,
 }
@@ -57,6 +64,11 @@ impl Metrics {
             "ferrule_node_joins",
             "Node.Join calls, by attestation method, result and refusal reason",
             m.joins.clone(),
+        );
+        registry.register(
+            "ferrule_workload_claims_refused",
+            "Workloads.Register calls refused, by node and reason",
+            m.refused_claims.clone(),
         );
         registry.register(
             "ferrule_handshake_failures",
@@ -89,6 +101,15 @@ impl Metrics {
             .get_or_create(&JoinLabels {
                 method: method.as_str(),
                 result,
+                reason,
+            })
+            .inc();
+    }
+
+    pub fn claim_refused(&self, node: &str, reason: &'static str) {
+        self.refused_claims
+            .get_or_create(&ClaimLabels {
+                node: node.to_owned(),
                 reason,
             })
             .inc();

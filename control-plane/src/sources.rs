@@ -93,6 +93,8 @@ pub enum JoinRefusal {
     UnknownNode,
     InvalidCsr,
     Revoked,
+    /// Another node joined with an overlapping pod network after the token was created.
+    PodCidrConflict,
     Unavailable,
 }
 
@@ -110,6 +112,7 @@ impl JoinRefusal {
             Self::UnknownNode => "unknown_node",
             Self::InvalidCsr => "invalid_csr",
             Self::Revoked => "revoked",
+            Self::PodCidrConflict => "pod_cidr_conflict",
             Self::Unavailable => "unavailable",
         }
     }
@@ -137,6 +140,8 @@ pub struct Attested {
     pub node: String,
     /// Identity patterns the node may obtain beyond its own (standalone); empty otherwise.
     pub allow: Vec<String>,
+    /// The node's pod networks (standalone: from its join token); empty otherwise.
+    pub pod_cidrs: Vec<ipnet::IpNet>,
     /// What vouched for it, for the log line (`join token <id>`, `pod <ns>/<name>`).
     pub evidence: String,
 }

@@ -9,6 +9,7 @@
 use std::fmt;
 use std::path::PathBuf;
 
+use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 
 pub mod config;
@@ -36,6 +37,9 @@ pub struct JoinToken {
     pub secret_sha256: [u8; 32],
     pub node: String,
     pub allow: Vec<String>,
+    /// The networks the node's pods get addresses from; records from before they existed have none.
+    #[serde(default)]
+    pub pod_cidrs: Vec<IpNet>,
     pub created_at: UnixSeconds,
     pub expires_at: UnixSeconds,
 }
@@ -46,6 +50,9 @@ pub struct NodeRecord {
     pub name: String,
     pub spiffe_id: String,
     pub allow: Vec<String>,
+    /// Workloads of this node may claim only addresses inside these networks.
+    #[serde(default)]
+    pub pod_cidrs: Vec<IpNet>,
     pub joined_at: UnixSeconds,
 }
 

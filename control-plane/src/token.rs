@@ -3,6 +3,7 @@
 
 use std::time::Duration;
 
+use ipnet::IpNet;
 use sha2::{Digest, Sha256};
 
 use crate::store::{JoinToken, UnixSeconds};
@@ -17,6 +18,7 @@ pub struct MalformedToken;
 pub fn generate(
     node: &str,
     allow: Vec<String>,
+    pod_cidrs: Vec<IpNet>,
     ttl: Duration,
     now: UnixSeconds,
 ) -> (String, JoinToken) {
@@ -27,6 +29,7 @@ pub fn generate(
         secret_sha256: digest(&secret),
         node: node.to_owned(),
         allow,
+        pod_cidrs,
         created_at: now,
         expires_at: now + ttl.as_secs(),
     };
@@ -54,7 +57,7 @@ mod tests {
 
     #[test]
     fn generated_token_parses_to_its_record() {
-        let (token, record) = generate("n1", vec![], Duration::from_secs(60), 1000);
+        let (token, record) = generate("n1", vec![], vec![], Duration::from_secs(60), 1000);
         let (id, hash) = parse(&token).unwrap();
         assert_eq!(id, record.id);
         assert_eq!(hash, record.secret_sha256);

@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex};
 
 use serde::Serialize;
 
-pub use state::{Destination, MeshState};
+pub use state::{Destination, Lookup, MeshState};
 
 /// How the agent's copy relates to the control plane's, for `GET /v1/config` and status.
 #[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
@@ -54,8 +54,8 @@ impl MeshConfig {
         self.state.subscribe()
     }
 
-    pub fn lookup(&self, ip: IpAddr) -> Option<Destination> {
-        self.state.borrow().lookup(ip).cloned()
+    pub fn lookup(&self, ip: IpAddr) -> Lookup {
+        self.state.borrow().lookup(ip)
     }
 
     pub fn version(&self) -> u64 {
@@ -79,6 +79,14 @@ impl MeshConfig {
     /// Installs `next` and records it in the stats.
     fn install(&self, next: MeshState, snapshot: bool) {
         let (workloads, policies, revocations) = next.counts();
+        let ambiguous = next.ambiguous_addresses();
+        if ambiguous > 0 {
+            tracing::warn!(
+                version = next.version,
+                ambiguous,
+                "the directory has addresses several workloads claim; connections to them are refused"
+            );
+        }
         self.update_stats(|s| {
             s.epoch = next.epoch.clone();
             s.version = next.version;

@@ -149,9 +149,21 @@ impl ControlPlaneFixture {
 
     /// Creates a join token through the Admin API.
     pub async fn join_token(&self, node: &str, allow: &[&str], ttl: Duration) -> String {
+        self.join_token_with_pods(node, allow, &[], ttl).await
+    }
+
+    /// Creates a join token that binds `pod_cidrs` to the node.
+    pub async fn join_token_with_pods(
+        &self,
+        node: &str,
+        allow: &[&str],
+        pod_cidrs: &[&str],
+        ttl: Duration,
+    ) -> String {
         let request = ferrule_proto::v1::CreateJoinTokenRequest {
             node: node.into(),
             allow: allow.iter().map(|s| s.to_string()).collect(),
+            pod_cidrs: pod_cidrs.iter().map(|s| s.to_string()).collect(),
             ttl_seconds: ttl.as_secs(),
         };
         self.admin()
@@ -164,7 +176,18 @@ impl ControlPlaneFixture {
 
     /// Joins as `node` directly over gRPC, as an agent would; returns the node's mTLS identity.
     pub async fn join_node(&self, node: &str, allow: &[&str]) -> Arc<CertSlot> {
-        let token = self.join_token(node, allow, Duration::from_secs(600)).await;
+        self.join_node_with_pods(node, allow, &[]).await
+    }
+
+    /// Joins as `node` owning `pod_cidrs`, so that it can register workloads there.
+    pub async fn join_node_with_pods(
+        &self,
+        node: &str,
+        allow: &[&str],
+        pod_cidrs: &[&str],
+    ) -> Arc<CertSlot> {
+        let ttl = Duration::from_secs(600);
+        let token = self.join_token_with_pods(node, allow, pod_cidrs, ttl).await;
         let (id, cert) = ferrule_node_agent::control::join(
             self.addr,
             &self.bundle(),

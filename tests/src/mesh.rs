@@ -56,7 +56,7 @@ impl Mesh {
             work: tempfile::tempdir().expect("temporary directory"),
         };
         for node in 0..nodes {
-            let token = mesh.join_token(&mesh.cluster.node(node).name.clone());
+            let token = mesh.join_token(node);
             mesh.start_agent(node, Some(&token));
         }
         mesh
@@ -74,10 +74,22 @@ impl Mesh {
             .expect("running ferrule")
     }
 
-    fn join_token(&self, node: &str) -> String {
+    fn join_token(&self, node: usize) -> String {
         let allow = format!("spiffe://{TRUST_DOMAIN}/ns/{NAMESPACE}/*");
+        let node = self.cluster.node(node);
+        let pod_cidr = node.pod_cidr.to_string();
         let out = self.ferrule(&[
-            "node", "token", "create", "--node", node, "--allow", &allow, "--ttl", "10m",
+            "node",
+            "token",
+            "create",
+            "--node",
+            &node.name,
+            "--allow",
+            &allow,
+            "--pod-cidr",
+            &pod_cidr,
+            "--ttl",
+            "10m",
         ]);
         assert!(
             out.status.success(),

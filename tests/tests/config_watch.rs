@@ -99,10 +99,18 @@ async fn agents_get_a_snapshot_then_deltas_and_the_control_plane_tracks_their_ve
     let mut cp = ControlPlaneFixture::new("example.org");
     cp.start();
     let n1 = cp
-        .join_node("n1", &["spiffe://example.org/ns/shop/*"])
+        .join_node_with_pods(
+            "n1",
+            &["spiffe://example.org/ns/shop/*"],
+            &["10.244.1.0/24"],
+        )
         .await;
     let n2 = cp
-        .join_node("n2", &["spiffe://example.org/ns/bank/*"])
+        .join_node_with_pods(
+            "n2",
+            &["spiffe://example.org/ns/bank/*"],
+            &["10.244.2.0/24"],
+        )
         .await;
     let mut on_n1 = WorkloadsClient::new(cp.channel(Some(n1.clone())));
     let mut on_n2 = WorkloadsClient::new(cp.channel(Some(n2.clone())));

@@ -48,6 +48,7 @@ async fn agent_serves_its_certificate_through_an_outage_and_renews_after() {
                 node: "n1".into(),
                 allow: vec!["spiffe://example.org/ns/shop/*".into()],
                 ttl_seconds: 600,
+                ..Default::default()
             })
             .await
             .unwrap()

@@ -351,7 +351,11 @@ async fn offboarding_the_last_workload_of_an_identity_or_a_node_revokes_its_cert
     let mut cp = ControlPlaneFixture::new("example.org");
     cp.start();
     let node = cp
-        .join_node("n1", &["spiffe://example.org/ns/shop/*"])
+        .join_node_with_pods(
+            "n1",
+            &["spiffe://example.org/ns/shop/*"],
+            &["10.244.0.0/24"],
+        )
         .await;
     let mut workloads = WorkloadsClient::new(cp.channel(Some(node.clone())));
     for (uid, ip) in [("web-a", "10.244.0.10"), ("web-b", "10.244.0.11")] {

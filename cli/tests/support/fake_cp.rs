@@ -88,6 +88,8 @@ impl admin_server::Admin for FakeAdmin {
             spiffe_id: format!("spiffe://example.org/node/{name}"),
             allow: allow.iter().map(|s| s.to_string()).collect(),
             joined_at,
+            // n1 owns 10.244.1.0/24, n2 10.244.2.0/24.
+            pod_cidrs: vec![format!("10.244.{}.0/24", &name[1..])],
         };
         Ok(Response::new(v1::ListNodesResponse {
             nodes: vec![

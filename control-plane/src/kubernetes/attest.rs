@@ -160,6 +160,7 @@ impl ServiceAccountTokens {
         Ok(Attested {
             node,
             allow: Vec::new(),
+            pod_cidrs: Vec::new(),
             evidence,
         })
     }

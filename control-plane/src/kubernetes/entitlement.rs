@@ -39,6 +39,7 @@ mod tests {
             spiffe_id: format!("spiffe://example.org/node/{name}"),
             // Patterns play no part in Kubernetes mode, however broad.
             allow: vec!["spiffe://example.org/*".into()],
+            pod_cidrs: vec![],
             joined_at: 0,
         }
     }

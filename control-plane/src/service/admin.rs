@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use ferrule_identity::{IdPattern, SpiffeId};
 use ferrule_proto::v1::{self, admin_server::Admin};
+use ipnet::IpNet;
 use tonic::{Request, Response, Status};
 
 pub(crate) mod policies;
@@ -13,7 +14,7 @@ mod revoke;
 use crate::auth::require_admin;
 use crate::sources::JoinMethod;
 use crate::state::{ControlPlane, now, store_status};
-use crate::token;
+use crate::{pod_networks, token};
 
 const DEFAULT_TOKEN_TTL: Duration = Duration::from_secs(3600);
 
@@ -51,6 +52,22 @@ impl AdminService {
         }
         Ok(ttl)
     }
+
+    /// The token's pod networks, refused if another node already owns part of them.
+    async fn pod_networks_of(
+        &self,
+        body: &v1::CreateJoinTokenRequest,
+    ) -> Result<Vec<IpNet>, Status> {
+        let nets = pod_networks::parse(&body.pod_cidrs)?;
+        let nodes = self.0.store.list_nodes().await.map_err(store_status)?;
+        match pod_networks::overlapping_node(&nodes, &body.node, &nets) {
+            Some((other, theirs, ours)) => Err(Status::failed_precondition(format!(
+                "pod CIDR {ours} overlaps {theirs} of node {other}; remove that node first \
+                 (ferrule node remove {other}) or pick another range"
+            ))),
+            None => Ok(nets),
+        }
+    }
 }
 
 #[tonic::async_trait]
@@ -75,9 +92,10 @@ impl Admin for AdminService {
                 body.node, body.node
             )));
         }
-        let (token, record) = token::generate(&body.node, body.allow, ttl, now());
+        let pod_cidrs = self.pod_networks_of(&body).await?;
+        let (token, record) = token::generate(&body.node, body.allow, pod_cidrs, ttl, now());
         let expires_at = record.expires_at as i64;
-        tracing::info!(%admin, node = %body.node, token_id = %record.id, "join token created");
+        tracing::info!(%admin, node = %body.node, token_id = %record.id, pod_cidrs = ?record.pod_cidrs, "join token created");
         self.0
             .store
             .create_token(record)
@@ -102,6 +120,7 @@ impl Admin for AdminService {
                 spiffe_id: n.spiffe_id,
                 allow: n.allow,
                 joined_at: n.joined_at as i64,
+                pod_cidrs: n.pod_cidrs.iter().map(IpNet::to_string).collect(),
             })
             .collect();
         Ok(Response::new(v1::ListNodesResponse { nodes }))

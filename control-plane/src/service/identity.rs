@@ -79,6 +79,7 @@ mod tests {
             name: "n1".into(),
             spiffe_id: "spiffe://example.org/node/n1".into(),
             allow: allow.iter().map(|s| s.to_string()).collect(),
+            pod_cidrs: vec![],
             joined_at: 0,
         }
     }

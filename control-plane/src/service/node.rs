@@ -8,6 +8,7 @@ use ferrule_identity::csr::verify_csr;
 use ferrule_proto::v1::{self, node_server::Node};
 use tonic::{Request, Response, Status};
 
+use crate::pod_networks;
 use crate::sources::{JoinRefusal, SourceError};
 use crate::state::{ControlPlane, now, store_status, svid_proto};
 use crate::store::NodeRecord;
@@ -72,6 +73,18 @@ impl Node for NodeService {
                 )),
             ));
         }
+        let nodes = cp.store.list_nodes().await.map_err(store_status)?;
+        if let Some((other, theirs, ours)) =
+            pod_networks::overlapping_node(&nodes, &node, &attested.pod_cidrs)
+        {
+            return Err(self.refuse(
+                remote,
+                JoinRefusal::PodCidrConflict,
+                Status::failed_precondition(format!(
+                    "pod CIDR {ours} of node {node} overlaps {theirs}, which node {other} joined with since the token was created"
+                )),
+            ));
+        }
         let svid = cp
             .issue(&id, &csr.public_key_spki, cp.certificates.node_ttl, &node)
             .await?;
@@ -80,6 +93,7 @@ impl Node for NodeService {
                 name: node.clone(),
                 spiffe_id: id.to_string(),
                 allow: attested.allow,
+                pod_cidrs: attested.pod_cidrs,
                 joined_at: now(),
             })
             .await

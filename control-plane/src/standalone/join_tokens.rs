@@ -49,6 +49,7 @@ impl Attestor for JoinTokens {
         Ok(Attested {
             node: token.node,
             allow: token.allow,
+            pod_cidrs: token.pod_cidrs,
             evidence: format!("join token {token_id}"),
         })
     }

@@ -1,5 +1,6 @@
 //! Workloads registered by the node that runs them. A node may register only identities it is
-//! entitled to and remove only its own; the last workload of an identity leaving a node revokes
+//! entitled to, at addresses inside its pod networks, under a uid no other node holds, and remove
+//! only its own; the last workload of an identity leaving a node revokes
 //! the certificates the node obtained for it.
 
 use std::collections::BTreeMap;
@@ -11,11 +12,12 @@ use tonic::Status;
 
 use crate::auth::entitled;
 use crate::mesh_config::Change;
+use crate::pod_networks;
 use crate::revocations;
-use crate::service::workloads::{find_workload, workload_resource};
+use crate::service::workloads::{find_workload, workload_resource, workloads};
 use crate::sources::WorkloadClaims;
 use crate::state::{ControlPlane, now, store_status};
-use crate::store::ResourceKind;
+use crate::store::{NodeRecord, ResourceKind};
 
 #[derive(Debug, Clone, Copy, Default)]
 pub struct AgentRegistry;
@@ -28,45 +30,112 @@ fn valid_uid(uid: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
 }
 
+/// A refused claim: the `reason` label of `ferrule_workload_claims_refused` and the caller's error.
+struct Refused(&'static str, Status);
+
+impl Refused {
+    fn invalid(message: String) -> Self {
+        Self("invalid", Status::invalid_argument(message))
+    }
+
+    fn report(self, cp: &ControlPlane, node: &str, uid: &str) -> Status {
+        let Refused(reason, status) = self;
+        cp.metrics.claim_refused(node, reason);
+        tracing::warn!(%node, %uid, reason, error = %status.message(), "workload claim refused");
+        status
+    }
+}
+
+/// An accepted claim: the record to store and the node's own stale workloads it replaces.
+struct Claim {
+    record: v1::Workload,
+    superseded: Vec<String>,
+}
+
 /// Checks the request and builds the record the control plane stores (node and ID are ours).
-async fn record(cp: &ControlPlane, node: &str, w: v1::Workload) -> Result<v1::Workload, Status> {
+fn check(cp: &ControlPlane, node: &NodeRecord, w: v1::Workload) -> Result<Claim, Refused> {
     if !valid_uid(&w.uid) {
-        return Err(Status::invalid_argument(format!(
+        return Err(Refused::invalid(format!(
             "uid {:?}: 1-128 of [A-Za-z0-9-_.]",
             w.uid
         )));
     }
     let id = SpiffeId::workload(&cp.trust_domain, &w.namespace, &w.service_account)
-        .map_err(|e| Status::invalid_argument(format!("namespace/service account: {e}")))?;
-    if w.ips.is_empty() {
-        return Err(Status::invalid_argument("a workload needs at least one IP"));
+        .map_err(|e| Refused::invalid(format!("namespace/service account: {e}")))?;
+    let ips = parse_ips(&w.ips)?;
+    validate_labels(&w.labels).map_err(Refused::invalid)?;
+    let entitled = entitled(cp.sources.entitlements.as_ref(), node, &id)
+        .map_err(|e| Refused("unavailable", e.into()))?;
+    if !entitled {
+        let message = format!("node {} may not run {id}", node.name);
+        return Err(Refused("not_entitled", Status::permission_denied(message)));
     }
-    for ip in &w.ips {
-        ip.parse::<IpAddr>()
-            .map_err(|e| Status::invalid_argument(format!("ip {ip:?}: {e}")))?;
+    if let Some(message) = ips.iter().find_map(|ip| pod_networks::outside(node, *ip)) {
+        return Err(Refused(
+            "outside_pod_cidr",
+            Status::permission_denied(message),
+        ));
     }
-    let node_record = cp
-        .store
-        .get_node(node)
-        .await
-        .map_err(store_status)?
-        .ok_or_else(|| Status::permission_denied(format!("node {node} is not registered")))?;
-    if !entitled(cp.sources.entitlements.as_ref(), &node_record, &id)? {
-        return Err(Status::permission_denied(format!(
-            "node {node} may not run {id}"
-        )));
-    }
-    validate_labels(&w.labels)?;
-    Ok(v1::Workload {
+    let superseded = check_conflicts(cp, &node.name, &w.uid, &ips)?;
+    let record = v1::Workload {
         spiffe_id: id.to_string(),
-        node: node.to_owned(),
+        node: node.name.clone(),
         registered_at: now() as i64,
         ..w
-    })
+    };
+    Ok(Claim { record, superseded })
+}
+
+fn parse_ips(ips: &[String]) -> Result<Vec<IpAddr>, Refused> {
+    if ips.is_empty() {
+        return Err(Refused::invalid("a workload needs at least one IP".into()));
+    }
+    ips.iter()
+        .map(|ip| {
+            ip.parse::<IpAddr>()
+                .map_err(|e| Refused::invalid(format!("ip {ip:?}: {e}")))
+        })
+        .collect()
+}
+
+/// Refuses a uid another node registered and an address another node's workload holds. The
+/// node's own workloads at a claimed address are stale (their pod is gone and the address
+/// reused): they are returned, to be replaced.
+fn check_conflicts(
+    cp: &ControlPlane,
+    node: &str,
+    uid: &str,
+    ips: &[IpAddr],
+) -> Result<Vec<String>, Refused> {
+    let mut superseded = Vec::new();
+    for other in workloads(cp) {
+        if other.uid == uid {
+            if other.node != node {
+                let message = format!(
+                    "workload uid {uid} is registered by node {}; a node may replace only its own workloads",
+                    other.node
+                );
+                return Err(Refused("uid_taken", Status::permission_denied(message)));
+            }
+            continue;
+        }
+        let Some(shared) = ips.iter().find(|ip| other.ips.contains(&ip.to_string())) else {
+            continue;
+        };
+        if other.node != node {
+            let message = format!(
+                "ip {shared} belongs to workload {} ({}) of node {}",
+                other.uid, other.spiffe_id, other.node
+            );
+            return Err(Refused("address_taken", Status::already_exists(message)));
+        }
+        superseded.push(other.uid);
+    }
+    Ok(superseded)
 }
 
 /// Label keys and values as Kubernetes allows them (prefix/name ≤ 253/63, values ≤ 63).
-fn validate_labels(labels: &BTreeMap<String, String>) -> Result<(), Status> {
+fn validate_labels(labels: &BTreeMap<String, String>) -> Result<(), String> {
     let token = |s: &str| {
         s.len() <= 63
             && s.bytes()
@@ -75,9 +144,9 @@ fn validate_labels(labels: &BTreeMap<String, String>) -> Result<(), Status> {
     for (key, value) in labels {
         let name = key.rsplit('/').next().unwrap_or(key);
         if key.is_empty() || key.len() > 253 || name.is_empty() || !token(name) || !token(value) {
-            return Err(Status::invalid_argument(format!(
+            return Err(format!(
                 "label {key:?}={value:?}: keys and values are up to 63 of [A-Za-z0-9-_.] (keys may have a DNS prefix/)"
-            )));
+            ));
         }
     }
     Ok(())
@@ -104,13 +173,25 @@ impl WorkloadClaims for AgentRegistry {
         node: &str,
         workload: v1::Workload,
     ) -> Result<v1::RegisterWorkloadResponse, Status> {
-        let record = record(cp, node, workload).await?;
+        let node_record = cp
+            .store
+            .get_node(node)
+            .await
+            .map_err(store_status)?
+            .ok_or_else(|| Status::permission_denied(format!("node {node} is not registered")))?;
+        let uid = workload.uid.clone();
+        let Claim { record, superseded } =
+            check(cp, &node_record, workload).map_err(|r| r.report(cp, node, &uid))?;
         let spiffe_id = record.spiffe_id.clone();
-        tracing::info!(%node, uid = %record.uid, id = %spiffe_id, ips = ?record.ips, "workload registered");
-        let change = Change::Put(workload_resource(record));
+        tracing::info!(%node, %uid, id = %spiffe_id, ips = ?record.ips, ?superseded, "workload registered");
+        let mut changes: Vec<Change> = superseded
+            .into_iter()
+            .map(|stale| Change::Remove(ResourceKind::Workload, stale))
+            .collect();
+        changes.push(Change::Put(workload_resource(record)));
         let version = cp
             .config
-            .apply(cp.store.as_ref(), vec![change])
+            .apply(cp.store.as_ref(), changes)
             .await
             .map_err(store_status)?;
         Ok(v1::RegisterWorkloadResponse { spiffe_id, version })

@@ -17,6 +17,7 @@ fn token(id: &str, expires_at: UnixSeconds) -> JoinToken {
         secret_sha256: SECRET,
         node: format!("node-of-{id}"),
         allow: vec!["spiffe://td/ns/a/sa/*".to_owned()],
+        pod_cidrs: vec![],
         created_at: 100,
         expires_at,
     }
@@ -27,6 +28,7 @@ fn node(name: &str) -> NodeRecord {
         name: name.to_owned(),
         spiffe_id: format!("spiffe://td/node/{name}"),
         allow: vec!["spiffe://td/ns/a/sa/*".to_owned()],
+        pod_cidrs: vec!["10.244.1.0/24".parse().unwrap()],
         joined_at: 100,
     }
 }
@@ -383,4 +385,11 @@ fn opening_a_store_that_is_already_open_is_refused() {
     let (problem, message) = open_error(&path);
     assert_eq!(problem, OpenProblem::Locked, "{message}");
     assert!(message.contains(&path.display().to_string()), "{message}");
+}
+
+#[test]
+fn records_from_before_pod_networks_decode_without_any() {
+    let legacy = r#"{"name":"n1","spiffe_id":"spiffe://td/node/n1","allow":[],"joined_at":7}"#;
+    let node: NodeRecord = serde_json::from_str(legacy).unwrap();
+    assert!(node.pod_cidrs.is_empty());
 }

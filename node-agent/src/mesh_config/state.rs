@@ -18,12 +18,24 @@ pub struct Destination {
     pub node: String,
 }
 
+/// What the directory says about an address.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Lookup {
+    Workload(Destination),
+    /// Several workloads claim the address. Picking one would pin an identity that whoever
+    /// registered last chose, so connections to it are refused instead.
+    Ambiguous(Vec<String>),
+    NotInMesh,
+}
+
 #[derive(Debug, Clone, Default)]
 pub struct MeshState {
     pub epoch: String,
     pub version: u64,
     workloads: BTreeMap<String, v1::Workload>,
     by_ip: HashMap<IpAddr, Destination>,
+    /// Addresses several workloads claim, with their uids.
+    ambiguous: HashMap<IpAddr, Vec<String>>,
     policies: BTreeMap<String, Policy>,
     policy_set: PolicySet,
     revocations: BTreeMap<String, v1::Revocation>,
@@ -35,8 +47,19 @@ pub struct MeshState {
 pub type Refusal = String;
 
 impl MeshState {
-    pub fn lookup(&self, ip: IpAddr) -> Option<&Destination> {
-        self.by_ip.get(&ip)
+    pub fn lookup(&self, ip: IpAddr) -> Lookup {
+        if let Some(uids) = self.ambiguous.get(&ip) {
+            return Lookup::Ambiguous(uids.clone());
+        }
+        match self.by_ip.get(&ip) {
+            Some(destination) => Lookup::Workload(destination.clone()),
+            None => Lookup::NotInMesh,
+        }
+    }
+
+    /// How many addresses several workloads claim.
+    pub fn ambiguous_addresses(&self) -> usize {
+        self.ambiguous.len()
     }
 
     pub fn policies(&self) -> &PolicySet {
@@ -137,25 +160,7 @@ impl MeshState {
 
     /// Rebuilds the lookup structures after a change.
     fn reindex(&mut self) {
-        self.by_ip = self
-            .workloads
-            .values()
-            .flat_map(|w| {
-                let id = SpiffeId::parse(&w.spiffe_id).ok()?;
-                let destination = Destination {
-                    uid: w.uid.clone(),
-                    id,
-                    node: w.node.clone(),
-                };
-                Some(
-                    w.ips
-                        .iter()
-                        .filter_map(|ip| ip.parse().ok())
-                        .map(move |ip| (ip, destination.clone())),
-                )
-            })
-            .flatten()
-            .collect();
+        self.index_addresses();
         self.policy_set = PolicySet::new(self.policies.values().cloned());
         let (mut serials, mut ids) = (Vec::new(), Vec::new());
         for r in self.revocations.values() {
@@ -166,6 +171,35 @@ impl MeshState {
             }
         }
         self.revocation_list = Arc::new(RevocationList::new(serials, ids));
+    }
+}
+
+impl MeshState {
+    fn index_addresses(&mut self) {
+        let mut claims: HashMap<IpAddr, Vec<Destination>> = HashMap::new();
+        for w in self.workloads.values() {
+            let Ok(id) = SpiffeId::parse(&w.spiffe_id) else {
+                continue;
+            };
+            let destination = Destination {
+                uid: w.uid.clone(),
+                id,
+                node: w.node.clone(),
+            };
+            for ip in w.ips.iter().filter_map(|ip| ip.parse().ok()) {
+                claims.entry(ip).or_default().push(destination.clone());
+            }
+        }
+        let (mut by_ip, mut ambiguous) = (HashMap::new(), HashMap::new());
+        for (ip, mut destinations) in claims {
+            if destinations.len() == 1 {
+                by_ip.insert(ip, destinations.remove(0));
+            } else {
+                let uids = destinations.into_iter().map(|d| d.uid).collect();
+                ambiguous.insert(ip, uids);
+            }
+        }
+        (self.by_ip, self.ambiguous) = (by_ip, ambiguous);
     }
 }
 

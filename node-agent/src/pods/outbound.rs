@@ -11,6 +11,7 @@ use tokio::net::{TcpListener, TcpStream};
 use super::peers::{PeerDirectory, PeerInfo};
 use super::{INBOUND_PORT, Shared};
 use crate::config::NonMesh;
+use crate::mesh_config::Lookup;
 use crate::netns::Netns;
 use crate::proxy::{OutboundError, Relayed, TunnelKey, relay_until};
 use crate::telemetry::{CloseReason, ConnectionRecord, Direction, HandshakeFailure, Side};
@@ -60,9 +61,41 @@ async fn handle(shared: &Shared, pod: &PodSide, tcp: TcpStream, peer: SocketAddr
         return;
     };
     match shared.mesh.lookup(original.ip()) {
-        Some(destination) => mesh(shared, pod, destination.id, tcp, original).await,
-        None => non_mesh(shared, &pod.netns, source, tcp, original).await,
+        Lookup::Workload(destination) => mesh(shared, pod, destination.id, tcp, original).await,
+        Lookup::Ambiguous(uids) => refuse_ambiguous(shared, source, &tcp, original, &uids),
+        Lookup::NotInMesh => non_mesh(shared, &pod.netns, source, tcp, original).await,
     }
+}
+
+/// Neither mesh (whose identity would we pin?) nor plaintext (it is a mesh address).
+fn refuse_ambiguous(
+    shared: &Shared,
+    source: &SpiffeId,
+    tcp: &TcpStream,
+    original: SocketAddr,
+    uids: &[String],
+) {
+    let error = format!(
+        "{} is claimed by several workloads ({}); refusing rather than guessing its identity",
+        original.ip(),
+        uids.join(", ")
+    );
+    tracing::warn!(%source, dst = %original, %error, "outbound connection refused");
+    shared.telemetry.connection_closed(&ConnectionRecord {
+        time: SystemTime::now(),
+        direction: Direction::Outbound,
+        source_identity: source.to_string(),
+        destination_identity: String::new(),
+        source_address: tcp.peer_addr().unwrap_or(original),
+        destination_address: original,
+        decision: "deny".to_owned(),
+        rule: "ambiguous_destination".to_owned(),
+        bytes_to_destination: 0,
+        bytes_to_source: 0,
+        duration_ms: 0,
+        close_reason: CloseReason::Error,
+        error: Some(error),
+    });
 }
 
 async fn mesh(

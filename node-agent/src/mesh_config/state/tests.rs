@@ -55,7 +55,7 @@ fn snapshot_then_delta_builds_the_directory_policies_and_revocations() {
     let s1 = MeshState::default()
         .apply(&update(3, 0, true, vec![workload("a", "10.0.0.1")]), &td())
         .unwrap();
-    assert_eq!(s1.lookup("10.0.0.1".parse().unwrap()).unwrap().uid, "a");
+    assert!(matches!(s1.lookup("10.0.0.1".parse().unwrap()), Lookup::Workload(d) if d.uid == "a"));
     let mut delta = update(
         4,
         3,
@@ -67,7 +67,7 @@ fn snapshot_then_delta_builds_the_directory_policies_and_revocations() {
         key: "a".into(),
     });
     let s2 = s1.apply(&delta, &td()).unwrap();
-    assert!(s2.lookup("10.0.0.1".parse().unwrap()).is_none());
+    assert_eq!(s2.lookup("10.0.0.1".parse().unwrap()), Lookup::NotInMesh);
     assert_eq!(s2.counts(), (0, 1, 1));
     assert!(s2.revocations().serial_revoked("ab"));
     assert_eq!(s2.version, 4);
@@ -90,5 +90,37 @@ fn a_delta_on_another_base_or_with_a_bad_resource_is_refused_whole() {
     let refusal = s1.apply(&bad, &td()).unwrap_err();
     assert!(refusal.starts_with("policy \"shop/p\""), "{refusal}");
     // s1 is untouched: the good workload of the refused update did not land anywhere.
-    assert!(s1.lookup("10.0.0.2".parse().unwrap()).is_none());
+    assert_eq!(s1.lookup("10.0.0.2".parse().unwrap()), Lookup::NotInMesh);
+}
+
+#[test]
+fn an_address_two_workloads_claim_resolves_to_neither() {
+    let state = MeshState::default()
+        .apply(
+            &update(
+                1,
+                0,
+                true,
+                vec![workload("a", "10.0.0.1"), workload("b", "10.0.0.1")],
+            ),
+            &td(),
+        )
+        .unwrap();
+    let both = vec!["a".to_owned(), "b".to_owned()];
+    assert_eq!(
+        state.lookup("10.0.0.1".parse().unwrap()),
+        Lookup::Ambiguous(both)
+    );
+    assert_eq!(state.ambiguous_addresses(), 1);
+    // Once one claim goes, the other is the workload at that address again.
+    let mut delta = update(2, 1, false, vec![]);
+    delta.removals.push(v1::ResourceKey {
+        kind: v1::ResourceKind::Workload as i32,
+        key: "a".into(),
+    });
+    let state = state.apply(&delta, &td()).unwrap();
+    assert!(
+        matches!(state.lookup("10.0.0.1".parse().unwrap()), Lookup::Workload(d) if d.uid == "b")
+    );
+    assert_eq!(state.ambiguous_addresses(), 0);
 }

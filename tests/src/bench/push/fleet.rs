@@ -58,6 +58,7 @@ async fn join_one(
         node: node.clone(),
         allow: vec![ALLOW.into()],
         ttl_seconds: 600,
+        ..Default::default()
     };
     let token = admin
         .create_join_token(request)
