@@ -26,8 +26,9 @@ pub enum NodeCommand {
         #[command(flatten)]
         connect: ConnectArgs,
     },
-    /// Offboard a node: revoke it and every certificate issued through it, and drop its
-    /// workloads from the directory. It can join again only after `ferrule revoke --lift --node`.
+    /// Offboard a node: revoke it and every certificate issued through it, drop its workloads
+    /// from the directory and delete its record (its open connections close at once). It can
+    /// join again only after `ferrule revoke --lift --node`.
     Remove {
         #[arg(value_name = "NAME", value_parser = parse_node_name)]
         name: String,

@@ -24,7 +24,7 @@ use crate::mesh_config::{Change, MeshConfig};
 use crate::service::{AdminService, ConfigService, IdentityService, NodeService, WorkloadsService};
 use crate::state::ControlPlane;
 use crate::store::{EmbeddedStore, Store, StoreError};
-use crate::tls_incoming;
+use crate::{auth, tls_incoming};
 use crate::{public, published};
 
 #[derive(Debug, thiserror::Error)]
@@ -139,6 +139,7 @@ pub async fn serve_with(
     let state = Arc::new(ControlPlane {
         metrics: metrics.clone(),
         handshakes: Default::default(),
+        connections: Default::default(),
         trust_domain: config.trust_domain.clone(),
         verify_bundle: SharedBundle::new(ca.bundle().clone()),
         ca,
@@ -155,6 +156,7 @@ pub async fn serve_with(
     let mut background = vec![
         spawn_serving_cert_rotation(config.clone(), state.ca.clone(), slot.clone()),
         spawn_store_maintenance(state.clone()),
+        tokio::spawn(crate::revocations::enforce(Arc::downgrade(&state))),
     ];
     if let Some(k8s) = &kubernetes {
         background.extend(k8s.start(state.clone()));
@@ -163,13 +165,29 @@ pub async fn serve_with(
     let public = start_public(config, &state, slot.clone()).await?;
     let verifier = SpiffeClientVerifier::optional(state.verify_bundle.clone());
     let tls = Arc::new(tls::server_config(slot, verifier, &[b"h2"]));
+    let unrevoked = auth::refuse_revoked(state.verify_bundle.clone());
     let router = tonic::transport::Server::builder()
         .tcp_nodelay(true)
-        .add_service(NodeServer::new(NodeService(state.clone())))
-        .add_service(IdentityServer::new(IdentityService(state.clone())))
-        .add_service(AdminServer::new(AdminService(state.clone())))
-        .add_service(WorkloadsServer::new(WorkloadsService(state.clone())))
-        .add_service(ConfigServer::new(ConfigService(state.clone())));
+        .add_service(NodeServer::with_interceptor(
+            NodeService(state.clone()),
+            unrevoked.clone(),
+        ))
+        .add_service(IdentityServer::with_interceptor(
+            IdentityService(state.clone()),
+            unrevoked.clone(),
+        ))
+        .add_service(AdminServer::with_interceptor(
+            AdminService(state.clone()),
+            unrevoked.clone(),
+        ))
+        .add_service(WorkloadsServer::with_interceptor(
+            WorkloadsService(state.clone()),
+            unrevoked.clone(),
+        ))
+        .add_service(ConfigServer::with_interceptor(
+            ConfigService(state.clone()),
+            unrevoked,
+        ));
     registry.register_collector(Box::new(crate::metrics::FleetCollector(Arc::downgrade(
         &state,
     ))));
@@ -177,7 +195,7 @@ pub async fn serve_with(
         public.documents.clone(),
     )));
     let metrics_addr = start_metrics(config, &state, registry).await?;
-    let incoming = tls_incoming::incoming(listener, tls, metrics);
+    let incoming = tls_incoming::incoming(listener, tls, metrics, state.connections.clone());
     background.extend(public.tasks);
     let server = tokio::spawn(async move {
         let served = router

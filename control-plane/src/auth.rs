@@ -1,6 +1,6 @@
 //! Who is calling: derived only from the client certificate verified during the TLS handshake.
 
-use ferrule_identity::{IdKind, SpiffeId};
+use ferrule_identity::{IdKind, SharedBundle, SpiffeId};
 use tonic::{Request, Status};
 
 use crate::sources::{Entitlements, SourceError};
@@ -13,6 +13,40 @@ pub fn peer_id<T>(request: &Request<T>) -> Option<&SpiffeId> {
         .extensions()
         .get::<PeerInfo>()
         .and_then(|peer| peer.id.as_ref())
+}
+
+/// Refuses every call of a caller whose certificate or identity was revoked after its
+/// connection's handshake; the connection itself is closed too ([`crate::connections`]), this
+/// closes the window in between.
+pub fn refuse_revoked(
+    bundle: SharedBundle,
+) -> impl FnMut(Request<()>) -> Result<Request<()>, Status> + Clone {
+    move |request: Request<()>| {
+        let Some(peer) = request.extensions().get::<PeerInfo>() else {
+            return Ok(request);
+        };
+        let revocations = bundle.get();
+        let revocations = revocations.revocations();
+        let serial_revoked = peer
+            .serial
+            .as_deref()
+            .is_some_and(|s| revocations.serial_revoked(s));
+        let id_revoked = peer
+            .id
+            .as_ref()
+            .is_some_and(|id| revocations.identity_revoked(id.as_str()));
+        if serial_revoked || id_revoked {
+            let who = peer
+                .id
+                .as_ref()
+                .map_or("the caller".into(), |id| id.to_string());
+            tracing::warn!(remote = %peer.remote, %who, "refused a call of a revoked caller");
+            return Err(Status::permission_denied(format!(
+                "{who}: its certificate or identity is revoked"
+            )));
+        }
+        Ok(request)
+    }
 }
 
 /// The calling node's name; other callers are refused.

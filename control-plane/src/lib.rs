@@ -6,6 +6,7 @@ pub mod agents;
 pub mod app;
 pub mod auth;
 pub mod config;
+pub mod connections;
 pub mod handshakes;
 pub mod kubernetes;
 pub mod mesh_config;

@@ -14,6 +14,7 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::registry::Registry;
 
+use crate::connections::Cut;
 use crate::public::PublicDocuments;
 use crate::sources::{JoinMethod, JoinRefusal};
 use crate::state::ControlPlane;
@@ -44,10 +45,16 @@ pub struct ClaimLabels {
     pub reason: &'static str,
 }
 
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+pub struct ReasonLabel {
+    pub reason: &'static str,
+}
+
 #[derive(Debug, Default)]
 pub struct Metrics {
     csr: Family<CsrLabels, Counter>,
     refused_claims: Family<ClaimLabels, Counter>,
+    connections_cut: Family<ReasonLabel, Counter>,
     joins: Family<JoinLabels, Counter>,
     handshake_failures: Family<HandshakeLabels, Counter>,
 }
@@ -69,6 +76,11 @@ impl Metrics {
             "ferrule_workload_claims_refused",
             "Workloads.Register calls refused, by node and reason",
             m.refused_claims.clone(),
+        );
+        registry.register(
+            "ferrule_control_plane_connections_closed",
+            "Connections of callers the control plane closed: revoked, certificate_expired",
+            m.connections_cut.clone(),
         );
         registry.register(
             "ferrule_handshake_failures",
@@ -111,6 +123,14 @@ impl Metrics {
             .get_or_create(&ClaimLabels {
                 node: node.to_owned(),
                 reason,
+            })
+            .inc();
+    }
+
+    pub fn connection_cut(&self, cut: Cut) {
+        self.connections_cut
+            .get_or_create(&ReasonLabel {
+                reason: cut.as_str(),
             })
             .inc();
     }

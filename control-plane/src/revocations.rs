@@ -56,9 +56,23 @@ pub fn revocations(cp: &ControlPlane) -> Vec<v1::Revocation> {
         .collect()
 }
 
-/// Makes the control plane's own handshakes follow the current revocations.
+/// Makes the control plane's own handshakes follow the current revocations, and closes the open
+/// connections of callers they now cover.
 pub fn refresh(cp: &ControlPlane) {
-    cp.verify_bundle.set_revocations(Arc::new(list(cp)));
+    let list = Arc::new(list(cp));
+    cp.verify_bundle.set_revocations(list.clone());
+    cp.connections.cut_revoked(&list);
+}
+
+/// Refreshes on every configuration version, whoever wrote it.
+pub async fn enforce(cp: std::sync::Weak<ControlPlane>) {
+    let Some(mut versions) = cp.upgrade().map(|cp| cp.config.subscribe()) else {
+        return;
+    };
+    while versions.changed().await.is_ok() {
+        let Some(cp) = cp.upgrade() else { return };
+        refresh(&cp);
+    }
 }
 
 pub fn identity_revoked(cp: &ControlPlane, id: &str) -> bool {
@@ -133,23 +147,24 @@ pub async fn revoke(
     what: &Revoke,
     reason: &str,
 ) -> Result<(u64, Vec<String>), Status> {
-    let (mut changes, covered) = match what {
-        Revoke::Serial(serial) => (Vec::new(), vec![listed_serial(cp, serial).await?]),
+    // An identity is revoked before its certificates are listed: a Sign racing with this call
+    // either recorded its certificate before the listing (and it is covered) or finds the
+    // identity revoked when it checks again after recording ([`revoked_while_issuing`]).
+    let covered = match what {
+        Revoke::Serial(serial) => vec![listed_serial(cp, serial).await?],
         Revoke::Identity(id) => {
-            let covered = valid_certificates(cp, |c| c.spiffe_id == id.as_str()).await?;
-            (vec![identity_change(id.as_str(), reason)], covered)
+            apply(cp, vec![identity_change(id.as_str(), reason)]).await?;
+            valid_certificates(cp, |c| c.spiffe_id == id.as_str()).await?
         }
         Revoke::Node(node) => {
             let record = cp.store.get_node(node).await.map_err(store_status)?;
             let record =
                 record.ok_or_else(|| Status::not_found(format!("no node named {node}")))?;
-            let covered =
-                valid_certificates(cp, |c| c.node == *node || c.spiffe_id == record.spiffe_id)
-                    .await?;
-            (vec![identity_change(&record.spiffe_id, reason)], covered)
+            apply(cp, vec![identity_change(&record.spiffe_id, reason)]).await?;
+            valid_certificates(cp, |c| c.node == *node || c.spiffe_id == record.spiffe_id).await?
         }
     };
-    changes.extend(covered.iter().map(|c| serial_change(c, reason)));
+    let changes: Vec<Change> = covered.iter().map(|c| serial_change(c, reason)).collect();
     let serials = covered
         .iter()
         .map(|c| normalize_serial(&c.serial))
@@ -157,6 +172,26 @@ pub async fn revoke(
     let version = apply(cp, changes).await?;
     tracing::warn!(target_ = ?what, %reason, ?serials, version, "revoked");
     Ok((version, serials))
+}
+
+/// Revokes a certificate just issued if its identity or the node it was issued through was
+/// revoked meanwhile (the revocation listed certificates before this one was recorded); returns
+/// the revoked identity.
+pub async fn revoked_while_issuing(
+    cp: &ControlPlane,
+    issued: &CertificateRecord,
+    node_id: &str,
+) -> Result<Option<String>, Status> {
+    let Some(revoked) = [issued.spiffe_id.as_str(), node_id]
+        .into_iter()
+        .find(|id| identity_revoked(cp, id))
+    else {
+        return Ok(None);
+    };
+    let reason = format!("issued while {revoked} was being revoked");
+    apply(cp, vec![serial_change(issued, &reason)]).await?;
+    tracing::warn!(serial = %issued.serial, %revoked, "revoked a certificate issued during a revocation");
+    Ok(Some(revoked.to_owned()))
 }
 
 /// Revocations of the still-valid certificates issued through `node` for `id`: what offboarding

@@ -1,5 +1,6 @@
 //! What every control-plane service shares: the issuing CA, the store and the issuance settings.
 
+use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -30,6 +31,8 @@ pub struct ControlPlane {
     pub sources: crate::sources::Sources,
     /// Failed handshakes reported by agents, for `ferrule explain`.
     pub handshakes: crate::handshakes::HandshakeLog,
+    /// Callers' open connections, closed when their certificate is revoked.
+    pub connections: Arc<crate::connections::Connections>,
     /// Turns true when the server starts shutting down, so long-lived streams end and the
     /// graceful shutdown does not wait on them forever.
     pub closing: tokio::sync::watch::Receiver<bool>,
@@ -45,8 +48,23 @@ impl ControlPlane {
     }
 
     /// Signs an SVID for `id` and records it in the inventory before handing it out, so every
-    /// certificate in the wild is listed (and can later be revoked).
+    /// certificate in the wild is listed (and can later be revoked). Runs to its end even if the
+    /// caller goes away: a certificate recorded but not checked against a concurrent revocation
+    /// could escape it.
     pub async fn issue(
+        self: &Arc<Self>,
+        id: &SpiffeId,
+        public_key_spki: &[u8],
+        ttl: Duration,
+        node: &str,
+    ) -> Result<IssuedSvid, Status> {
+        let (cp, id, node) = (self.clone(), id.clone(), node.to_owned());
+        let public_key_spki = public_key_spki.to_vec();
+        uncancellable(async move { cp.issue_recorded(&id, &public_key_spki, ttl, &node).await })
+            .await
+    }
+
+    async fn issue_recorded(
         &self,
         id: &SpiffeId,
         public_key_spki: &[u8],
@@ -66,19 +84,39 @@ impl ControlPlane {
                 tracing::error!(%id, error = %e, "issuing certificate failed");
                 Status::internal(format!("issuing certificate failed: {e}"))
             })?;
+        let record = CertificateRecord {
+            serial: svid.serial.clone(),
+            spiffe_id: id.to_string(),
+            node: node.to_owned(),
+            not_before: unix(svid.not_before),
+            not_after: unix(svid.not_after),
+        };
         self.store
-            .record_certificate(CertificateRecord {
-                serial: svid.serial.clone(),
-                spiffe_id: id.to_string(),
-                node: node.to_owned(),
-                not_before: unix(svid.not_before),
-                not_after: unix(svid.not_after),
-            })
+            .record_certificate(record.clone())
             .await
             .map_err(store_status)?;
+        let node_id = SpiffeId::node(&self.trust_domain, node)
+            .map_err(|e| Status::invalid_argument(e.to_string()))?;
+        if let Some(revoked) =
+            crate::revocations::revoked_while_issuing(self, &record, node_id.as_str()).await?
+        {
+            return Err(Status::permission_denied(format!(
+                "{revoked} was revoked while its certificate was being issued"
+            )));
+        }
         tracing::info!(%id, node, serial = %svid.serial, "issued certificate");
         Ok(svid)
     }
+}
+
+/// Runs `work` to its end even if the caller is dropped: tonic drops a handler whose client reset
+/// the stream or whose connection was cut, and issuance and revocation must not stop half-way.
+pub async fn uncancellable<T: Send + 'static>(
+    work: impl Future<Output = Result<T, Status>> + Send + 'static,
+) -> Result<T, Status> {
+    tokio::spawn(work)
+        .await
+        .map_err(|e| Status::internal(format!("the control plane's task failed: {e}")))?
 }
 
 pub fn svid_proto(svid: &IssuedSvid) -> v1::Svid {

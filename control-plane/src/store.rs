@@ -160,6 +160,8 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
     /// Inserts or replaces the node with this name.
     async fn put_node(&self, node: NodeRecord) -> Result<(), StoreError>;
     async fn get_node(&self, name: &str) -> Result<Option<NodeRecord>, StoreError>;
+    /// Deletes the node with this name; returns whether it existed.
+    async fn delete_node(&self, name: &str) -> Result<bool, StoreError>;
     /// All nodes, sorted by name.
     async fn list_nodes(&self) -> Result<Vec<NodeRecord>, StoreError>;
     /// Durable when it returns.

@@ -18,6 +18,7 @@ use tokio_rustls::server::TlsStream;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::transport::server::Connected;
 
+use crate::connections::{Connections, Cut, CutSignal, Registration};
 use crate::metrics::Metrics;
 
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -30,12 +31,44 @@ pub struct PeerInfo {
     pub remote: SocketAddr,
     /// The verified client SPIFFE ID, or `None` for a client without a certificate (join).
     pub id: Option<SpiffeId>,
+    /// The serial of the client's certificate, for the per-call revocation check.
+    pub serial: Option<String>,
 }
 
 /// A server-side TLS connection with its peer identity.
 pub struct TlsConn {
     stream: TlsStream<TcpStream>,
     peer: PeerInfo,
+    /// For callers with a certificate: closes the connection when it is revoked or expires.
+    cut: Option<(Registration, CutSignal)>,
+    /// Set once cut: every later read and write fails too.
+    closed: Option<Cut>,
+    metrics: Arc<Metrics>,
+}
+
+impl TlsConn {
+    /// An error once the connection has been cut, which makes hyper close it.
+    fn check_cut(&mut self, cx: &mut Context<'_>) -> Option<io::Error> {
+        let cut = match (self.closed, self.cut.as_mut()) {
+            (Some(cut), _) => cut,
+            (None, Some((_, signal))) => {
+                let Poll::Ready(cut) = signal.as_mut().poll(cx) else {
+                    return None;
+                };
+                self.closed = Some(cut);
+                self.cut = None;
+                self.metrics.connection_cut(cut);
+                let id = self.peer.id.as_ref().map(|id| id.to_string());
+                tracing::info!(remote = %self.peer.remote, ?id, reason = cut.as_str(), "closing control-plane connection");
+                cut
+            }
+            (None, None) => return None,
+        };
+        Some(io::Error::new(
+            io::ErrorKind::ConnectionAborted,
+            format!("connection closed: {}", cut.as_str()),
+        ))
+    }
 }
 
 impl Connected for TlsConn {
@@ -51,6 +84,9 @@ impl AsyncRead for TlsConn {
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
+        if let Some(e) = self.check_cut(cx) {
+            return Poll::Ready(Err(e));
+        }
         Pin::new(&mut self.stream).poll_read(cx, buf)
     }
 }
@@ -61,6 +97,9 @@ impl AsyncWrite for TlsConn {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
+        if let Some(e) = self.check_cut(cx) {
+            return Poll::Ready(Err(e));
+        }
         Pin::new(&mut self.stream).poll_write(cx, buf)
     }
 
@@ -77,6 +116,9 @@ impl AsyncWrite for TlsConn {
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
+        if let Some(e) = self.check_cut(cx) {
+            return Poll::Ready(Err(e));
+        }
         Pin::new(&mut self.stream).poll_write_vectored(cx, bufs)
     }
 
@@ -90,6 +132,7 @@ pub fn incoming(
     listener: TcpListener,
     tls: Arc<rustls::ServerConfig>,
     metrics: Arc<Metrics>,
+    connections: Arc<Connections>,
 ) -> ReceiverStream<io::Result<TlsConn>> {
     let (tx, rx) = mpsc::channel(ACCEPT_BACKLOG);
     let acceptor = TlsAcceptor::from(tls);
@@ -114,6 +157,7 @@ pub fn incoming(
                 remote,
                 tx.clone(),
                 metrics.clone(),
+                connections.clone(),
             ));
         }
     });
@@ -126,6 +170,7 @@ async fn handshake(
     remote: SocketAddr,
     tx: mpsc::Sender<io::Result<TlsConn>>,
     metrics: Arc<Metrics>,
+    connections: Arc<Connections>,
 ) {
     let stream = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
         Ok(Ok(stream)) => stream,
@@ -142,13 +187,24 @@ async fn handshake(
             return;
         }
     };
-    let id = stream
+    let leaf = stream
         .get_ref()
         .1
         .peer_certificates()
         .and_then(|certs| certs.first())
-        .and_then(|leaf| CertInfo::parse(leaf).ok())
-        .and_then(|info| info.spiffe_id().ok());
-    let peer = PeerInfo { remote, id };
-    let _ = tx.send(Ok(TlsConn { stream, peer })).await;
+        .and_then(|leaf| CertInfo::parse(leaf).ok());
+    let id = leaf.as_ref().and_then(|info| info.spiffe_id().ok());
+    let serial = leaf.as_ref().map(|info| info.serial.clone());
+    let cut = leaf
+        .zip(id.clone())
+        .map(|(info, id)| connections.register(id, info.serial, info.not_after));
+    let peer = PeerInfo { remote, id, serial };
+    let conn = TlsConn {
+        stream,
+        peer,
+        cut,
+        closed: None,
+        metrics,
+    };
+    let _ = tx.send(Ok(conn)).await;
 }

@@ -27,7 +27,8 @@ mod commands;
 mod config;
 
 use commands::{
-    ConsumeToken, CreateToken, PruneCertificates, PruneTokens, PutNode, RecordCertificate,
+    ConsumeToken, CreateToken, DeleteNode, PruneCertificates, PruneTokens, PutNode,
+    RecordCertificate,
 };
 use config::{ApplyConfig, CompactConfig};
 
@@ -150,6 +151,11 @@ impl Store for EmbeddedStore {
             value,
         };
         self.writer.submit(put).await
+    }
+
+    async fn delete_node(&self, name: &str) -> Result<bool, StoreError> {
+        let name = name.to_owned();
+        self.writer.submit(DeleteNode { name }).await
     }
 
     async fn get_node(&self, name: &str) -> Result<Option<NodeRecord>, StoreError> {

@@ -343,6 +343,9 @@ async fn nodes_are_replaced_by_name_and_listed_sorted() {
         .collect();
     assert_eq!(names, ["n1", "n10", "n2"]);
     assert_eq!(store.get_node("n2").await.unwrap(), Some(moved));
+    assert!(store.delete_node("n2").await.unwrap());
+    assert!(!store.delete_node("n2").await.unwrap(), "already gone");
+    assert_eq!(store.get_node("n2").await.unwrap(), None);
     assert_eq!(store.get_node("n3").await.unwrap(), None);
 }
 

@@ -1,12 +1,14 @@
 //! Admin calls on revocation, node removal and fleet status.
 
+use std::sync::Arc;
+
 use ferrule_identity::SpiffeId;
 use ferrule_proto::v1::{self, revoke_request::Target};
 use tonic::Status;
 
 use crate::mesh_config::Change;
 use crate::revocations::{self, Revoke};
-use crate::state::ControlPlane;
+use crate::state::{ControlPlane, uncancellable};
 use crate::store::ResourceKind;
 
 fn target(cp: &ControlPlane, target: Option<Target>) -> Result<Revoke, Status> {
@@ -43,7 +45,7 @@ fn target(cp: &ControlPlane, target: Option<Target>) -> Result<Revoke, Status> {
 }
 
 pub async fn revoke(
-    cp: &ControlPlane,
+    cp: &Arc<ControlPlane>,
     admin: &str,
     request: v1::RevokeRequest,
 ) -> Result<v1::RevokeResponse, Status> {
@@ -59,7 +61,9 @@ pub async fn revoke(
         "" => format!("revoked by {admin}"),
         reason => reason.to_owned(),
     };
-    let (version, serials) = revocations::revoke(cp, &what, &reason).await?;
+    let cp = cp.clone();
+    let (version, serials) =
+        uncancellable(async move { revocations::revoke(&cp, &what, &reason).await }).await?;
     Ok(v1::RevokeResponse { version, serials })
 }
 
@@ -70,8 +74,17 @@ pub fn list(cp: &ControlPlane) -> v1::ListRevocationsResponse {
 }
 
 /// Offboards a node: revokes it with every certificate issued through it, then drops its
-/// workloads from the directory.
+/// workloads from the directory and its record. Runs to its end even if the caller goes away.
 pub async fn remove_node(
+    cp: &Arc<ControlPlane>,
+    admin: &str,
+    node: String,
+) -> Result<v1::RemoveNodeResponse, Status> {
+    let (cp, admin) = (cp.clone(), admin.to_owned());
+    uncancellable(async move { offboard(&cp, &admin, node).await }).await
+}
+
+async fn offboard(
     cp: &ControlPlane,
     admin: &str,
     node: String,
@@ -87,6 +100,11 @@ pub async fn remove_node(
         .collect();
     let workloads = removals.len() as u32;
     let version = revocations::apply(cp, removals).await?;
+    // Last: a failure above leaves the record, so the removal can be retried.
+    cp.store
+        .delete_node(&node)
+        .await
+        .map_err(crate::state::store_status)?;
     tracing::warn!(%node, %admin, workloads, "node removed");
     Ok(v1::RemoveNodeResponse {
         version,

@@ -110,6 +110,22 @@ impl Command for PutNode {
     }
 }
 
+pub(super) struct DeleteNode {
+    pub(super) name: String,
+}
+
+impl Command for DeleteNode {
+    type Output = bool;
+
+    fn apply(&self, t: &mut Tables<'_>) -> Result<bool, StoreError> {
+        let removed = t
+            .nodes
+            .remove(self.name.as_str())
+            .map_err(backend("delete a node"))?;
+        Ok(removed.is_some())
+    }
+}
+
 pub(super) struct RecordCertificate {
     pub(super) serial: String,
     pub(super) not_after: UnixSeconds,
