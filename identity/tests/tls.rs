@@ -167,3 +167,48 @@ fn client_from_another_ca_is_refused_with_unknown_ca() {
         "{err:?}"
     );
 }
+
+/// A server that lets only workloads in (the HBONE port), with a client presenting `client_id`.
+fn workloads_only_pair(ca: &TestCa, client_id: &str) -> (ClientConnection, ServerConnection) {
+    let bundle = SharedBundle::new(ca.ca.bundle().clone());
+    let server = tls::server_config(
+        slot(ca, "spiffe://example.org/ns/b/sa/server"),
+        SpiffeClientVerifier::workloads(bundle.clone()),
+        &[b"h2"],
+    );
+    let verifier = SpiffeServerVerifier::new(
+        bundle,
+        ExpectedServer::Exact(SpiffeId::parse("spiffe://example.org/ns/b/sa/server").unwrap()),
+    );
+    let client = tls::client_config(Some(slot(ca, client_id)), verifier, &[b"h2"]);
+    (
+        ClientConnection::new(Arc::new(client), ServerName::try_from("mesh").unwrap()).unwrap(),
+        ServerConnection::new(Arc::new(server)).unwrap(),
+    )
+}
+
+#[test]
+fn workloads_only_server_refuses_node_admin_and_control_plane_clients() {
+    let ca = TestCa::new("example.org");
+    let (mut client, mut server) = workloads_only_pair(&ca, "spiffe://example.org/ns/a/sa/client");
+    handshake(&mut client, &mut server).expect("a workload is let in");
+    for id in [
+        "spiffe://example.org/node/node-1",
+        "spiffe://example.org/ferrule/admin/ops",
+        "spiffe://example.org/ferrule/control-plane",
+    ] {
+        let (mut client, mut server) = workloads_only_pair(&ca, id);
+        let err = handshake(&mut client, &mut server).unwrap_err();
+        let verify = verify_error_of(&err);
+        assert_eq!(
+            verify,
+            Some(VerifyError::NotWorkload { id: id.into() }),
+            "{id}: {err:?}"
+        );
+        assert_eq!(
+            tls::HandshakeReason::of_tls(&err).as_str(),
+            "not_workload",
+            "{id}"
+        );
+    }
+}
