@@ -212,3 +212,65 @@ fn workloads_only_server_refuses_node_admin_and_control_plane_clients() {
         );
     }
 }
+
+/// Handshakes twice with `client` against a server that offers resumption and 0-RTT, and says
+/// how the second one went.
+fn second_handshake(client: Arc<rustls::ClientConfig>, ca: &TestCa) -> rustls::HandshakeKind {
+    let bundle = SharedBundle::new(ca.ca.bundle().clone());
+    let mut server = tls::server_config(
+        slot(ca, "spiffe://example.org/ns/b/sa/server"),
+        SpiffeClientVerifier::required(bundle),
+        &[b"h2"],
+    );
+    server.session_storage = rustls::server::ServerSessionMemoryCache::new(16);
+    server.send_tls13_tickets = 2;
+    server.max_early_data_size = 16384;
+    let server = Arc::new(server);
+    let mut kind = None;
+    for _ in 0..2 {
+        let name = ServerName::try_from("mesh").unwrap();
+        let mut c = ClientConnection::new(client.clone(), name).unwrap();
+        let mut s = ServerConnection::new(server.clone()).unwrap();
+        handshake(&mut c, &mut s).expect("handshake");
+        assert!(c.early_data().is_none(), "the client offered 0-RTT");
+        // Deliver the tickets the server sends after the handshake.
+        let mut tickets = Vec::new();
+        while s.wants_write() {
+            s.write_tls(&mut tickets).unwrap();
+        }
+        c.read_tls(&mut tickets.as_slice()).unwrap();
+        c.process_new_packets().unwrap();
+        kind = c.handshake_kind();
+    }
+    kind.expect("handshake done")
+}
+
+#[test]
+fn client_never_resumes_and_never_sends_early_data() {
+    let ca = TestCa::new("example.org");
+    let verifier = SpiffeServerVerifier::new(
+        SharedBundle::new(ca.ca.bundle().clone()),
+        ExpectedServer::Exact(SpiffeId::parse("spiffe://example.org/ns/b/sa/server").unwrap()),
+    );
+    let client = tls::client_config(
+        Some(slot(&ca, "spiffe://example.org/ns/a/sa/client")),
+        verifier,
+        &[b"h2"],
+    );
+    assert!(!client.enable_early_data);
+    assert_eq!(
+        format!("{:?}", client.resumption),
+        format!("{:?}", rustls::client::Resumption::disabled())
+    );
+    let mut resuming = client.clone();
+    resuming.resumption = rustls::client::Resumption::default();
+    assert_eq!(
+        second_handshake(Arc::new(resuming), &ca),
+        rustls::HandshakeKind::Resumed,
+        "the server offers resumption, so a client that allows it resumes"
+    );
+    assert_eq!(
+        second_handshake(Arc::new(client), &ca),
+        rustls::HandshakeKind::Full
+    );
+}
