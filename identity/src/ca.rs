@@ -9,6 +9,8 @@ mod offline_crls;
 
 pub use crl_check::{CheckedCrl, check_offline_crls};
 pub use init::{CaInitOptions, init};
+#[cfg(any(test, feature = "testing"))]
+pub(crate) use issue::leaf_params;
 pub use issue::{IssuedSvid, IssuingCa, SvidRequest};
 pub use layout::{CaLayout, read_cert_pem, replace_file};
 pub use offline_crls::{DEFAULT_OFFLINE_CRL_TTL, renew_offline_crls};

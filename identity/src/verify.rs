@@ -1,10 +1,13 @@
-//! X.509-SVID verification: chain to a trust bundle (rustls-webpki), then the SPIFFE rules.
+//! X.509-SVID verification: chain to a trust bundle (rustls-webpki), then the SPIFFE rules
+//! (`profile`: key usages, the trust domain a CA vouches for).
 //! Every failure has its own variant, because operators need the reason, not "bad certificate".
+
+mod profile;
 
 use std::time::{Duration, SystemTime};
 
 use rustls_pki_types::{CertificateDer, UnixTime};
-use webpki::{EndEntityCert, KeyUsage};
+use webpki::{EndEntityCert, KeyUsage, VerifiedPath};
 use x509_parser::prelude::{FromDer, GeneralName, ParsedExtension, X509Certificate};
 
 use crate::bundle::TrustBundle;
@@ -33,6 +36,10 @@ pub enum VerifyError {
     WrongId { expected: String, got: String },
     #[error("certificate not valid for this use: {0}")]
     BadUsage(String),
+    #[error("a CA signed outside its trust domain: {0}")]
+    NameConstraint(String),
+    #[error("{id} is not a workload identity")]
+    NotWorkload { id: String },
     #[error("trust bundle has no roots")]
     EmptyBundle,
 }
@@ -42,7 +49,8 @@ impl VerifyError {
     pub fn reason(&self) -> &'static str {
         match self {
             Self::NoCertificate => "no_client_certificate",
-            Self::Malformed(_) | Self::NotSvid(_) => "malformed",
+            Self::Malformed(_) => "malformed",
+            Self::NotSvid(_) => "not_svid",
             Self::UnknownCa | Self::EmptyBundle => "unknown_ca",
             Self::Expired => "expired",
             Self::NotYetValid => "not_yet_valid",
@@ -50,6 +58,8 @@ impl VerifyError {
             Self::WrongTrustDomain { .. } => "wrong_trust_domain",
             Self::WrongId { .. } => "wrong_spiffe_id",
             Self::BadUsage(_) => "bad_usage",
+            Self::NameConstraint(_) => "name_constraint",
+            Self::NotWorkload { .. } => "not_workload",
         }
     }
 }
@@ -64,6 +74,9 @@ impl From<webpki::Error> for VerifyError {
             E::CertRevoked => Self::Revoked,
             E::CaUsedAsEndEntity => Self::NotSvid("leaf is a CA certificate"),
             E::RequiredEkuNotFoundContext(_) => Self::BadUsage("missing extended key usage".into()),
+            E::NameConstraintViolation => {
+                Self::NameConstraint("a name constraint of the chain refuses the leaf".into())
+            }
             other => Self::Malformed(other.to_string()),
         }
     }
@@ -101,13 +114,10 @@ pub struct CertInfo {
 
 impl CertInfo {
     pub fn parse(der: &[u8]) -> Result<Self, VerifyError> {
-        let (rest, cert) =
-            X509Certificate::from_der(der).map_err(|e| VerifyError::Malformed(e.to_string()))?;
-        if !rest.is_empty() {
-            return Err(VerifyError::Malformed(
-                "trailing data after certificate".into(),
-            ));
-        }
+        Self::of(&parse_x509(der)?)
+    }
+
+    fn of(cert: &X509Certificate<'_>) -> Result<Self, VerifyError> {
         let (is_ca, path_len) = match cert.basic_constraints() {
             Ok(Some(bc)) => (bc.value.ca, bc.value.path_len_constraint),
             Ok(None) => (false, None),
@@ -119,10 +129,10 @@ impl CertInfo {
             serial: hex_serial(cert.raw_serial()),
             not_before: to_system_time(cert.validity().not_before.timestamp()),
             not_after: to_system_time(cert.validity().not_after.timestamp()),
-            uri_sans: uri_sans(&cert),
+            uri_sans: uri_sans(cert),
             is_ca,
             path_len,
-            key_type: key_type(&cert),
+            key_type: key_type(cert),
         })
     }
 
@@ -136,6 +146,17 @@ impl CertInfo {
             _ => Err(VerifyError::NotSvid("more than one URI SAN")),
         }
     }
+}
+
+fn parse_x509(der: &[u8]) -> Result<X509Certificate<'_>, VerifyError> {
+    let (rest, cert) =
+        X509Certificate::from_der(der).map_err(|e| VerifyError::Malformed(e.to_string()))?;
+    if !rest.is_empty() {
+        return Err(VerifyError::Malformed(
+            "trailing data after certificate".into(),
+        ));
+    }
+    Ok(cert)
 }
 
 pub(crate) fn hex_serial(raw: &[u8]) -> String {
@@ -192,13 +213,14 @@ impl TrustBundle {
         usage: Usage,
     ) -> Result<VerifiedSvid, VerifyError> {
         let (leaf, intermediates) = chain.split_first().ok_or(VerifyError::NoCertificate)?;
-        let info = CertInfo::parse(leaf)?;
+        let parsed = parse_x509(leaf)?;
+        let info = CertInfo::of(&parsed)?;
         if info.is_ca {
             return Err(VerifyError::NotSvid("leaf is a CA certificate"));
         }
         let id = info.spiffe_id()?;
         // Before the chain: a certificate of another trust domain is that, whoever signed it
-        // (our CAs are name-constrained, so the chain check would only say "unknown CA").
+        // (the chain check would only say "unknown CA").
         if id.trust_domain_str() != self.trust_domain().as_str() {
             return Err(VerifyError::WrongTrustDomain {
                 expected: self.trust_domain().to_string(),
@@ -207,6 +229,8 @@ impl TrustBundle {
         }
         let end_entity =
             EndEntityCert::try_from(leaf).map_err(|e| VerifyError::Malformed(e.to_string()))?;
+        // "If present": webpki applies it to every certificate on the path, and CAs carry no
+        // EKU. The leaf must have one, with both purposes: `profile::check_leaf`.
         let key_usage = match usage {
             Usage::Server => KeyUsage::server_auth(),
             Usage::Client => KeyUsage::client_auth(),
@@ -215,7 +239,7 @@ impl TrustBundle {
             now.duration_since(SystemTime::UNIX_EPOCH)
                 .unwrap_or_default(),
         );
-        end_entity.verify_for_usage(
+        let path = end_entity.verify_for_usage(
             webpki::ALL_VERIFICATION_ALGS,
             self.anchors(),
             intermediates,
@@ -224,6 +248,9 @@ impl TrustBundle {
             None,
             None,
         )?;
+        // After the chain, so that a certificate from anywhere else is an unknown CA first.
+        profile::check_leaf(&parsed)?;
+        check_cas(&path, &id)?;
         let svid = VerifiedSvid {
             id,
             serial: info.serial,
@@ -233,4 +260,12 @@ impl TrustBundle {
         self.revocations().check(&svid)?;
         Ok(svid)
     }
+}
+
+/// The CA certificates webpki chose (the roots are the bundle's own), against the profile.
+fn check_cas(path: &VerifiedPath<'_>, leaf: &SpiffeId) -> Result<(), VerifyError> {
+    for ca in path.intermediate_certificates() {
+        profile::check_ca(&parse_x509(&ca.der())?, leaf)?;
+    }
+    Ok(())
 }

@@ -167,3 +167,110 @@ fn client_from_another_ca_is_refused_with_unknown_ca() {
         "{err:?}"
     );
 }
+
+/// A server that lets only workloads in (the HBONE port), with a client presenting `client_id`.
+fn workloads_only_pair(ca: &TestCa, client_id: &str) -> (ClientConnection, ServerConnection) {
+    let bundle = SharedBundle::new(ca.ca.bundle().clone());
+    let server = tls::server_config(
+        slot(ca, "spiffe://example.org/ns/b/sa/server"),
+        SpiffeClientVerifier::workloads(bundle.clone()),
+        &[b"h2"],
+    );
+    let verifier = SpiffeServerVerifier::new(
+        bundle,
+        ExpectedServer::Exact(SpiffeId::parse("spiffe://example.org/ns/b/sa/server").unwrap()),
+    );
+    let client = tls::client_config(Some(slot(ca, client_id)), verifier, &[b"h2"]);
+    (
+        ClientConnection::new(Arc::new(client), ServerName::try_from("mesh").unwrap()).unwrap(),
+        ServerConnection::new(Arc::new(server)).unwrap(),
+    )
+}
+
+#[test]
+fn workloads_only_server_refuses_node_admin_and_control_plane_clients() {
+    let ca = TestCa::new("example.org");
+    let (mut client, mut server) = workloads_only_pair(&ca, "spiffe://example.org/ns/a/sa/client");
+    handshake(&mut client, &mut server).expect("a workload is let in");
+    for id in [
+        "spiffe://example.org/node/node-1",
+        "spiffe://example.org/ferrule/admin/ops",
+        "spiffe://example.org/ferrule/control-plane",
+    ] {
+        let (mut client, mut server) = workloads_only_pair(&ca, id);
+        let err = handshake(&mut client, &mut server).unwrap_err();
+        let verify = verify_error_of(&err);
+        assert_eq!(
+            verify,
+            Some(VerifyError::NotWorkload { id: id.into() }),
+            "{id}: {err:?}"
+        );
+        assert_eq!(
+            tls::HandshakeReason::of_tls(&err).as_str(),
+            "not_workload",
+            "{id}"
+        );
+    }
+}
+
+/// Handshakes twice with `client` against a server that offers resumption and 0-RTT, and says
+/// how the second one went.
+fn second_handshake(client: Arc<rustls::ClientConfig>, ca: &TestCa) -> rustls::HandshakeKind {
+    let bundle = SharedBundle::new(ca.ca.bundle().clone());
+    let mut server = tls::server_config(
+        slot(ca, "spiffe://example.org/ns/b/sa/server"),
+        SpiffeClientVerifier::required(bundle),
+        &[b"h2"],
+    );
+    server.session_storage = rustls::server::ServerSessionMemoryCache::new(16);
+    server.send_tls13_tickets = 2;
+    server.max_early_data_size = 16384;
+    let server = Arc::new(server);
+    let mut kind = None;
+    for _ in 0..2 {
+        let name = ServerName::try_from("mesh").unwrap();
+        let mut c = ClientConnection::new(client.clone(), name).unwrap();
+        let mut s = ServerConnection::new(server.clone()).unwrap();
+        handshake(&mut c, &mut s).expect("handshake");
+        assert!(c.early_data().is_none(), "the client offered 0-RTT");
+        // Deliver the tickets the server sends after the handshake.
+        let mut tickets = Vec::new();
+        while s.wants_write() {
+            s.write_tls(&mut tickets).unwrap();
+        }
+        c.read_tls(&mut tickets.as_slice()).unwrap();
+        c.process_new_packets().unwrap();
+        kind = c.handshake_kind();
+    }
+    kind.expect("handshake done")
+}
+
+#[test]
+fn client_never_resumes_and_never_sends_early_data() {
+    let ca = TestCa::new("example.org");
+    let verifier = SpiffeServerVerifier::new(
+        SharedBundle::new(ca.ca.bundle().clone()),
+        ExpectedServer::Exact(SpiffeId::parse("spiffe://example.org/ns/b/sa/server").unwrap()),
+    );
+    let client = tls::client_config(
+        Some(slot(&ca, "spiffe://example.org/ns/a/sa/client")),
+        verifier,
+        &[b"h2"],
+    );
+    assert!(!client.enable_early_data);
+    assert_eq!(
+        format!("{:?}", client.resumption),
+        format!("{:?}", rustls::client::Resumption::disabled())
+    );
+    let mut resuming = client.clone();
+    resuming.resumption = rustls::client::Resumption::default();
+    assert_eq!(
+        second_handshake(Arc::new(resuming), &ca),
+        rustls::HandshakeKind::Resumed,
+        "the server offers resumption, so a client that allows it resumes"
+    );
+    assert_eq!(
+        second_handshake(Arc::new(client), &ca),
+        rustls::HandshakeKind::Full
+    );
+}

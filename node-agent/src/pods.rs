@@ -256,7 +256,7 @@ impl PodManager {
         let slot = Arc::new(CertSlot::new(cert.certified.clone()));
         let server_tls = Arc::new(tls::server_config(
             slot.clone(),
-            SpiffeClientVerifier::required(self.shared.bundle.clone()),
+            SpiffeClientVerifier::workloads(self.shared.bundle.clone()),
             &[b"h2"],
         ));
         let mut tasks = vec![

@@ -245,3 +245,42 @@ fn every_handshake_failure_reason_has_its_own_label_and_shows_in_explain() {
         "{text}"
     );
 }
+
+/// Only workloads open HBONE tunnels: a node's or an administrator's certificate, valid and
+/// from the mesh's own CA, is refused at the handshake with `not_workload`, in the log with the
+/// identity and in the metric.
+#[test]
+fn node_and_admin_certificates_cannot_open_hbone_tunnels() {
+    let mesh = Mesh::start(1, 2);
+    mesh.enroll_all("strict");
+    let dir = mesh.work.path().to_owned();
+    let (source, target) = (mesh.pod(0, 1).clone(), mesh.pod(0, 0).clone());
+    let td = mesh.cp.trust_domain.clone();
+    let ours = TestCa::load(&mesh.cp.layout, td.clone());
+    let now = SystemTime::now();
+    let ids = [
+        ("node", SpiffeId::node(&td, "node-0").unwrap()),
+        ("admin", SpiffeId::admin(&td, "ops").unwrap()),
+    ];
+    for (name, id) in &ids {
+        let cert = ours.issue_with_validity(id, now - HOUR, now + HOUR);
+        let crafted = write_pem(&dir, name, cert.unwrap());
+        let out = s_client(&source, &target, &with_cert(&crafted));
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            !stderr.contains("Could not read"),
+            "{name}: s_client: {stderr}"
+        );
+        let log = mesh.agent(0).wait_for_line(
+            &format!("{id} is not a workload identity"),
+            Duration::from_secs(5),
+        );
+        assert!(
+            log.contains("HBONE TLS handshake refused") && log.contains("reason=\"not_workload\""),
+            "{name}: {log}"
+        );
+    }
+    let metrics = mesh.metrics(0);
+    let series = "ferrule_handshake_failures_total{side=\"server\",reason=\"not_workload\"} 2";
+    assert!(metrics.contains(series), "missing {series} in:\n{metrics}");
+}

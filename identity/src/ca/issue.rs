@@ -199,7 +199,7 @@ impl IssuingCa {
     }
 }
 
-fn leaf_params(
+pub(crate) fn leaf_params(
     req: &SvidRequest<'_>,
     not_before: SystemTime,
     not_after: SystemTime,

@@ -13,12 +13,20 @@ pub enum HandshakeReason {
     Revoked,
     WrongSpiffeId,
     WrongTrustDomain,
+    /// Not an X.509-SVID: a CA certificate as leaf, no or several URI SANs.
+    NotSvid,
+    /// Key usage or extended key usage not as the mesh issues them.
+    BadUsage,
+    /// A CA signed outside its trust domain (or outside a name constraint).
+    NameConstraint,
+    /// A node, admin or control-plane certificate where only workloads may connect.
+    NotWorkload,
     ProtocolVersion,
     Other,
 }
 
 impl HandshakeReason {
-    pub const ALL: [Self; 9] = [
+    pub const ALL: [Self; 13] = [
         Self::NoClientCertificate,
         Self::UnknownCa,
         Self::Expired,
@@ -26,6 +34,10 @@ impl HandshakeReason {
         Self::Revoked,
         Self::WrongSpiffeId,
         Self::WrongTrustDomain,
+        Self::NotSvid,
+        Self::BadUsage,
+        Self::NameConstraint,
+        Self::NotWorkload,
         Self::ProtocolVersion,
         Self::Other,
     ];
@@ -39,6 +51,10 @@ impl HandshakeReason {
             Self::Revoked => "revoked",
             Self::WrongSpiffeId => "wrong_spiffe_id",
             Self::WrongTrustDomain => "wrong_trust_domain",
+            Self::NotSvid => "not_svid",
+            Self::BadUsage => "bad_usage",
+            Self::NameConstraint => "name_constraint",
+            Self::NotWorkload => "not_workload",
             Self::ProtocolVersion => "protocol_version",
             Self::Other => "other",
         }
@@ -53,9 +69,11 @@ impl HandshakeReason {
             VerifyError::Revoked => Self::Revoked,
             VerifyError::WrongId { .. } => Self::WrongSpiffeId,
             VerifyError::WrongTrustDomain { .. } => Self::WrongTrustDomain,
-            VerifyError::Malformed(_) | VerifyError::NotSvid(_) | VerifyError::BadUsage(_) => {
-                Self::Other
-            }
+            VerifyError::NotSvid(_) => Self::NotSvid,
+            VerifyError::BadUsage(_) => Self::BadUsage,
+            VerifyError::NameConstraint(_) => Self::NameConstraint,
+            VerifyError::NotWorkload { .. } => Self::NotWorkload,
+            VerifyError::Malformed(_) => Self::Other,
         }
     }
 

@@ -13,8 +13,8 @@ use rustls::{
 use rustls_pki_types::{CertificateDer, ServerName, UnixTime};
 
 use crate::bundle::SharedBundle;
-use crate::spiffe::SpiffeId;
-use crate::verify::{Usage, VerifyError};
+use crate::spiffe::{IdKind, SpiffeId};
+use crate::verify::{Usage, VerifiedSvid, VerifyError};
 
 fn algorithms() -> WebPkiSupportedAlgorithms {
     rustls::crypto::aws_lc_rs::default_provider().signature_verification_algorithms
@@ -65,14 +65,27 @@ pub fn verify_error_of(err: &rustls::Error) -> Option<VerifyError> {
 pub struct SpiffeClientVerifier {
     bundle: SharedBundle,
     mandatory: bool,
+    workloads_only: bool,
 }
 
 impl SpiffeClientVerifier {
-    /// Client certificates required: the only mode for mesh traffic.
+    /// Client certificates required, of any identity kind (the control plane's clients are
+    /// nodes and administrators).
     pub fn required(bundle: SharedBundle) -> Arc<Self> {
         Arc::new(Self {
             bundle,
             mandatory: true,
+            workloads_only: false,
+        })
+    }
+
+    /// Client certificates required, and only workload identities (`ns/<ns>/sa/<sa>`): the HBONE
+    /// server, where a tunnel speaks for a workload and a node or admin key must not open one.
+    pub fn workloads(bundle: SharedBundle) -> Arc<Self> {
+        Arc::new(Self {
+            bundle,
+            mandatory: true,
+            workloads_only: true,
         })
     }
 
@@ -82,7 +95,18 @@ impl SpiffeClientVerifier {
         Arc::new(Self {
             bundle,
             mandatory: false,
+            workloads_only: false,
         })
+    }
+
+    fn check_kind(&self, svid: VerifiedSvid) -> Result<VerifiedSvid, VerifyError> {
+        match svid.id.kind() {
+            IdKind::Workload { .. } => Ok(svid),
+            _ if !self.workloads_only => Ok(svid),
+            _ => Err(VerifyError::NotWorkload {
+                id: svid.id.to_string(),
+            }),
+        }
     }
 }
 
@@ -111,6 +135,7 @@ impl ClientCertVerifier for SpiffeClientVerifier {
         self.bundle
             .get()
             .verify(&chain, system_time(now), Usage::Client)
+            .and_then(|svid| self.check_kind(svid))
             .map(|_| ClientCertVerified::assertion())
             .map_err(to_rustls)
     }
