@@ -50,8 +50,9 @@ pub struct TokenCreateArgs {
     /// Name of the node; it will be spiffe://<td>/node/<NAME>.
     #[arg(long, value_name = "NAME", value_parser = parse_node_name)]
     node: String,
-    /// SPIFFE ID pattern the node may request certificates for (`*` globs in the path);
-    /// repeat for several, e.g. --allow 'spiffe://example.org/ns/shop/*'.
+    /// Workload identity pattern the node may request certificates for:
+    /// spiffe://<td>/ns/<namespace>/sa/<service-account>, where `*` matches within one
+    /// segment; repeat for several, e.g. --allow 'spiffe://example.org/ns/shop/sa/*'.
     #[arg(long = "allow", value_name = "PATTERN", value_parser = parse_pattern)]
     allow: Vec<IdPattern>,
     /// How long the token stays usable, e.g. 30m, 1h, 2h30m.
@@ -80,7 +81,7 @@ pub fn parse_node_name(s: &str) -> Result<String, String> {
 }
 
 fn parse_pattern(s: &str) -> Result<IdPattern, String> {
-    IdPattern::parse(s).map_err(|e| e.to_string())
+    IdPattern::parse_workload(s).map_err(|e| e.to_string())
 }
 
 /// Whole seconds only: the API counts seconds, and a sub-second token would be useless.
@@ -241,8 +242,8 @@ mod tests {
     #[test]
     fn allow_patterns_must_match_the_admin_trust_domain() {
         let td = TrustDomain::new("example.org").unwrap();
-        let ok = IdPattern::parse("spiffe://example.org/ns/shop/*").unwrap();
-        let other = IdPattern::parse("spiffe://evil.org/ns/shop/*").unwrap();
+        let ok = IdPattern::parse("spiffe://example.org/ns/shop/sa/*").unwrap();
+        let other = IdPattern::parse("spiffe://evil.org/ns/shop/sa/*").unwrap();
         assert!(check_trust_domain(std::slice::from_ref(&ok), &td).is_ok());
         let err = check_trust_domain(&[ok, other], &td)
             .unwrap_err()

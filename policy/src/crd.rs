@@ -119,7 +119,7 @@ pub struct RuleSpec {
 #[serde(rename_all = "camelCase")]
 #[schemars(extend("minProperties" = 1))]
 pub struct SourceSpec {
-    /// An exact SPIFFE ID, or a glob where `*` matches any run of characters.
+    /// An exact SPIFFE ID, or a glob where `*` matches any run of characters within one path segment.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(max = 2048), regex(pattern = schema::SPIFFE_ID))]
     pub identity: Option<String>,

@@ -22,7 +22,7 @@
 //!   rules:                             # at least one; `[{}]` matches all traffic
 //!     - from:                          # optional; absent or [] = any authenticated source
 //!         - identity: spiffe://example.org/ns/web/sa/frontend   # exact SPIFFE ID
-//!         - identity: spiffe://example.org/ns/web/*             # glob: `*` matches any run
+//!         - identity: spiffe://example.org/ns/web/sa/*          # glob: `*` within one segment
 //!         - namespace: web             # /ns/web/sa/<any> in the destination's trust domain
 //!         - {namespace: web, trustDomain: partner.org}          # ... or in partner.org
 //!         - trustDomain: partner.org   # any identity of partner.org

@@ -75,7 +75,7 @@ impl Mesh {
     }
 
     fn join_token(&self, node: &str) -> String {
-        let allow = format!("spiffe://{TRUST_DOMAIN}/ns/{NAMESPACE}/*");
+        let allow = format!("spiffe://{TRUST_DOMAIN}/ns/{NAMESPACE}/sa/*");
         let out = self.ferrule(&[
             "node", "token", "create", "--node", node, "--allow", &allow, "--ttl", "10m",
         ]);

@@ -99,10 +99,10 @@ async fn agents_get_a_snapshot_then_deltas_and_the_control_plane_tracks_their_ve
     let mut cp = ControlPlaneFixture::new("example.org");
     cp.start();
     let n1 = cp
-        .join_node("n1", &["spiffe://example.org/ns/shop/*"])
+        .join_node("n1", &["spiffe://example.org/ns/shop/sa/*"])
         .await;
     let n2 = cp
-        .join_node("n2", &["spiffe://example.org/ns/bank/*"])
+        .join_node("n2", &["spiffe://example.org/ns/bank/sa/*"])
         .await;
     let mut on_n1 = WorkloadsClient::new(cp.channel(Some(n1.clone())));
     let mut on_n2 = WorkloadsClient::new(cp.channel(Some(n2.clone())));
@@ -259,7 +259,7 @@ async fn agents_get_a_snapshot_then_deltas_and_the_control_plane_tracks_their_ve
     cp.stop();
     cp.start();
     let n1 = cp
-        .join_node("n1b", &["spiffe://example.org/ns/shop/*"])
+        .join_node("n1b", &["spiffe://example.org/ns/shop/sa/*"])
         .await;
     let removed = WorkloadsClient::new(cp.channel(Some(n1)))
         .unregister(v1::UnregisterWorkloadRequest {
@@ -273,7 +273,7 @@ async fn agents_get_a_snapshot_then_deltas_and_the_control_plane_tracks_their_ve
         "uid-1 belongs to n1"
     );
     let n1 = cp
-        .join_node("n1", &["spiffe://example.org/ns/shop/*"])
+        .join_node("n1", &["spiffe://example.org/ns/shop/sa/*"])
         .await;
     WorkloadsClient::new(cp.channel(Some(n1)))
         .unregister(v1::UnregisterWorkloadRequest {

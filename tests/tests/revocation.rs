@@ -83,7 +83,7 @@ async fn a_revoked_serial_is_in_the_crl_and_a_revoked_node_gets_no_certificates(
     let mut cp = ControlPlaneFixture::new("example.org");
     cp.start();
     let node = cp
-        .join_node("n1", &["spiffe://example.org/ns/shop/*"])
+        .join_node("n1", &["spiffe://example.org/ns/shop/sa/*"])
         .await;
     let revoked = sign(&cp, &node, WEB).await.expect("sign");
     let kept = sign(&cp, &node, WEB).await.expect("sign");
@@ -167,7 +167,7 @@ async fn a_revoked_serial_is_in_the_crl_and_a_revoked_node_gets_no_certificates(
     let out = cp.ferrule(&["revoke", "--lift", "--node", "n1"]);
     assert!(out.status.success(), "{}", text(&out));
     let rejoined = cp
-        .join_node("n1", &["spiffe://example.org/ns/shop/*"])
+        .join_node("n1", &["spiffe://example.org/ns/shop/sa/*"])
         .await;
     sign(&cp, &rejoined, WEB)
         .await
@@ -351,7 +351,7 @@ async fn offboarding_the_last_workload_of_an_identity_or_a_node_revokes_its_cert
     let mut cp = ControlPlaneFixture::new("example.org");
     cp.start();
     let node = cp
-        .join_node("n1", &["spiffe://example.org/ns/shop/*"])
+        .join_node("n1", &["spiffe://example.org/ns/shop/sa/*"])
         .await;
     let mut workloads = WorkloadsClient::new(cp.channel(Some(node.clone())));
     for (uid, ip) in [("web-a", "10.244.0.10"), ("web-b", "10.244.0.11")] {
@@ -490,7 +490,7 @@ async fn an_nginx_gateway_with_the_published_crls_refuses_only_the_revoked_clien
     let mut cp = ControlPlaneFixture::new("example.org");
     cp.start();
     let node = cp
-        .join_node("n1", &["spiffe://example.org/ns/shop/*"])
+        .join_node("n1", &["spiffe://example.org/ns/shop/sa/*"])
         .await;
     let (gw_cert, gw_key, _) = issue_files(&cp, &node, GATEWAY, "gateway").await;
     let (kept_cert, kept_key, _) = issue_files(&cp, &node, WEB, "kept").await;

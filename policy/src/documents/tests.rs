@@ -151,7 +151,7 @@ fn yaml_form_is_the_input_shape() {
     let text = "apiVersion: ferrule.dev/v1alpha1\nkind: AuthorizationPolicy\nmetadata:\n  name: \
                 api-ingress\n  namespace: shop\nspec:\n  action: ALLOW\n  selector:\n    \
                 serviceAccount: api\n    matchLabels:\n      tier: backend\n  rules:\n  - from:\n    \
-                - identity: spiffe://example.org/ns/web/*\n    - namespace: checkout\n      \
+                - identity: spiffe://example.org/ns/web/sa/*\n    - namespace: checkout\n      \
                 trustDomain: partner.org\n    ports:\n    - 8080\n    - 9000-9100\n";
     let policy = &parse_documents(text, "x.yaml").unwrap()[0];
     assert_eq!(policy.to_yaml(), text);

@@ -68,7 +68,7 @@ fn deny_wins_over_allow_and_audit() {
         Some("shop"),
         "z-deny",
         "DENY",
-        "rules: [{ports: [22]}, {from: [{identity: 'spiffe://example.org/ns/web/*'}]}]",
+        "rules: [{ports: [22]}, {from: [{identity: 'spiffe://example.org/ns/web/sa/*'}]}]",
     );
     let set = PolicySet::new([allow, audit, deny]);
     assert_eq!(

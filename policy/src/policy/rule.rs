@@ -252,12 +252,28 @@ mod tests {
 
     #[test]
     fn glob_identity_matches_by_pattern() {
-        let entry = source("identity: spiffe://example.org/ns/web/*");
+        let entry = source("identity: spiffe://example.org/ns/web/sa/*");
         assert!(matches!(entry.identity(), Some(IdentityMatch::Glob(_))));
         assert!(entry.matches(&id("spiffe://example.org/ns/web/sa/a"), LOCAL));
         assert!(entry.matches(&id("spiffe://example.org/ns/web/sa/b"), LOCAL));
         assert!(!entry.matches(&id("spiffe://example.org/ns/webx/sa/a"), LOCAL));
         assert!(!entry.matches(&id("spiffe://partner.org/ns/web/sa/a"), LOCAL));
+    }
+
+    /// Issue 12 finding 3: `*` crossed `/`, so `*/sa/web` also matched a smuggled
+    /// `ns/a/sa/x/sa/web`. A glob's `*` now stays within one path segment.
+    #[test]
+    fn glob_star_stays_within_one_segment() {
+        let entry = source("identity: 'spiffe://example.org/ns/*/sa/web'");
+        assert!(entry.matches(&id("spiffe://example.org/ns/shop/sa/web"), LOCAL));
+        for other in [
+            "spiffe://example.org/ns/a/sa/x/sa/web",
+            "spiffe://example.org/ns/a/b/sa/web",
+        ] {
+            assert!(!entry.matches(&id(other), LOCAL), "{other}");
+        }
+        let entry = source("identity: 'spiffe://example.org/*/sa/web'");
+        assert!(!entry.matches(&id("spiffe://example.org/ns/a/sa/x/sa/web"), LOCAL));
     }
 
     #[test]
@@ -292,7 +308,7 @@ mod tests {
     #[test]
     fn keys_of_one_entry_must_all_match() {
         let entry = source(
-            "{identity: 'spiffe://partner.org/ns/*', namespace: web, trustDomain: partner.org}",
+            "{identity: 'spiffe://partner.org/ns/*/sa/*', namespace: web, trustDomain: partner.org}",
         );
         assert!(entry.matches(&id("spiffe://partner.org/ns/web/sa/a"), LOCAL));
         assert!(
