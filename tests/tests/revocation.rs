@@ -193,37 +193,6 @@ spec:
       ports: [8080]
 ";
 
-#[tokio::test(flavor = "multi_thread")]
-async fn a_deny_policy_without_an_allow_beside_it_is_applied_with_a_warning() {
-    let mut cp = ControlPlaneFixture::new("example.org");
-    cp.start();
-    let deny_path = cp.dir.path().join("deny.yaml");
-    let deny = GOOD
-        .replace("allow-web", "block-evil")
-        .replace("ALLOW", "DENY")
-        .replace("namespace: web", "namespace: evil");
-    std::fs::write(&deny_path, &deny).unwrap();
-    let deny_path = deny_path.display().to_string();
-
-    let out = cp.ferrule(&["policy", "apply", "-f", &deny_path]);
-    assert!(out.status.success(), "applied anyway: {}", text(&out));
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        stderr.contains("warning: policy shop/block-evil (DENY) selects workloads in namespace shop that no ALLOW policy covers"),
-        "{stderr}"
-    );
-
-    let good = cp.dir.path().join("good.yaml");
-    std::fs::write(&good, GOOD).unwrap();
-    let out = cp.ferrule(&["policy", "apply", "-f", good.to_str().unwrap()]);
-    assert!(out.status.success(), "{}", text(&out));
-    let out = cp.ferrule(&["-o", "json", "policy", "apply", "-f", &deny_path]);
-    assert!(out.status.success(), "{}", text(&out));
-    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(report["warnings"], serde_json::json!([]), "{report}");
-    assert!(out.stderr.is_empty(), "{}", text(&out));
-}
-
 fn policy_keys(cp: &ControlPlaneFixture) -> Vec<String> {
     let out = cp.ferrule(&["-o", "json", "policy", "get"]);
     assert!(out.status.success(), "{}", text(&out));

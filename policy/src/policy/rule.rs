@@ -4,7 +4,6 @@ use std::fmt;
 use std::str::FromStr;
 
 use ferrule_identity::{IdKind, IdPattern, SpiffeId, SpiffeIdError, TrustDomain};
-use serde::de;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::de::{Parsed, checked_map, non_empty_list};
@@ -55,12 +54,8 @@ impl Rule {
     }
 }
 
-const NO_RULES: &str = "a policy needs at least one rule (a rule with neither `from` nor `ports`, \
-                        `rules: [{}]`, matches all traffic)";
-
-pub(super) fn non_empty_rules<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<Rule>, D::Error> {
-    non_empty_list(d, NO_RULES)?.ok_or_else(|| de::Error::custom(NO_RULES))
-}
+pub(super) const NO_RULES: &str = "a policy needs at least one rule (a rule with neither `from` \
+                                   nor `ports`, `rules: [{}]`, matches all traffic)";
 
 fn non_empty_ports<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Vec<PortRange>>, D::Error> {
     non_empty_list(
