@@ -212,6 +212,16 @@ async fn sign_enforces_the_nodes_allowance_and_validates_the_csr() {
     .await
     .unwrap_err();
     assert_eq!(other_node.code(), Code::PermissionDenied, "{other_node:?}");
+    // Issue 12 finding 3: a longer path under an allowed namespace is not a workload identity.
+    let smuggled = "spiffe://example.org/ns/shop/sa/x/sa/web";
+    let unshaped = sign(&cp, &node, smuggled, csr_for(smuggled))
+        .await
+        .unwrap_err();
+    assert_eq!(unshaped.code(), Code::InvalidArgument, "{unshaped:?}");
+    assert!(
+        unshaped.message().contains("is not a workload identity"),
+        "{unshaped:?}"
+    );
 
     let malformed = sign(
         &cp,
