@@ -52,8 +52,9 @@ pub struct TokenCreateArgs {
     /// Name of the node; it will be spiffe://<td>/node/<NAME>.
     #[arg(long, value_name = "NAME", value_parser = parse_node_name)]
     node: String,
-    /// SPIFFE ID pattern the node may request certificates for (`*` globs in the path);
-    /// repeat for several, e.g. --allow 'spiffe://example.org/ns/shop/*'.
+    /// Workload identity pattern the node may request certificates for:
+    /// spiffe://<td>/ns/<namespace>/sa/<service-account>, where `*` matches within one
+    /// segment; repeat for several, e.g. --allow 'spiffe://example.org/ns/shop/sa/*'.
     #[arg(long = "allow", value_name = "PATTERN", value_parser = parse_pattern)]
     allow: Vec<IdPattern>,
     /// Network the node's pods get addresses from, e.g. 10.244.1.0/24; repeat for IPv6. The node
@@ -87,7 +88,7 @@ pub fn parse_node_name(s: &str) -> Result<String, String> {
 }
 
 fn parse_pattern(s: &str) -> Result<IdPattern, String> {
-    IdPattern::parse(s).map_err(|e| e.to_string())
+    IdPattern::parse_workload(s).map_err(|e| e.to_string())
 }
 
 /// The server checks overlaps; here only the form, so a typo is a usage error.
@@ -265,8 +266,8 @@ mod tests {
     #[test]
     fn allow_patterns_must_match_the_admin_trust_domain() {
         let td = TrustDomain::new("example.org").unwrap();
-        let ok = IdPattern::parse("spiffe://example.org/ns/shop/*").unwrap();
-        let other = IdPattern::parse("spiffe://evil.org/ns/shop/*").unwrap();
+        let ok = IdPattern::parse("spiffe://example.org/ns/shop/sa/*").unwrap();
+        let other = IdPattern::parse("spiffe://evil.org/ns/shop/sa/*").unwrap();
         assert!(check_trust_domain(std::slice::from_ref(&ok), &td).is_ok());
         let err = check_trust_domain(&[ok, other], &td)
             .unwrap_err()

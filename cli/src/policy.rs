@@ -1,7 +1,5 @@
 //! `ferrule policy`: authorization policies, applied whole or not at all.
 
-mod uncovered;
-
 use std::path::PathBuf;
 
 use anyhow::Context;
@@ -20,9 +18,9 @@ pub enum PolicyCommand {
     /// The file is checked whole before anything is sent: an invalid document (unknown field,
     /// bad SPIFFE ID, bad port, YAML syntax) names the file, document, field and reason, and
     /// nothing is applied. The control plane applies all documents in one version.
-    /// A DENY or AUDIT policy with no ALLOW policy in its namespace (or mesh-wide) gets a
-    /// warning on stderr (and in `warnings` with -o json): under default deny, the workloads it
-    /// selects refuse every connection no ALLOW rule admits.
+    /// Only ALLOW policies put the workloads they select under default deny; DENY and AUDIT
+    /// decide only what they name; `spec.defaultAction: deny` makes a namespace (or, without
+    /// one, the mesh) zero trust.
     #[command(verbatim_doc_comment)]
     Apply {
         /// The policy file; `-` reads standard input.
@@ -72,7 +70,6 @@ struct ApplyReport {
     version: u64,
     applied: Vec<String>,
     changed: Vec<String>,
-    warnings: Vec<String>,
 }
 
 async fn apply(file: &PathBuf, connect: &ConnectArgs, format: Format) -> anyhow::Result<()> {
@@ -88,15 +85,10 @@ async fn apply(file: &PathBuf, connect: &ConnectArgs, format: Format) -> anyhow:
     let response = cp
         .call(|mut admin| async move { admin.apply_policies(request).await })
         .await?;
-    let warnings = uncovered::uncovered_warnings(&policies, &list(&cp).await?);
-    for warning in &warnings {
-        eprintln!("warning: {warning}");
-    }
     let report = ApplyReport {
         version: response.version,
         applied,
         changed: response.changed,
-        warnings,
     };
     match format {
         Format::Json => output::print_json(&report),

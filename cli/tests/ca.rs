@@ -280,7 +280,7 @@ fn init_refuses_to_overwrite_an_existing_ca() {
 
 #[test]
 fn usage_errors_exit_2_and_say_what_is_wrong() {
-    let cases: [(&[&str], &str); 8] = [
+    let cases: [(&[&str], &str); 9] = [
         (&["frobnicate"], "unrecognized subcommand 'frobnicate'"),
         (
             &["ca", "frobnicate"],
@@ -321,6 +321,18 @@ fn usage_errors_exit_2_and_say_what_is_wrong() {
                 "example.org/ns/*",
             ],
             "must start with `spiffe://`",
+        ),
+        (
+            &[
+                "node",
+                "token",
+                "create",
+                "--node",
+                "n1",
+                "--allow",
+                "spiffe://example.org/ns/shop/*",
+            ],
+            "is not a workload pattern",
         ),
     ];
     for (args, expected) in cases {

@@ -59,7 +59,7 @@ fn unreachable_control_plane_is_named_with_the_reason() {
         "--node",
         "n1",
         "--allow",
-        "spiffe://example.org/ns/shop/*",
+        "spiffe://example.org/ns/shop/sa/*",
         "--ca-dir",
         ca.to_str().unwrap(),
         "--control-plane",
@@ -101,9 +101,9 @@ async fn token_create_prints_only_the_token_and_sends_the_request() {
             "--node",
             "n1",
             "--allow",
-            "spiffe://example.org/ns/shop/*",
+            "spiffe://example.org/ns/shop/sa/*",
             "--allow",
-            "spiffe://example.org/ns/web/*",
+            "spiffe://example.org/ns/web/sa/*",
             "--pod-cidr",
             "10.244.1.0/24",
             "--pod-cidr",
@@ -128,8 +128,8 @@ async fn token_create_prints_only_the_token_and_sends_the_request() {
     assert_eq!(
         request.allow,
         [
-            "spiffe://example.org/ns/shop/*",
-            "spiffe://example.org/ns/web/*"
+            "spiffe://example.org/ns/shop/sa/*",
+            "spiffe://example.org/ns/web/sa/*"
         ]
     );
     assert_eq!(request.pod_cidrs, ["10.244.1.0/24", "fd00:10:244:1::/64"]);
@@ -194,7 +194,8 @@ async fn node_list_table_and_json() {
     assert!(
         lines[1].starts_with("n1    spiffe://example.org/node/n1")
             && lines[1].contains("10.244.1.0/24")
-            && lines[1].contains("spiffe://example.org/ns/shop/*,spiffe://example.org/ns/web/*")
+            && lines[1]
+                .contains("spiffe://example.org/ns/shop/sa/*,spiffe://example.org/ns/web/sa/*")
             && lines[1].ends_with("2023-11-14T22:13:20Z"),
         "sorted by name, patterns joined: {}",
         out.stdout

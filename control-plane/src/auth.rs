@@ -83,7 +83,7 @@ pub fn entitled(
 ) -> Result<bool, SourceError> {
     match id.kind() {
         IdKind::Node(name) => Ok(name == node.name),
-        IdKind::Workload { .. } | IdKind::Other => source.workload(node, id),
+        IdKind::Workload { .. } => source.workload(node, id),
         _ => Ok(false),
     }
 }

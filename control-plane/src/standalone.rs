@@ -26,7 +26,8 @@ pub fn sources(store: Arc<dyn Store>) -> Sources {
     }
 }
 
-/// A node may obtain the identities its join token's patterns allow.
+/// A node may obtain the identities its join token's patterns allow. Patterns are checked to be
+/// workload-shaped when the token is created; a stored one that no longer parses grants nothing.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct AllowPatterns;
 

@@ -1,5 +1,5 @@
 //! SPIFFE IDs (`spiffe://<trust-domain>/<path>`) as the SPIFFE-ID standard defines them, and the
-//! glob patterns that say which identities a node may request.
+//! glob patterns that say which identities a node may request and which sources a policy names.
 
 use std::fmt;
 use std::str::FromStr;
@@ -28,6 +28,12 @@ pub enum SpiffeIdError {
     TooLong,
     #[error("a pattern may use `*` only after the trust domain: {0:?}")]
     WildcardTrustDomain(String),
+    #[error(
+        "{0:?} is not a workload pattern: it must have the form \
+         spiffe://<trust-domain>/ns/<namespace>/sa/<service-account>, where `*` matches within \
+         one segment (for every service account of a namespace: .../ns/<namespace>/sa/*)"
+    )]
+    NotWorkloadPattern(String),
 }
 
 /// A validated trust domain name such as `example.org`.
@@ -224,8 +230,9 @@ impl<'de> Deserialize<'de> for SpiffeId {
     }
 }
 
-/// A SPIFFE ID pattern where `*` matches any run of characters in the path, e.g.
-/// `spiffe://example.org/ns/shop/*`. The trust domain is always literal, so a pattern can never
+/// A SPIFFE ID pattern where `*` matches any run of characters within one path segment, never
+/// a `/`: `spiffe://example.org/ns/shop/sa/*` matches every service account of namespace `shop`
+/// but not `.../ns/shop/sa/x/sa/web`. The trust domain is always literal, so a pattern can never
 /// grant identities of another trust domain.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct IdPattern {
@@ -255,8 +262,23 @@ impl IdPattern {
         })
     }
 
+    /// A pattern that names workload identities only (`/ns/<namespace>/sa/<service-account>`,
+    /// each of the two possibly with `*`): what a node may be allowed to request.
+    pub fn parse_workload(s: &str) -> Result<Self, SpiffeIdError> {
+        let pattern = Self::parse(s)?;
+        let segments: Vec<&str> = pattern.path().split('/').skip(1).collect();
+        match segments.as_slice() {
+            ["ns", _, "sa", _] => Ok(pattern),
+            _ => Err(SpiffeIdError::NotWorkloadPattern(s.to_owned())),
+        }
+    }
+
     pub fn trust_domain_str(&self) -> &str {
         &self.pattern[SCHEME.len()..self.path_start]
+    }
+
+    fn path(&self) -> &str {
+        &self.pattern[self.path_start..]
     }
 
     pub fn as_str(&self) -> &str {
@@ -264,8 +286,7 @@ impl IdPattern {
     }
 
     pub fn matches(&self, id: &SpiffeId) -> bool {
-        self.trust_domain_str() == id.trust_domain_str()
-            && glob_match(&self.pattern[self.path_start..], id.path())
+        self.trust_domain_str() == id.trust_domain_str() && glob_match(self.path(), id.path())
     }
 }
 
@@ -282,10 +303,23 @@ impl FromStr for IdPattern {
     }
 }
 
-/// Glob match where `*` matches any (possibly empty) run of bytes; linear-time greedy matching
-/// with backtracking to the last star, as in shell `fnmatch` without classes.
+/// Glob match of a path where `*` matches any (possibly empty) run of bytes within one segment:
+/// it never matches `/`, so a pattern fixes the number of segments (shell `fnmatch` with
+/// `FNM_PATHNAME`, without classes). Segment by segment, each with greedy matching and
+/// backtracking to its last star: linear time.
 fn glob_match(pattern: &str, text: &str) -> bool {
-    let (p, t) = (pattern.as_bytes(), text.as_bytes());
+    let mut patterns = pattern.split('/');
+    let mut segments = text.split('/');
+    loop {
+        match (patterns.next(), segments.next()) {
+            (None, None) => return true,
+            (Some(p), Some(t)) if segment_match(p.as_bytes(), t.as_bytes()) => {}
+            _ => return false,
+        }
+    }
+}
+
+fn segment_match(p: &[u8], t: &[u8]) -> bool {
     let (mut pi, mut ti) = (0, 0);
     let mut last_star: Option<(usize, usize)> = None;
     while ti < t.len() {
@@ -377,7 +411,7 @@ mod tests {
 
     #[test]
     fn pattern_matches_within_its_trust_domain_only() {
-        let p = IdPattern::parse("spiffe://example.org/ns/shop/*").unwrap();
+        let p = IdPattern::parse("spiffe://example.org/ns/shop/sa/*").unwrap();
         let yes = SpiffeId::parse("spiffe://example.org/ns/shop/sa/web").unwrap();
         let other_ns = SpiffeId::parse("spiffe://example.org/ns/shopx/sa/web").unwrap();
         let other_td = SpiffeId::parse("spiffe://evil.org/ns/shop/sa/web").unwrap();
@@ -390,11 +424,64 @@ mod tests {
         assert!(IdPattern::parse("spiffe://example.org/ns//*").is_err());
     }
 
+    /// Issue 12 finding 3: `*` crossed `/`, so a node allowed `ns/a/*` could obtain
+    /// `ns/a/sa/x/sa/web`, which policies written for `*/sa/web` then matched.
     #[test]
-    fn glob_backtracks() {
-        assert!(glob_match("/a/*/c", "/a/b/b/c"));
+    fn star_matches_within_one_segment_only() {
+        let smuggled = SpiffeId::parse("spiffe://example.org/ns/a/sa/x/sa/web").unwrap();
+        for pattern in [
+            "spiffe://example.org/ns/a/*",
+            "spiffe://example.org/ns/a/sa/*",
+            "spiffe://example.org/ns/*/sa/web",
+            "spiffe://example.org/*/sa/web",
+            "spiffe://example.org/*",
+        ] {
+            let p = IdPattern::parse(pattern).unwrap();
+            assert!(!p.matches(&smuggled), "{pattern} must not match {smuggled}");
+        }
+        let web = SpiffeId::parse("spiffe://example.org/ns/a/sa/web").unwrap();
+        let p = IdPattern::parse("spiffe://example.org/ns/*/sa/web").unwrap();
+        assert!(p.matches(&web));
+        assert!(
+            !IdPattern::parse("spiffe://example.org/ns/a/*")
+                .unwrap()
+                .matches(&web)
+        );
+    }
+
+    #[test]
+    fn glob_backtracks_within_a_segment() {
+        assert!(glob_match("/a/*/c", "/a/b/c"));
+        assert!(!glob_match("/a/*/c", "/a/b/b/c"));
         assert!(glob_match("/*b*", "/aaab"));
+        assert!(glob_match("/shop-*-v*/x", "/shop-a-b-v2/x"));
         assert!(!glob_match("/a*c", "/abcd"));
+        assert!(!glob_match("/a*", "/ab/c"));
         assert!(glob_match("*", ""));
+    }
+
+    #[test]
+    fn workload_patterns_name_namespace_and_service_account() {
+        for ok in [
+            "spiffe://example.org/ns/shop/sa/*",
+            "spiffe://example.org/ns/*/sa/web",
+            "spiffe://example.org/ns/shop/sa/web",
+            "spiffe://example.org/ns/team-*/sa/*",
+        ] {
+            assert!(IdPattern::parse_workload(ok).is_ok(), "{ok}");
+        }
+        for bad in [
+            "spiffe://example.org/ns/shop/*",
+            "spiffe://example.org/*",
+            "spiffe://example.org/node/*",
+            "spiffe://example.org/ns/shop/sa/web/x",
+            "spiffe://example.org/ns/*/*/*",
+        ] {
+            assert_eq!(
+                IdPattern::parse_workload(bad),
+                Err(SpiffeIdError::NotWorkloadPattern(bad.to_owned())),
+                "{bad}"
+            );
+        }
     }
 }

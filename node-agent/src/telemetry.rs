@@ -50,9 +50,11 @@ pub struct ConnectionRecord {
     pub destination_identity: String,
     pub source_address: SocketAddr,
     pub destination_address: SocketAddr,
-    /// `allow`, `audit` (allowed, would be denied) or `deny`; outbound: what the peer answered.
+    /// `allow`, `audit` (allowed, an AUDIT rule matched) or `deny`; outbound: what the peer
+    /// answered.
     pub decision: String,
-    /// The policy rule (`ns/name#index`), `no_policy` or `default_deny`, when known here.
+    /// The policy rule (`ns/name#index`), `no_policy`, `default_deny` or the document of the
+    /// `defaultAction` that decided (`ns/name#default`), when known here.
     pub rule: String,
     pub bytes_to_destination: u64,
     pub bytes_to_source: u64,

@@ -25,7 +25,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Origin, PolicyError};
-use crate::policy::{API_VERSION, Action, KIND, Policy};
+use crate::policy::{API_VERSION, Action, DefaultAction, KIND, Policy};
 
 pub use status::{
     ACCEPTED, AuthorizationPolicyStatus, REASON_INVALID, REASON_VALID, accepted_condition,
@@ -47,9 +47,11 @@ pub use status::{
     derive = "PartialEq",
     category = "ferrule",
     doc = "Which mesh identities may reach which workloads on which ports (ALLOW), must not \
-           (DENY), or are let through but logged as denied (AUDIT). A policy in the control \
-           plane's namespace applies mesh-wide.",
+           (DENY), or are logged as if denied (AUDIT); or, with defaultAction alone, what \
+           happens to workloads no ALLOW policy selects. A policy in the control plane's \
+           namespace applies mesh-wide.",
     printcolumn(name = "Action", type_ = "string", json_path = ".spec.action"),
+    printcolumn(name = "Default", type_ = "string", json_path = ".spec.defaultAction"),
     printcolumn(
         name = "Accepted",
         type_ = "string",
@@ -62,15 +64,26 @@ pub use status::{
     )
 )]
 #[serde(rename_all = "camelCase")]
+#[schemars(extend("oneOf" = [{"required": ["action", "rules"]}, {"required": ["defaultAction"]}]))]
 pub struct AuthorizationPolicySpec {
-    /// ALLOW, DENY or AUDIT (let through, but log as if denied).
-    pub action: Action,
+    /// ALLOW, DENY or AUDIT (mark allowed requests to be logged as if denied). Required unless
+    /// `defaultAction` is given.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "schema::action")]
+    pub action: Option<Action>,
     /// The destination workloads in scope the policy applies to; absent or empty: all of them.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub selector: Option<SelectorSpec>,
-    /// At least one; `[{}]` matches all traffic.
+    /// At least one; `[{}]` matches all traffic. Required unless `defaultAction` is given.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 1))]
-    pub rules: Vec<RuleSpec>,
+    pub rules: Option<Vec<RuleSpec>>,
+    /// deny or allow: what happens to workloads of this namespace (of the mesh, in the control
+    /// plane's namespace) that no ALLOW policy selects. Stands alone, without `action`,
+    /// `selector` or `rules`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "schema::default_action")]
+    pub default_action: Option<DefaultAction>,
     /// Fields the schema does not know. The API server prunes them, so they come only with
     /// objects built elsewhere; `to_policy` refuses them as a policy file would.
     #[serde(flatten)]
@@ -119,7 +132,8 @@ pub struct RuleSpec {
 #[serde(rename_all = "camelCase")]
 #[schemars(extend("minProperties" = 1))]
 pub struct SourceSpec {
-    /// An exact SPIFFE ID, or a glob where `*` matches any run of characters.
+    /// An exact SPIFFE ID, or a glob where `*` matches any run of characters within one path
+    /// segment.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(max = 2048), regex(pattern = schema::SPIFFE_ID))]
     pub identity: Option<String>,

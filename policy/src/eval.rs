@@ -9,7 +9,7 @@ use ferrule_identity::SpiffeId;
 use serde::Serialize;
 
 use crate::key::PolicyKey;
-use crate::policy::{Action, Policy};
+use crate::policy::{Action, DefaultAction, Policy};
 
 /// The destination workload of a request, as the destination node knows it.
 #[derive(Debug, Clone, Copy)]
@@ -36,6 +36,17 @@ pub struct PolicySet {
     mesh_wide: Vec<Policy>,
     /// Namespaced policies by namespace, each list sorted by name.
     by_namespace: BTreeMap<String, Vec<Policy>>,
+    /// The mesh's `defaultAction`, if a mesh-wide document sets one.
+    mesh_default: Option<ScopeDefault>,
+    /// Namespaces' `defaultAction`s; each overrides the mesh's.
+    namespace_defaults: BTreeMap<String, ScopeDefault>,
+}
+
+/// The default of one scope and the document that sets it.
+#[derive(Debug, Clone)]
+struct ScopeDefault {
+    action: DefaultAction,
+    policy: PolicyKey,
 }
 
 impl PolicySet {
@@ -46,6 +57,9 @@ impl PolicySet {
         let mut set = Self::default();
         // Key order puts mesh-wide policies first and keeps each list sorted by name.
         for (key, policy) in by_key {
+            if let Some(action) = policy.default_action() {
+                set.add_default(action, key.clone());
+            }
             match key.namespace() {
                 None => set.mesh_wide.push(policy),
                 Some(ns) => set
@@ -56,6 +70,36 @@ impl PolicySet {
             }
         }
         set
+    }
+
+    /// Several documents may set one scope's default: `deny` wins (the safe side), and among
+    /// equals the first in key order, so the answer does not depend on the order of arrival.
+    fn add_default(&mut self, action: DefaultAction, policy: PolicyKey) {
+        let current = match policy.namespace() {
+            None => self.mesh_default.as_ref(),
+            Some(ns) => self.namespace_defaults.get(ns),
+        };
+        // Keys arrive in order: an earlier document stays unless this one denies where it allowed.
+        if current
+            .is_some_and(|c| c.action == DefaultAction::Deny || action == DefaultAction::Allow)
+        {
+            return;
+        }
+        match policy.namespace() {
+            None => self.mesh_default = Some(ScopeDefault { action, policy }),
+            Some(ns) => {
+                let ns = ns.to_owned();
+                self.namespace_defaults
+                    .insert(ns, ScopeDefault { action, policy });
+            }
+        }
+    }
+
+    /// The default for workloads of `namespace`: its own, else the mesh's.
+    fn default_for(&self, namespace: &str) -> Option<&ScopeDefault> {
+        self.namespace_defaults
+            .get(namespace)
+            .or(self.mesh_default.as_ref())
     }
 
     /// All policies, in key order.
@@ -90,26 +134,32 @@ impl PolicySet {
         self.mesh_wide.iter().chain(namespaced)
     }
 
-    /// True when any policy (of any action) selects `destination`, so it is default deny.
-    pub fn selects(&self, destination: &Workload<'_>) -> bool {
+    /// True when an ALLOW policy selects `destination`, so what no ALLOW rule admits is denied.
+    pub fn allow_selects(&self, destination: &Workload<'_>) -> bool {
         self.in_scope(destination.namespace)
-            .any(|p| p.selects(destination))
+            .any(|p| p.action() == Some(Action::Allow) && p.selects(destination))
     }
 
-    /// DENY over AUDIT over ALLOW; then default deny if any policy selects the destination;
-    /// else allow. Among rules of one action, the first in (policy key, rule index) order.
+    /// DENY rules first; then ALLOW: a matching rule allows, and a workload any ALLOW policy
+    /// selects denies the rest (default deny); then the scope's `defaultAction`; else allow.
+    /// AUDIT never changes whether a request passes: a matching AUDIT rule turns an allowed
+    /// verdict into `audit`. Among rules of one action, the first in (policy key, rule index)
+    /// order.
     pub fn evaluate(&self, request: &Request<'_>) -> Decision {
         let destination = &request.destination;
         let local_td = destination.spiffe_id.trust_domain_str();
-        let mut selected = false;
+        let mut allow_selects = false;
         let mut audit = None;
         let mut allow = None;
         for policy in self.in_scope(destination.namespace) {
+            let Some(action) = policy.action() else {
+                continue;
+            };
             if !policy.selects(destination) {
                 continue;
             }
-            selected = true;
-            let slot = match policy.action() {
+            allow_selects |= action == Action::Allow;
+            let slot = match action {
                 Action::Deny => None,
                 Action::Audit if audit.is_some() => continue,
                 Action::Audit => Some(&mut audit),
@@ -129,21 +179,35 @@ impl PolicySet {
                 Some(slot) => *slot = Some((policy, rule)),
             }
         }
-        if let Some((policy, rule)) = audit {
-            Decision::rule(Verdict::Audit, policy, rule)
-        } else if let Some((policy, rule)) = allow {
-            Decision::rule(Verdict::Allow, policy, rule)
-        } else if selected {
-            Decision {
-                verdict: Verdict::Deny,
-                cause: Cause::DefaultDeny,
+        let decision = match allow {
+            Some((policy, rule)) => Decision::rule(Verdict::Allow, policy, rule),
+            None if allow_selects => Decision::new(Verdict::Deny, Cause::DefaultDeny),
+            None => self.default_decision(destination.namespace),
+        };
+        match audit {
+            Some((policy, rule)) if decision.verdict.allows() => {
+                Decision::rule(Verdict::Audit, policy, rule)
             }
-        } else {
-            Decision {
-                verdict: Verdict::Allow,
-                cause: Cause::NoPolicy,
-            }
+            _ => decision,
         }
+    }
+
+    /// For a workload no ALLOW policy selects.
+    fn default_decision(&self, namespace: &str) -> Decision {
+        let Some(default) = self.default_for(namespace) else {
+            return Decision::new(Verdict::Allow, Cause::NoPolicy);
+        };
+        let verdict = match default.action {
+            DefaultAction::Allow => Verdict::Allow,
+            DefaultAction::Deny => Verdict::Deny,
+        };
+        Decision::new(
+            verdict,
+            Cause::DefaultAction {
+                action: default.action,
+                policy: default.policy.clone(),
+            },
+        )
     }
 }
 
@@ -155,6 +219,10 @@ pub struct Decision {
 }
 
 impl Decision {
+    fn new(verdict: Verdict, cause: Cause) -> Self {
+        Self { verdict, cause }
+    }
+
     fn rule(verdict: Verdict, policy: &Policy, rule: usize) -> Self {
         Self {
             verdict,
@@ -204,26 +272,34 @@ impl fmt::Display for Verdict {
 }
 
 /// Why a request got its verdict. JSON: `{"kind":"rule","policy":"shop/x","rule":0}`,
+/// `{"kind":"default_action","action":"deny","policy":"shop/zero-trust"}`,
 /// `{"kind":"no_policy"}`, `{"kind":"default_deny"}`.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Cause {
     /// `rule` indexes the policy's `spec.rules`, from 0 like the field paths in errors.
     Rule { policy: PolicyKey, rule: usize },
-    /// No policy selects the destination: allowed.
+    /// No ALLOW policy selects the destination and its scope has no `defaultAction`: allowed.
     NoPolicy,
-    /// Policies select the destination but none of their rules allows the request.
+    /// ALLOW policies select the destination but none of their rules matches the request.
     DefaultDeny,
+    /// No ALLOW policy selects the destination: the `defaultAction` of its namespace (or of
+    /// the mesh, when `policy` has no namespace) decides.
+    DefaultAction {
+        action: DefaultAction,
+        policy: PolicyKey,
+    },
 }
 
 impl Cause {
     /// A short stable label for metrics and log fields: `shop/deny-legacy#1`, `no_policy`,
-    /// `default_deny`.
+    /// `default_deny`, `shop/zero-trust#default`.
     pub fn rule_label(&self) -> String {
         match self {
             Cause::Rule { policy, rule } => format!("{policy}#{rule}"),
             Cause::NoPolicy => "no_policy".to_owned(),
             Cause::DefaultDeny => "default_deny".to_owned(),
+            Cause::DefaultAction { policy, .. } => format!("{policy}#default"),
         }
     }
 }
@@ -232,10 +308,21 @@ impl fmt::Display for Cause {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Cause::Rule { policy, rule } => write!(f, "policy {policy}, rule {rule}"),
-            Cause::NoPolicy => f.write_str("no policy selects this workload"),
+            Cause::NoPolicy => {
+                f.write_str("no ALLOW policy selects this workload and no defaultAction is set")
+            }
             Cause::DefaultDeny => f.write_str(
-                "default deny: policies select this workload and no rule allows the source",
+                "default deny: ALLOW policies select this workload and none of their rules \
+                 matches",
             ),
+            Cause::DefaultAction { action, policy } => {
+                write!(f, "default action {action} of ")?;
+                match policy.namespace() {
+                    Some(namespace) => write!(f, "namespace {namespace}")?,
+                    None => f.write_str("the mesh")?,
+                }
+                write!(f, ", set by policy {policy}")
+            }
         }
     }
 }

@@ -15,14 +15,14 @@
 //!   name: allow-web                    # required, DNS label
 //!   namespace: shop                    # optional; absent = mesh-wide (every namespace)
 //! spec:
-//!   action: ALLOW                      # ALLOW | DENY | AUDIT
+//!   action: ALLOW                      # ALLOW | DENY | AUDIT (or `defaultAction` alone, below)
 //!   selector:                          # optional; absent or empty = every workload in scope
 //!     serviceAccount: api
 //!     matchLabels: {app: api, tier: backend}
 //!   rules:                             # at least one; `[{}]` matches all traffic
 //!     - from:                          # optional; absent or [] = any authenticated source
 //!         - identity: spiffe://example.org/ns/web/sa/frontend   # exact SPIFFE ID
-//!         - identity: spiffe://example.org/ns/web/*             # glob: `*` matches any run
+//!         - identity: spiffe://example.org/ns/web/sa/*          # glob: `*` within one segment
 //!         - namespace: web             # /ns/web/sa/<any> in the destination's trust domain
 //!         - {namespace: web, trustDomain: partner.org}          # ... or in partner.org
 //!         - trustDomain: partner.org   # any identity of partner.org
@@ -51,9 +51,16 @@
 //! - A rule **matches** a request when the destination port is in `ports` (if given) and the
 //!   source identity matches any `from` entry (if given).
 //! - Among the policies that select the destination: any matching DENY rule denies; else any
-//!   matching AUDIT rule lets the request through with verdict `audit` (log it as if denied);
-//!   else any matching ALLOW rule allows; else, since at least one policy of any action selects
-//!   the workload, it is denied by default. A workload no policy selects is allowed.
+//!   matching ALLOW rule allows; else, if any ALLOW policy selects the workload, it is denied
+//!   by default (`default_deny`); else the `defaultAction` of the workload's namespace, or
+//!   else of the mesh, decides; without one the request is allowed (`no_policy`). DENY and
+//!   AUDIT policies never deny what they do not name (as in Istio).
+//! - AUDIT changes no verdict: an allowed request that a matching AUDIT rule names gets verdict
+//!   `audit` (log it as if denied); a denied one stays denied.
+//! - A document whose `spec` holds `defaultAction: deny | allow` alone (no `action`, `selector`
+//!   or `rules`) sets the default of its namespace, or without `metadata.namespace` of the
+//!   mesh. A namespace's default overrides the mesh's; of several in one scope `deny` wins, and
+//!   the decision names the first such document in key order.
 //! - When several rules of the deciding action match, the decision names the first in policy
 //!   key order (mesh-wide policies first, then by namespace and name) and rule index, so the
 //!   answer is deterministic. Rules are numbered from 0, like `spec.rules[0]`.
@@ -81,5 +88,6 @@ pub use eval::{Cause, Decision, PolicySet, Request, Verdict, Workload};
 pub use key::PolicyKey;
 pub use names::{DnsLabel, DnsSubdomain, NameError};
 pub use policy::{
-    API_VERSION, Action, IdentityMatch, KIND, Policy, PortError, PortRange, Rule, Selector, Source,
+    API_VERSION, Action, DefaultAction, IdentityMatch, KIND, Policy, PortError, PortRange, Rule,
+    Selector, Source,
 };

@@ -4,6 +4,7 @@
 
 mod port;
 mod rule;
+mod spec;
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -17,6 +18,9 @@ use crate::names::{DnsLabel, DnsSubdomain, LabelKey, LabelValue};
 
 pub use port::{PortError, PortRange};
 pub use rule::{IdentityMatch, Rule, Source};
+pub use spec::DefaultAction;
+
+use spec::{RulesSpec, Spec};
 
 pub const API_VERSION: &str = "ferrule.dev/v1alpha1";
 pub const KIND: &str = "AuthorizationPolicy";
@@ -39,20 +43,6 @@ struct Metadata {
     /// Absent: a mesh-wide policy, for workloads in every namespace.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     namespace: Option<DnsLabel>,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct Spec {
-    action: Action,
-    #[serde(
-        default,
-        deserialize_with = "null_as_default",
-        skip_serializing_if = "Selector::is_empty"
-    )]
-    selector: Selector,
-    #[serde(deserialize_with = "rule::non_empty_rules")]
-    rules: Vec<Rule>,
 }
 
 /// What a matching rule does to the request.
@@ -98,6 +88,11 @@ pub struct Selector {
 }
 
 impl Selector {
+    const EMPTY: Selector = Selector {
+        service_account: None,
+        match_labels: BTreeMap::new(),
+    };
+
     pub fn service_account(&self) -> Option<&str> {
         self.service_account.as_ref().map(DnsSubdomain::as_str)
     }
@@ -140,24 +135,44 @@ impl Policy {
         self.metadata.namespace.as_ref().map(DnsLabel::as_str)
     }
 
-    pub fn action(&self) -> Action {
-        self.spec.action
+    /// `None` for a default-action document.
+    pub fn action(&self) -> Option<Action> {
+        self.rules_spec().map(|spec| spec.action)
     }
 
+    /// `Some` for a document that sets the default of its scope (its namespace, or the mesh).
+    pub fn default_action(&self) -> Option<DefaultAction> {
+        match &self.spec {
+            Spec::Default(spec) => Some(spec.default_action),
+            Spec::Rules(_) => None,
+        }
+    }
+
+    /// Empty (selects every workload in scope) for a default-action document.
     pub fn selector(&self) -> &Selector {
-        &self.spec.selector
+        static EVERY_WORKLOAD: Selector = Selector::EMPTY;
+        self.rules_spec()
+            .map_or(&EVERY_WORKLOAD, |spec| &spec.selector)
     }
 
-    /// Never empty. `Cause::Rule { rule }` indexes this slice.
+    /// Never empty for a rules policy; empty for a default-action document. `Cause::Rule {
+    /// rule }` indexes this slice.
     pub fn rules(&self) -> &[Rule] {
-        &self.spec.rules
+        self.rules_spec().map_or(&[], |spec| &spec.rules)
+    }
+
+    fn rules_spec(&self) -> Option<&RulesSpec> {
+        match &self.spec {
+            Spec::Rules(spec) => Some(spec),
+            Spec::Default(_) => None,
+        }
     }
 
     /// True when the policy applies to `workload`: it is mesh-wide or in the workload's
     /// namespace, and its selector matches.
     pub fn selects(&self, workload: &Workload<'_>) -> bool {
         self.namespace().is_none_or(|ns| ns == workload.namespace)
-            && self.spec.selector.matches(workload)
+            && self.selector().matches(workload)
     }
 }
 

@@ -78,7 +78,8 @@ fn evaluation_does_not_allocate() {
             Verdict::Allow,
         ),
         ("spiffe://example.org/ns/legacy/sa/old", 8080, Verdict::Deny),
-        ("spiffe://example.org/node/n1", 8080, Verdict::Audit),
+        ("spiffe://example.org/ns/web/sa/frontend", 80, Verdict::Deny),
+        ("spiffe://example.org/node/n1", 8080, Verdict::Deny),
         (
             "spiffe://partner.org/ns/checkout/sa/pay",
             443,
@@ -101,8 +102,28 @@ fn evaluation_does_not_allocate() {
             allocations, 0,
             "evaluating {source} port {port} ({decision}) allocated {allocations} times"
         );
-        let (selected, allocations) = allocations_during(|| set.selects(&api));
+        let (selected, allocations) = allocations_during(|| set.allow_selects(&api));
         assert!(selected);
         assert_eq!(allocations, 0, "selects() allocated {allocations} times");
     }
+    // No ALLOW policy selects cart: the namespace's defaultAction decides, without allocating.
+    let no_labels = BTreeMap::new();
+    let cart_id = SpiffeId::parse("spiffe://example.org/ns/shop/sa/cart").unwrap();
+    let cart = Workload {
+        spiffe_id: &cart_id,
+        namespace: "shop",
+        service_account: "cart",
+        labels: &no_labels,
+    };
+    let request = Request {
+        source: &api_id,
+        destination: cart,
+        port: 80,
+    };
+    let (decision, allocations) = allocations_during(|| set.evaluate(&request));
+    assert_eq!(decision.cause.rule_label(), "shop/zero-trust#default");
+    assert_eq!(
+        allocations, 0,
+        "the default action allocated {allocations} times"
+    );
 }

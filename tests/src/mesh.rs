@@ -75,7 +75,7 @@ impl Mesh {
     }
 
     fn join_token(&self, node: usize) -> String {
-        let allow = format!("spiffe://{TRUST_DOMAIN}/ns/{NAMESPACE}/*");
+        let allow = format!("spiffe://{TRUST_DOMAIN}/ns/{NAMESPACE}/sa/*");
         let node = self.cluster.node(node);
         let pod_cidr = node.pod_cidr.to_string();
         let out = self.ferrule(&[

@@ -181,6 +181,67 @@ fn policies_decide_each_new_connection_at_the_destination() {
     );
 }
 
+/// Issue 12 finding 8e: a DENY policy turned on default deny for the workloads it selected, so
+/// blocking one caller cut off every other one. Now only ALLOW policies and an explicit
+/// `defaultAction: deny` do.
+#[test]
+fn a_deny_blocks_only_its_caller_and_default_action_deny_blocks_the_unlisted() {
+    let mesh = Mesh::start(2, 2);
+    mesh.enroll_all("strict");
+    let _server = chat_server(&mesh, 0, 0, PORT);
+    let server = (0, 0);
+    let deny = policy_doc(
+        "deny-pod-1-1",
+        "DENY",
+        "pod-0-0",
+        &format!("    - from: [{{identity: \"{}\"}}]\n", sa(1, 1)),
+    );
+    let version = apply(&mesh, std::slice::from_ref(&deny));
+    mesh.wait_for_version(version, Duration::from_secs(5));
+    once(&mesh, 1, 1, server, PORT).expect_err("the DENY names pod-1-1");
+    once(&mesh, 1, 0, server, PORT).expect("a DENY for pod-1-1 leaves pod-1-0 alone");
+    once(&mesh, 0, 1, server, PORT).expect("a DENY for pod-1-1 leaves pod-0-1 alone");
+
+    let zero_trust = "apiVersion: ferrule.dev/v1alpha1\nkind: AuthorizationPolicy\nmetadata:\n  \
+                      name: zero-trust\n  namespace: shop\nspec:\n  defaultAction: deny\n";
+    let version = apply(&mesh, &[zero_trust.to_owned()]);
+    mesh.wait_for_version(version, Duration::from_secs(5));
+    let refused = once(&mesh, 0, 1, server, PORT).expect_err("the namespace is zero trust");
+    let log = mesh.agent(0).wait_for_line(
+        "default action deny of namespace shop",
+        Duration::from_secs(5),
+    );
+    assert!(
+        log.contains(&sa(0, 1)) && log.contains("shop/zero-trust"),
+        "the destination logs the source and the default's document: {log}\n(client saw {refused})"
+    );
+    let out = mesh.ferrule(&[
+        "explain",
+        &sa(0, 1),
+        &format!("{}:{PORT}", mesh.pod(0, 0).ip),
+    ]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success()
+            && text.contains(
+                "deny (default action deny of namespace shop, set by policy shop/zero-trust)"
+            )
+            && text.contains("shop/zero-trust#default"),
+        "explain names the default as the cause:\n{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let allow = policy_doc(
+        "allow-pod-1-0",
+        "ALLOW",
+        "pod-0-0",
+        &format!("    - from: [{{identity: \"{}\"}}]\n", sa(1, 0)),
+    );
+    let version = apply(&mesh, &[allow]);
+    mesh.wait_for_version(version, Duration::from_secs(5));
+    once(&mesh, 1, 0, server, PORT).expect("an ALLOW admits its caller in a zero-trust namespace");
+    once(&mesh, 0, 1, server, PORT).expect_err("the unlisted caller stays refused");
+}
+
 #[test]
 fn a_policy_change_or_a_revocation_cuts_live_connections_within_a_second() {
     let mut mesh = Mesh::start(2, 2);

@@ -101,14 +101,14 @@ async fn agents_get_a_snapshot_then_deltas_and_the_control_plane_tracks_their_ve
     let n1 = cp
         .join_node_with_pods(
             "n1",
-            &["spiffe://example.org/ns/shop/*"],
+            &["spiffe://example.org/ns/shop/sa/*"],
             &["10.244.1.0/24"],
         )
         .await;
     let n2 = cp
         .join_node_with_pods(
             "n2",
-            &["spiffe://example.org/ns/bank/*"],
+            &["spiffe://example.org/ns/bank/sa/*"],
             &["10.244.2.0/24"],
         )
         .await;
@@ -267,7 +267,7 @@ async fn agents_get_a_snapshot_then_deltas_and_the_control_plane_tracks_their_ve
     cp.stop();
     cp.start();
     let n1 = cp
-        .join_node("n1b", &["spiffe://example.org/ns/shop/*"])
+        .join_node("n1b", &["spiffe://example.org/ns/shop/sa/*"])
         .await;
     let removed = WorkloadsClient::new(cp.channel(Some(n1)))
         .unregister(v1::UnregisterWorkloadRequest {
@@ -281,7 +281,7 @@ async fn agents_get_a_snapshot_then_deltas_and_the_control_plane_tracks_their_ve
         "uid-1 belongs to n1"
     );
     let n1 = cp
-        .join_node("n1", &["spiffe://example.org/ns/shop/*"])
+        .join_node("n1", &["spiffe://example.org/ns/shop/sa/*"])
         .await;
     WorkloadsClient::new(cp.channel(Some(n1)))
         .unregister(v1::UnregisterWorkloadRequest {

@@ -50,7 +50,7 @@ async fn agent_joins_with_a_single_use_token_and_keeps_its_key_in_memory() {
     let token = cp
         .join_token(
             "n1",
-            &["spiffe://example.org/ns/shop/*"],
+            &["spiffe://example.org/ns/shop/sa/*"],
             Duration::from_secs(3600),
         )
         .await;
@@ -177,7 +177,7 @@ async fn expired_reused_and_malformed_tokens_are_unauthenticated() {
 async fn sign_enforces_the_nodes_allowance_and_validates_the_csr() {
     let mut cp = ControlPlaneFixture::new(TD);
     cp.start();
-    let node = join_node(&cp, "n1", &["spiffe://example.org/ns/shop/*"]).await;
+    let node = join_node(&cp, "n1", &["spiffe://example.org/ns/shop/sa/*"]).await;
 
     let ok = sign(
         &cp,
@@ -212,6 +212,16 @@ async fn sign_enforces_the_nodes_allowance_and_validates_the_csr() {
     .await
     .unwrap_err();
     assert_eq!(other_node.code(), Code::PermissionDenied, "{other_node:?}");
+    // Issue 12 finding 3: a longer path under an allowed namespace is not a workload identity.
+    let smuggled = "spiffe://example.org/ns/shop/sa/x/sa/web";
+    let unshaped = sign(&cp, &node, smuggled, csr_for(smuggled))
+        .await
+        .unwrap_err();
+    assert_eq!(unshaped.code(), Code::InvalidArgument, "{unshaped:?}");
+    assert!(
+        unshaped.message().contains("is not a workload identity"),
+        "{unshaped:?}"
+    );
 
     let malformed = sign(
         &cp,
@@ -284,7 +294,7 @@ async fn client_certificates_of_another_ca_or_trust_domain_fail_the_handshake() 
 async fn restart_keeps_nodes_and_certificate_inventory() {
     let mut cp = ControlPlaneFixture::new(TD);
     cp.start();
-    let node = join_node(&cp, "n1", &["spiffe://example.org/ns/shop/*"]).await;
+    let node = join_node(&cp, "n1", &["spiffe://example.org/ns/shop/sa/*"]).await;
     let issued = sign(
         &cp,
         &node,
@@ -328,7 +338,7 @@ async fn restart_keeps_nodes_and_certificate_inventory() {
     assert_eq!(nodes.len(), 1);
     assert_eq!(
         nodes[0].allow,
-        vec!["spiffe://example.org/ns/shop/*".to_string()]
+        vec!["spiffe://example.org/ns/shop/sa/*".to_string()]
     );
 
     // The node certificate issued before the restart still authenticates.

@@ -18,7 +18,7 @@ async fn prometheus_scrapes_a_running_agent_and_the_control_plane() {
     let token = cp
         .join_token(
             "n1",
-            &["spiffe://example.org/ns/shop/*"],
+            &["spiffe://example.org/ns/shop/sa/*"],
             Duration::from_secs(600),
         )
         .await;

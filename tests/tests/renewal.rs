@@ -46,7 +46,7 @@ async fn agent_serves_its_certificate_through_an_outage_and_renews_after() {
         admin
             .create_join_token(ferrule_proto::v1::CreateJoinTokenRequest {
                 node: "n1".into(),
-                allow: vec!["spiffe://example.org/ns/shop/*".into()],
+                allow: vec!["spiffe://example.org/ns/shop/sa/*".into()],
                 ttl_seconds: 600,
                 ..Default::default()
             })

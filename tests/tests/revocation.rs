@@ -83,7 +83,7 @@ async fn a_revoked_serial_is_in_the_crl_and_a_revoked_node_gets_no_certificates(
     let mut cp = ControlPlaneFixture::new("example.org");
     cp.start();
     let node = cp
-        .join_node("n1", &["spiffe://example.org/ns/shop/*"])
+        .join_node("n1", &["spiffe://example.org/ns/shop/sa/*"])
         .await;
     let revoked = sign(&cp, &node, WEB).await.expect("sign");
     let kept = sign(&cp, &node, WEB).await.expect("sign");
@@ -167,7 +167,7 @@ async fn a_revoked_serial_is_in_the_crl_and_a_revoked_node_gets_no_certificates(
     let out = cp.ferrule(&["revoke", "--lift", "--node", "n1"]);
     assert!(out.status.success(), "{}", text(&out));
     let rejoined = cp
-        .join_node("n1", &["spiffe://example.org/ns/shop/*"])
+        .join_node("n1", &["spiffe://example.org/ns/shop/sa/*"])
         .await;
     sign(&cp, &rejoined, WEB)
         .await
@@ -192,37 +192,6 @@ spec:
     - from: [{namespace: web}]
       ports: [8080]
 ";
-
-#[tokio::test(flavor = "multi_thread")]
-async fn a_deny_policy_without_an_allow_beside_it_is_applied_with_a_warning() {
-    let mut cp = ControlPlaneFixture::new("example.org");
-    cp.start();
-    let deny_path = cp.dir.path().join("deny.yaml");
-    let deny = GOOD
-        .replace("allow-web", "block-evil")
-        .replace("ALLOW", "DENY")
-        .replace("namespace: web", "namespace: evil");
-    std::fs::write(&deny_path, &deny).unwrap();
-    let deny_path = deny_path.display().to_string();
-
-    let out = cp.ferrule(&["policy", "apply", "-f", &deny_path]);
-    assert!(out.status.success(), "applied anyway: {}", text(&out));
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        stderr.contains("warning: policy shop/block-evil (DENY) selects workloads in namespace shop that no ALLOW policy covers"),
-        "{stderr}"
-    );
-
-    let good = cp.dir.path().join("good.yaml");
-    std::fs::write(&good, GOOD).unwrap();
-    let out = cp.ferrule(&["policy", "apply", "-f", good.to_str().unwrap()]);
-    assert!(out.status.success(), "{}", text(&out));
-    let out = cp.ferrule(&["-o", "json", "policy", "apply", "-f", &deny_path]);
-    assert!(out.status.success(), "{}", text(&out));
-    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(report["warnings"], serde_json::json!([]), "{report}");
-    assert!(out.stderr.is_empty(), "{}", text(&out));
-}
 
 fn policy_keys(cp: &ControlPlaneFixture) -> Vec<String> {
     let out = cp.ferrule(&["-o", "json", "policy", "get"]);
@@ -353,7 +322,7 @@ async fn offboarding_the_last_workload_of_an_identity_or_a_node_revokes_its_cert
     let node = cp
         .join_node_with_pods(
             "n1",
-            &["spiffe://example.org/ns/shop/*"],
+            &["spiffe://example.org/ns/shop/sa/*"],
             &["10.244.0.0/24"],
         )
         .await;
@@ -396,7 +365,10 @@ async fn offboarding_the_last_workload_of_an_identity_or_a_node_revokes_its_cert
         .iter()
         .filter(|n| n["node"] == "n1")
         .collect();
-    assert!(listed.is_empty(), "a removed node's record is gone: {status}");
+    assert!(
+        listed.is_empty(),
+        "a removed node's record is gone: {status}"
+    );
 }
 
 /// An SVID written as `<name>.crt` (leaf + chain) and `<name>.key`; returns (cert, key, serial).
@@ -490,7 +462,7 @@ async fn an_nginx_gateway_with_the_published_crls_refuses_only_the_revoked_clien
     let mut cp = ControlPlaneFixture::new("example.org");
     cp.start();
     let node = cp
-        .join_node("n1", &["spiffe://example.org/ns/shop/*"])
+        .join_node("n1", &["spiffe://example.org/ns/shop/sa/*"])
         .await;
     let (gw_cert, gw_key, _) = issue_files(&cp, &node, GATEWAY, "gateway").await;
     let (kept_cert, kept_key, _) = issue_files(&cp, &node, WEB, "kept").await;

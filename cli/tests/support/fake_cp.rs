@@ -93,12 +93,12 @@ impl admin_server::Admin for FakeAdmin {
         };
         Ok(Response::new(v1::ListNodesResponse {
             nodes: vec![
-                node("n2", &["spiffe://example.org/ns/db/*"], 1_700_000_100),
+                node("n2", &["spiffe://example.org/ns/db/sa/*"], 1_700_000_100),
                 node(
                     "n1",
                     &[
-                        "spiffe://example.org/ns/shop/*",
-                        "spiffe://example.org/ns/web/*",
+                        "spiffe://example.org/ns/shop/sa/*",
+                        "spiffe://example.org/ns/web/sa/*",
                     ],
                     1_700_000_000,
                 ),

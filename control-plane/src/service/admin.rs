@@ -30,7 +30,7 @@ impl AdminService {
         SpiffeId::node(&cp.trust_domain, &body.node)
             .map_err(|e| Status::invalid_argument(format!("node name {:?}: {e}", body.node)))?;
         for pattern in &body.allow {
-            let parsed = IdPattern::parse(pattern)
+            let parsed = IdPattern::parse_workload(pattern)
                 .map_err(|e| Status::invalid_argument(format!("allow {pattern:?}: {e}")))?;
             if parsed.trust_domain_str() != cp.trust_domain.as_str() {
                 return Err(Status::invalid_argument(format!(

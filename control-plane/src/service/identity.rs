@@ -25,6 +25,7 @@ impl Identity for IdentityService {
         let cp = &self.0;
         let id = SpiffeId::parse(&body.spiffe_id)
             .map_err(|e| Status::invalid_argument(format!("spiffe_id: {e}")))?;
+        refuse_unshaped(cp, &node_name, &id)?;
         let node = cp
             .store
             .get_node(&node_name)
@@ -68,6 +69,25 @@ impl Identity for IdentityService {
     }
 }
 
+/// Agents ask for their node's identity and for workload identities
+/// (`/ns/<namespace>/sa/<service-account>`), nothing else: a broad allowance must not mint IDs
+/// of another shape that policies or peers might read differently.
+fn refuse_unshaped(cp: &ControlPlane, node_name: &str, id: &SpiffeId) -> Result<(), Status> {
+    if matches!(id.kind(), IdKind::Workload { .. } | IdKind::Node(_)) {
+        return Ok(());
+    }
+    cp.metrics.csr(node_name, false);
+    tracing::warn!(node = %node_name, %id, "certificate request for an identity that is not workload-shaped");
+    Err(Status::invalid_argument(unshaped_message(id)))
+}
+
+fn unshaped_message(id: &SpiffeId) -> String {
+    format!(
+        "{id} is not a workload identity: workload certificates are issued only for \
+         spiffe://<trust-domain>/ns/<namespace>/sa/<service-account>"
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -94,7 +114,7 @@ mod tests {
 
     #[test]
     fn node_gets_own_identity_and_allowed_workloads_only() {
-        let n = node(&["spiffe://example.org/ns/shop/*"]);
+        let n = node(&["spiffe://example.org/ns/shop/sa/*"]);
         assert!(entitled(&n, &id("spiffe://example.org/node/n1")));
         assert!(entitled(&n, &id("spiffe://example.org/ns/shop/sa/web")));
         assert!(!entitled(&n, &id("spiffe://example.org/ns/bank/sa/web")));
@@ -110,5 +130,27 @@ mod tests {
             &id("spiffe://example.org/ferrule/control-plane")
         ));
         assert!(!entitled(&broad, &id("spiffe://example.org/node/n2")));
+    }
+
+    /// Issue 12 finding 3: with `*` crossing `/`, a node allowed `ns/a/*` obtained
+    /// `ns/a/sa/x/sa/web`; now the pattern stops at one segment and the CA refuses any workload
+    /// ID that is not `/ns/<namespace>/sa/<service-account>`.
+    #[test]
+    fn workload_ids_must_be_workload_shaped() {
+        let smuggled = id("spiffe://example.org/ns/a/sa/x/sa/web");
+        for allow in [
+            "spiffe://example.org/ns/a/*",
+            "spiffe://example.org/ns/a/sa/*",
+        ] {
+            assert!(!entitled(&node(&[allow]), &smuggled), "{allow}");
+        }
+        let other = id("spiffe://example.org/svc/web");
+        assert!(!entitled(&node(&["spiffe://example.org/*"]), &other));
+        let message = unshaped_message(&smuggled);
+        assert!(
+            message.contains("is not a workload identity")
+                && message.contains("/ns/<namespace>/sa/<service-account>"),
+            "{message}"
+        );
     }
 }

@@ -51,3 +51,27 @@ pub(super) fn match_labels(_: &mut SchemaGenerator) -> Schema {
         },
     })
 }
+
+/// `action`: optional since a default-action document has none. (The derived schema of an
+/// optional enum would lose the field's description and, for some enums, list `null`.)
+pub(super) fn action(_: &mut SchemaGenerator) -> Schema {
+    json_schema!({
+        "description": "ALLOW, DENY or AUDIT (mark allowed requests to be logged as if denied). \
+                        Required unless defaultAction is given.",
+        "type": "string",
+        "nullable": true,
+        "enum": ["ALLOW", "DENY", "AUDIT"],
+    })
+}
+
+/// `defaultAction`, see [`action`].
+pub(super) fn default_action(_: &mut SchemaGenerator) -> Schema {
+    json_schema!({
+        "description": "deny or allow: what happens to workloads of this namespace (of the \
+                        mesh, in the control plane's namespace) that no ALLOW policy selects. \
+                        Stands alone, without action, selector or rules.",
+        "type": "string",
+        "nullable": true,
+        "enum": ["allow", "deny"],
+    })
+}

@@ -122,8 +122,7 @@ fn invalid_objects_give_the_errors_of_the_cli() {
         ),
         (
             "  action: ALLOW\n  rules: [{}]\n  defaultAction: deny\n",
-            "field spec.defaultAction: unknown field `defaultAction`, expected one of `action`, `selector`, \
-             `rules`",
+            "field spec: `defaultAction` stands alone",
         ),
         (
             "  action: ALLOW\n  rules:\n    - from: [{}]\n",
@@ -290,13 +289,22 @@ fn the_crd_names_the_resource_and_validates_what_openapi_can() {
         .flatten()
         .map(|c| c.name.as_str())
         .collect();
-    assert_eq!(columns, ["Action", "Accepted", "Age"]);
+    assert_eq!(columns, ["Action", "Default", "Accepted", "Age"]);
 
     let schema =
         serde_json::to_value(&version.schema.as_ref().unwrap().open_api_v3_schema).unwrap();
     assert_structural(&schema, "");
     let spec = &schema["properties"]["spec"];
-    assert_eq!(spec["required"], json!(["action", "rules"]));
+    assert_eq!(spec["required"], Value::Null);
+    assert_eq!(
+        spec["oneOf"],
+        json!([{"required": ["action", "rules"]}, {"required": ["defaultAction"]}]),
+        "rules, or a default alone"
+    );
+    assert_eq!(
+        spec["properties"]["defaultAction"]["enum"],
+        json!(["allow", "deny"])
+    );
     assert_eq!(
         spec["properties"]["action"]["enum"],
         json!(["ALLOW", "DENY", "AUDIT"])

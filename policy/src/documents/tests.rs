@@ -31,18 +31,24 @@ fn parses_every_document_of_the_example() {
     assert_eq!(
         keys,
         [
+            "shop/zero-trust",
             "shop/deny-legacy",
             "shop/api-ingress",
             "shop/payments-ingress",
             "shop/audit-partner"
         ]
     );
-    let actions: Vec<Action> = policies.iter().map(Policy::action).collect();
+    let actions: Vec<Action> = policies.iter().filter_map(Policy::action).collect();
     assert_eq!(
         actions,
         [Action::Deny, Action::Allow, Action::Allow, Action::Audit]
     );
-    let api = &policies[1];
+    assert_eq!(
+        policies[0].default_action(),
+        Some(crate::DefaultAction::Deny)
+    );
+    assert!(policies[0].rules().is_empty());
+    let api = &policies[2];
     assert_eq!(api.selector().service_account(), Some("api"));
     assert_eq!(
         api.selector().match_labels().collect::<Vec<_>>(),
@@ -79,7 +85,7 @@ fn the_example_decides_as_its_comments_say() {
     );
     assert_eq!(
         decide(frontend, &api, 9000),
-        "deny (default deny: policies select this workload and no rule allows the source)"
+        "deny (default deny: ALLOW policies select this workload and none of their rules matches)"
     );
     assert_eq!(
         decide("spiffe://example.org/ns/batch/sa/export", &api, 9050),
@@ -99,16 +105,21 @@ fn the_example_decides_as_its_comments_say() {
     );
     assert_eq!(
         decide("spiffe://example.org/ns/shop/sa/cart", &payments, 80),
-        "deny (default deny: policies select this workload and no rule allows the source)"
+        "deny (default deny: ALLOW policies select this workload and none of their rules matches)"
     );
     assert_eq!(
         decide(frontend, &cart, 8080),
-        "deny (default deny: policies select this workload and no rule allows the source)",
-        "deny-legacy selects every shop workload, so the whole namespace is default deny"
+        "deny (default action deny of namespace shop, set by policy shop/zero-trust)",
+        "no ALLOW policy selects cart: the namespace's default decides"
+    );
+    assert_eq!(
+        decide("spiffe://partner.org/ns/other/sa/x", &payments, 443),
+        "deny (default deny: ALLOW policies select this workload and none of their rules matches)",
+        "audit-partner names the source, but AUDIT lets through nothing the rest refuses"
     );
     assert_eq!(
         decide("spiffe://example.org/ns/legacy/sa/old", &blog, 80),
-        "allow (no policy selects this workload)"
+        "allow (no ALLOW policy selects this workload and no defaultAction is set)"
     );
 }
 
@@ -151,7 +162,7 @@ fn yaml_form_is_the_input_shape() {
     let text = "apiVersion: ferrule.dev/v1alpha1\nkind: AuthorizationPolicy\nmetadata:\n  name: \
                 api-ingress\n  namespace: shop\nspec:\n  action: ALLOW\n  selector:\n    \
                 serviceAccount: api\n    matchLabels:\n      tier: backend\n  rules:\n  - from:\n    \
-                - identity: spiffe://example.org/ns/web/*\n    - namespace: checkout\n      \
+                - identity: spiffe://example.org/ns/web/sa/*\n    - namespace: checkout\n      \
                 trustDomain: partner.org\n    ports:\n    - 8080\n    - 9000-9100\n";
     let policy = &parse_documents(text, "x.yaml").unwrap()[0];
     assert_eq!(policy.to_yaml(), text);
@@ -308,6 +319,46 @@ fn refuses_other_bad_ports() {
             "{AT}: field spec.rules[0].ports (line 9 column 14): an empty port list would match \
              no port; leave `ports` out to match any port"
         )
+    );
+}
+
+#[test]
+fn a_default_action_stands_alone() {
+    let policy = parse_documents(&doc("  defaultAction: deny\n"), "shop.yaml")
+        .unwrap()
+        .remove(0);
+    assert_eq!(policy.default_action(), Some(crate::DefaultAction::Deny));
+    assert_eq!(policy.action(), None);
+    assert_eq!(
+        Policy::from_json(&policy.to_json()).unwrap(),
+        policy,
+        "{}",
+        policy.to_json()
+    );
+    assert!(
+        policy
+            .to_json()
+            .contains(r#""spec":{"defaultAction":"deny"}"#)
+    );
+    for spec in [
+        "  defaultAction: deny\n  action: ALLOW\n  rules: [{}]\n",
+        "  defaultAction: allow\n  selector: {serviceAccount: api}\n",
+    ] {
+        let message = error(&doc(spec));
+        assert!(
+            message.starts_with(&format!("{AT}: field spec"))
+                && message.contains("`defaultAction` stands alone"),
+            "{message}"
+        );
+    }
+    let message = error(&doc("  defaultAction: DENY\n"));
+    assert!(
+        message.contains("unknown variant `DENY`, expected `allow` or `deny`"),
+        "{message}"
+    );
+    assert_eq!(
+        error(&doc("  rules: [{}]\n")),
+        format!("{AT}: field spec.action: this required field is missing")
     );
 }
 
@@ -485,7 +536,7 @@ fn from_json_validates_again() {
         Policy::from_json(&unknown).unwrap_err().to_string(),
         format!(
             "policy JSON (policy shop/web): field spec.verb (line 1 column {column}): unknown \
-             field `verb`, expected one of `action`, `selector`, `rules`"
+             field `verb`, expected one of `action`, `selector`, `rules`, `defaultAction`"
         )
     );
     assert_eq!(

@@ -28,8 +28,19 @@ fn allow_from(namespace: Option<&str>, name: &str, from: &str) -> Policy {
 }
 
 const DEFAULT_DENY: &str =
-    "deny (default deny: policies select this workload and no rule allows the source)";
-const NO_POLICY: &str = "allow (no policy selects this workload)";
+    "deny (default deny: ALLOW policies select this workload and none of their rules matches)";
+const NO_POLICY: &str = "allow (no ALLOW policy selects this workload and no defaultAction is set)";
+
+fn default_action(namespace: Option<&str>, name: &str, action: &str) -> Policy {
+    let namespace = namespace.map_or(String::new(), |ns| format!("\n  namespace: {ns}"));
+    let text = format!(
+        "apiVersion: ferrule.dev/v1alpha1\nkind: AuthorizationPolicy\nmetadata:\n  name: \
+         {name}{namespace}\nspec:\n  defaultAction: {action}\n"
+    );
+    crate::parse_documents(&text, "test.yaml")
+        .unwrap_or_else(|e| panic!("{e}"))
+        .remove(0)
+}
 
 #[test]
 fn without_policies_everything_is_allowed() {
@@ -68,7 +79,7 @@ fn deny_wins_over_allow_and_audit() {
         Some("shop"),
         "z-deny",
         "DENY",
-        "rules: [{ports: [22]}, {from: [{identity: 'spiffe://example.org/ns/web/*'}]}]",
+        "rules: [{ports: [22]}, {from: [{identity: 'spiffe://example.org/ns/web/sa/*'}]}]",
     );
     let set = PolicySet::new([allow, audit, deny]);
     assert_eq!(
@@ -106,30 +117,178 @@ fn audit_lets_traffic_through_and_wins_over_allow() {
     );
 }
 
+/// Issue 12 finding 8e: any policy that selected a workload, DENY or AUDIT included, turned on
+/// default deny for it, so a DENY meant for one caller cut off every other one.
 #[test]
-fn any_selecting_policy_makes_the_workload_default_deny() {
+fn deny_or_audit_alone_decides_only_what_it_names() {
     let api = Dest::new("shop", "api", &[]);
-    for action in ["DENY", "AUDIT"] {
-        let set = PolicySet::new([policy(
-            Some("shop"),
-            "only",
-            action,
-            "rules: [{from: [{namespace: legacy}]}]",
-        )]);
-        assert!(set.selects(&api.workload()));
+    let deny = policy(
+        Some("shop"),
+        "block-legacy",
+        "DENY",
+        "rules: [{from: [{namespace: legacy}]}]",
+    );
+    let set = PolicySet::new([deny.clone()]);
+    assert!(!set.allow_selects(&api.workload()));
+    assert_eq!(
+        explain(&set, LEGACY, &api, 80),
+        "deny (policy shop/block-legacy, rule 0)"
+    );
+    assert_eq!(
+        explain(&set, FRONTEND, &api, 80),
+        NO_POLICY,
+        "a DENY for legacy leaves other callers alone"
+    );
+    let audit = policy(
+        Some("shop"),
+        "watch-legacy",
+        "AUDIT",
+        "rules: [{from: [{namespace: legacy}]}]",
+    );
+    let set = PolicySet::new([audit]);
+    assert_eq!(
+        explain(&set, LEGACY, &api, 80),
+        "audit (policy shop/watch-legacy, rule 0)"
+    );
+    assert_eq!(explain(&set, FRONTEND, &api, 80), NO_POLICY);
+}
+
+#[test]
+fn audit_never_lets_through_what_the_rest_refuses() {
+    let api = Dest::new("shop", "api", &[]);
+    let allow = allow_from(Some("shop"), "a-allow", "{namespace: web}");
+    let audit = policy(
+        Some("shop"),
+        "b-audit",
+        "AUDIT",
+        "rules: [{from: [{namespace: legacy}]}]",
+    );
+    let set = PolicySet::new([allow, audit.clone()]);
+    assert_eq!(explain(&set, LEGACY, &api, 80), DEFAULT_DENY);
+    let set = PolicySet::new([default_action(Some("shop"), "zt", "deny"), audit]);
+    assert_eq!(
+        decide(&set, LEGACY, &api, 80).verdict,
+        Verdict::Deny,
+        "the namespace's default deny holds for audited sources too"
+    );
+}
+
+#[test]
+fn default_action_deny_of_the_mesh_or_a_namespace() {
+    let api = Dest::new("shop", "api", &[]);
+    let blog = Dest::new("web", "blog", &[]);
+    let mesh = PolicySet::new([default_action(None, "zero-trust", "deny")]);
+    for dest in [&api, &blog] {
+        let decision = decide(&mesh, FRONTEND, dest, 80);
+        assert_eq!(decision.verdict, Verdict::Deny);
         assert_eq!(
-            explain(&set, FRONTEND, &api, 80),
-            DEFAULT_DENY,
-            "a {action} policy selects the workload, so unmatched traffic is denied"
+            decision.to_string(),
+            "deny (default action deny of the mesh, set by policy zero-trust)"
+        );
+        assert_eq!(decision.cause.rule_label(), "zero-trust#default");
+    }
+    let namespace = PolicySet::new([default_action(Some("shop"), "zero-trust", "deny")]);
+    assert_eq!(
+        explain(&namespace, FRONTEND, &api, 80),
+        "deny (default action deny of namespace shop, set by policy shop/zero-trust)"
+    );
+    assert_eq!(explain(&namespace, FRONTEND, &blog, 80), NO_POLICY);
+}
+
+#[test]
+fn default_action_lets_allow_and_deny_rules_decide_first() {
+    let api = Dest::new("shop", "api", &[]);
+    let cart = Dest::new("shop", "cart", &[]);
+    let set = PolicySet::new([
+        default_action(None, "zero-trust", "deny"),
+        policy(
+            Some("shop"),
+            "api",
+            "ALLOW",
+            "selector: {serviceAccount: api}\nrules: [{from: [{namespace: web}]}]",
+        ),
+    ]);
+    assert_eq!(
+        explain(&set, FRONTEND, &api, 80),
+        "allow (policy shop/api, rule 0)"
+    );
+    assert_eq!(explain(&set, LEGACY, &api, 80), DEFAULT_DENY);
+    assert_eq!(
+        explain(&set, FRONTEND, &cart, 80),
+        "deny (default action deny of the mesh, set by policy zero-trust)"
+    );
+    let open = PolicySet::new([
+        default_action(None, "open", "allow"),
+        policy(
+            Some("shop"),
+            "block",
+            "DENY",
+            "rules: [{from: [{namespace: legacy}]}]",
+        ),
+    ]);
+    assert_eq!(
+        explain(&open, LEGACY, &cart, 80),
+        "deny (policy shop/block, rule 0)"
+    );
+    assert_eq!(
+        explain(&open, FRONTEND, &cart, 80),
+        "allow (default action allow of the mesh, set by policy open)"
+    );
+}
+
+#[test]
+fn a_namespace_default_overrides_the_mesh_default() {
+    let api = Dest::new("shop", "api", &[]);
+    let blog = Dest::new("web", "blog", &[]);
+    let set = PolicySet::new([
+        default_action(None, "zero-trust", "deny"),
+        default_action(Some("web"), "public", "allow"),
+    ]);
+    assert_eq!(
+        explain(&set, LEGACY, &blog, 80),
+        "allow (default action allow of namespace web, set by policy web/public)"
+    );
+    assert_eq!(decide(&set, LEGACY, &api, 80).verdict, Verdict::Deny);
+    let set = PolicySet::new([
+        default_action(None, "open", "allow"),
+        default_action(Some("shop"), "zero-trust", "deny"),
+    ]);
+    assert_eq!(decide(&set, LEGACY, &api, 80).verdict, Verdict::Deny);
+    assert_eq!(decide(&set, LEGACY, &blog, 80).verdict, Verdict::Allow);
+}
+
+#[test]
+fn of_two_defaults_in_one_scope_deny_wins() {
+    let api = Dest::new("shop", "api", &[]);
+    for order in [["a", "b"], ["b", "a"]] {
+        let set = PolicySet::new([
+            default_action(Some("shop"), order[0], "allow"),
+            default_action(Some("shop"), order[1], "deny"),
+        ]);
+        assert_eq!(
+            explain(&set, LEGACY, &api, 80),
+            format!(
+                "deny (default action deny of namespace shop, set by policy shop/{})",
+                order[1]
+            )
         );
     }
+    let set = PolicySet::new([
+        default_action(Some("shop"), "b", "deny"),
+        default_action(Some("shop"), "a", "deny"),
+    ]);
+    assert_eq!(
+        decide(&set, LEGACY, &api, 80).cause.rule_label(),
+        "shop/a#default",
+        "among equals, the first in key order"
+    );
 }
 
 #[test]
 fn policies_of_other_namespaces_do_not_apply() {
     let set = PolicySet::new([allow_from(Some("bank"), "x", "{namespace: web}")]);
     let api = Dest::new("shop", "api", &[]);
-    assert!(!set.selects(&api.workload()));
+    assert!(!set.allow_selects(&api.workload()));
     assert_eq!(explain(&set, LEGACY, &api, 80), NO_POLICY);
 }
 
@@ -148,7 +307,7 @@ fn mesh_wide_policies_apply_in_every_namespace() {
             "deny (policy deny-legacy, rule 0)",
             "in {namespace}"
         );
-        assert_eq!(explain(&set, FRONTEND, &dest, 80), DEFAULT_DENY);
+        assert_eq!(explain(&set, FRONTEND, &dest, 80), NO_POLICY);
     }
 }
 
@@ -187,7 +346,7 @@ fn selector_by_labels_needs_every_pair() {
         "x",
         &[("app", "api"), ("tier", "backend"), ("extra", "1")],
     );
-    assert!(set.selects(&selected.workload()));
+    assert!(set.allow_selects(&selected.workload()));
     for labels in [
         &[("app", "api")][..],
         &[("app", "api"), ("tier", "frontend")],
@@ -195,7 +354,7 @@ fn selector_by_labels_needs_every_pair() {
     ] {
         let dest = Dest::new("shop", "x", labels);
         assert!(
-            !set.selects(&dest.workload()),
+            !set.allow_selects(&dest.workload()),
             "labels {labels:?} should not be selected"
         );
         assert_eq!(explain(&set, LEGACY, &dest, 80), NO_POLICY);
@@ -206,8 +365,8 @@ fn selector_by_labels_needs_every_pair() {
         "ALLOW",
         "selector: {serviceAccount: api, matchLabels: {tier: backend}}\nrules: [{}]",
     )]);
-    assert!(both.selects(&Dest::new("shop", "api", &[("tier", "backend")]).workload()));
-    assert!(!both.selects(&Dest::new("shop", "cart", &[("tier", "backend")]).workload()));
+    assert!(both.allow_selects(&Dest::new("shop", "api", &[("tier", "backend")]).workload()));
+    assert!(!both.allow_selects(&Dest::new("shop", "cart", &[("tier", "backend")]).workload()));
 }
 
 #[test]
@@ -308,9 +467,15 @@ fn causes_have_stable_labels_and_json() {
         serde_json::to_string(&denied).unwrap(),
         r#"{"verdict":"deny","cause":{"kind":"rule","policy":"shop/deny-legacy","rule":1}}"#
     );
+    let allow = PolicySet::new([allow_from(Some("shop"), "web", "{namespace: web}")]);
     assert_eq!(
-        serde_json::to_string(&decide(&set, FRONTEND, &api, 80)).unwrap(),
+        serde_json::to_string(&decide(&allow, LEGACY, &api, 80)).unwrap(),
         r#"{"verdict":"deny","cause":{"kind":"default_deny"}}"#
+    );
+    let zero_trust = PolicySet::new([default_action(Some("shop"), "zt", "deny")]);
+    assert_eq!(
+        serde_json::to_string(&decide(&zero_trust, LEGACY, &api, 80)).unwrap(),
+        r#"{"verdict":"deny","cause":{"kind":"default_action","action":"deny","policy":"shop/zt"}}"#
     );
     assert_eq!(
         serde_json::to_string(&decide(&PolicySet::default(), FRONTEND, &api, 80)).unwrap(),

@@ -4,7 +4,6 @@ use std::fmt;
 use std::str::FromStr;
 
 use ferrule_identity::{IdKind, IdPattern, SpiffeId, SpiffeIdError, TrustDomain};
-use serde::de;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::de::{Parsed, checked_map, non_empty_list};
@@ -55,12 +54,8 @@ impl Rule {
     }
 }
 
-const NO_RULES: &str = "a policy needs at least one rule (a rule with neither `from` nor `ports`, \
-                        `rules: [{}]`, matches all traffic)";
-
-pub(super) fn non_empty_rules<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<Rule>, D::Error> {
-    non_empty_list(d, NO_RULES)?.ok_or_else(|| de::Error::custom(NO_RULES))
-}
+pub(super) const NO_RULES: &str = "a policy needs at least one rule (a rule with neither `from` \
+                                   nor `ports`, `rules: [{}]`, matches all traffic)";
 
 fn non_empty_ports<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Vec<PortRange>>, D::Error> {
     non_empty_list(
@@ -252,12 +247,28 @@ mod tests {
 
     #[test]
     fn glob_identity_matches_by_pattern() {
-        let entry = source("identity: spiffe://example.org/ns/web/*");
+        let entry = source("identity: spiffe://example.org/ns/web/sa/*");
         assert!(matches!(entry.identity(), Some(IdentityMatch::Glob(_))));
         assert!(entry.matches(&id("spiffe://example.org/ns/web/sa/a"), LOCAL));
         assert!(entry.matches(&id("spiffe://example.org/ns/web/sa/b"), LOCAL));
         assert!(!entry.matches(&id("spiffe://example.org/ns/webx/sa/a"), LOCAL));
         assert!(!entry.matches(&id("spiffe://partner.org/ns/web/sa/a"), LOCAL));
+    }
+
+    /// Issue 12 finding 3: `*` crossed `/`, so `*/sa/web` also matched a smuggled
+    /// `ns/a/sa/x/sa/web`. A glob's `*` now stays within one path segment.
+    #[test]
+    fn glob_star_stays_within_one_segment() {
+        let entry = source("identity: 'spiffe://example.org/ns/*/sa/web'");
+        assert!(entry.matches(&id("spiffe://example.org/ns/shop/sa/web"), LOCAL));
+        for other in [
+            "spiffe://example.org/ns/a/sa/x/sa/web",
+            "spiffe://example.org/ns/a/b/sa/web",
+        ] {
+            assert!(!entry.matches(&id(other), LOCAL), "{other}");
+        }
+        let entry = source("identity: 'spiffe://example.org/*/sa/web'");
+        assert!(!entry.matches(&id("spiffe://example.org/ns/a/sa/x/sa/web"), LOCAL));
     }
 
     #[test]
@@ -292,7 +303,7 @@ mod tests {
     #[test]
     fn keys_of_one_entry_must_all_match() {
         let entry = source(
-            "{identity: 'spiffe://partner.org/ns/*', namespace: web, trustDomain: partner.org}",
+            "{identity: 'spiffe://partner.org/ns/*/sa/*', namespace: web, trustDomain: partner.org}",
         );
         assert!(entry.matches(&id("spiffe://partner.org/ns/web/sa/a"), LOCAL));
         assert!(

@@ -32,8 +32,9 @@ fn exposes_what_it_holds() {
     );
     assert_eq!(p.key().to_string(), "shop/allow-web");
     assert_eq!((p.namespace(), p.name()), (Some("shop"), "allow-web"));
-    assert_eq!(p.action(), Action::Audit);
-    assert_eq!(p.action().to_string(), "AUDIT");
+    assert_eq!(p.action(), Some(Action::Audit));
+    assert_eq!(p.action().unwrap().to_string(), "AUDIT");
+    assert_eq!(p.default_action(), None);
     assert_eq!(p.selector().service_account(), None);
     assert!(!p.selector().is_empty());
     let rule = &p.rules()[0];

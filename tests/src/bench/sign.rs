@@ -104,7 +104,7 @@ pub async fn run(cp: &ControlPlaneFixture, options: &Options) -> Report {
         let node = cp
             .join_node(
                 &format!("bench-{agent}"),
-                &["spiffe://example.org/ns/bench/*"],
+                &["spiffe://example.org/ns/bench/sa/*"],
             )
             .await;
         clients.push((IdentityClient::new(cp.channel(Some(node))), csr_pool(agent)));

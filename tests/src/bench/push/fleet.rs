@@ -16,7 +16,7 @@ use super::agent::{self, Event};
 use crate::ControlPlaneFixture;
 
 /// The identities every simulated node may request certificates for.
-const ALLOW: &str = "spiffe://example.org/ns/bench/*";
+const ALLOW: &str = "spiffe://example.org/ns/bench/sa/*";
 /// How long one batch of agents may take to join, or to connect and apply its snapshot.
 const BATCH_TIMEOUT: Duration = Duration::from_secs(120);
 
