@@ -22,6 +22,9 @@ pub struct Destination {
 pub struct MeshState {
     pub epoch: String,
     pub version: u64,
+    /// Whether this came from the control plane; the empty state an agent starts with knows
+    /// no policy, revocation or destination, so nothing may be decided on it (fail closed).
+    applied: bool,
     workloads: BTreeMap<String, v1::Workload>,
     by_ip: HashMap<IpAddr, Destination>,
     policies: BTreeMap<String, Policy>,
@@ -35,6 +38,11 @@ pub struct MeshState {
 pub type Refusal = String;
 
 impl MeshState {
+    /// Whether a version from the control plane is in force (false until the first one).
+    pub fn is_applied(&self) -> bool {
+        self.applied
+    }
+
     pub fn lookup(&self, ip: IpAddr) -> Option<&Destination> {
         self.by_ip.get(&ip)
     }
@@ -82,6 +90,7 @@ impl MeshState {
         }
         next.epoch = update.epoch.clone();
         next.version = update.version;
+        next.applied = true;
         next.reindex();
         Ok(next)
     }
