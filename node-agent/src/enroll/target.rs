@@ -52,6 +52,8 @@ fn same_file(a: &Path, b: &Path) -> bool {
 
 fn is_root_cgroup(dir: &Path) -> bool {
     const CGROUP2_SUPER_MAGIC: i64 = 0x6367_7270;
+    // `f_type`'s integer type differs between architectures.
+    #[allow(clippy::unnecessary_cast)]
     let cgroup2 = rustix::fs::statfs(dir).is_ok_and(|fs| fs.f_type as i64 == CGROUP2_SUPER_MAGIC);
     cgroup2 && !dir.join(NON_ROOT_MARKER).exists()
 }
