@@ -66,7 +66,7 @@ pub async fn serve_async<L, F, A>(
 ) where
     L: Listener,
     F: Fn(Request<Incoming>) -> A + Send + Sync + 'static,
-    A: Future<Output = Reply> + Send,
+    A: Future<Output = Reply> + Send + 'static,
 {
     let respond = Arc::new(respond);
     tokio::pin!(shutdown);
@@ -83,19 +83,27 @@ pub async fn serve_async<L, F, A>(
             () = &mut shutdown => return,
         };
         let respond = respond.clone();
-        tokio::spawn(async move {
-            let service = hyper::service::service_fn(move |req| {
-                let reply = respond(req);
-                async move { Ok::<_, Infallible>(reply.await) }
-            });
-            let served = hyper::server::conn::http1::Builder::new()
-                .timer(TokioTimer::new())
-                .header_read_timeout(HEADER_READ_TIMEOUT)
-                .serve_connection(TokioIo::new(stream), service)
-                .await;
-            if let Err(e) = served {
-                tracing::debug!(error = %e, server = what, "connection ended");
-            }
-        });
+        tokio::spawn(serve_connection(stream, what, move |req| respond(req)));
+    }
+}
+
+/// Answers the requests of one accepted connection with `respond` until the client closes it.
+pub async fn serve_connection<S, F, A>(stream: S, what: &'static str, respond: F)
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    F: Fn(Request<Incoming>) -> A + Send + Sync + 'static,
+    A: Future<Output = Reply> + Send + 'static,
+{
+    let service = hyper::service::service_fn(move |req| {
+        let reply = respond(req);
+        async move { Ok::<_, Infallible>(reply.await) }
+    });
+    let served = hyper::server::conn::http1::Builder::new()
+        .timer(TokioTimer::new())
+        .header_read_timeout(HEADER_READ_TIMEOUT)
+        .serve_connection(TokioIo::new(stream), service)
+        .await;
+    if let Err(e) = served {
+        tracing::debug!(error = %e, server = what, "connection ended");
     }
 }

@@ -1,5 +1,9 @@
-//! Starting the agent: authenticate the control plane with the configured bundle, join with the
-//! token, then keep the node identity (and every workload identity asked for) renewed.
+//! Starting the agent: authenticate the control plane with the configured bundle, take the node
+//! identity over from the running agent or join with the token, then keep the node identity
+//! (and every workload identity asked for) renewed.
+//!
+//! The node key exists only in the agent's memory (the process is not dumpable). It moves to a
+//! successor over the handover socket; after a plain stop or a crash the next agent joins again.
 
 mod pods;
 mod run;
@@ -18,7 +22,7 @@ use tokio::sync::watch;
 use crate::config::Config;
 use crate::control::{self, ControlPlaneAuthority, JoinCredential, JoinError};
 use crate::identity::{IdentityManager, RenewalPolicy, WorkloadCert};
-use crate::keyring::NodeKeyring;
+use crate::lifecycle::handover::NodeIdentityPem;
 use crate::lifecycle::{AgentRole, Lifecycle, LifecycleMetrics, Listeners};
 use crate::mesh_config::MeshConfig;
 use crate::telemetry::{AccessLog, PlaintextCollector, PlaintextCounts, Telemetry};
@@ -28,8 +32,9 @@ pub enum AgentError {
     #[error("trust bundle {path}: {reason}")]
     Bundle { path: String, reason: String },
     #[error(
-        "no node identity in the kernel keyring: a join token is required to join the mesh \
-         (--join-token or FERRULE_JOIN_TOKEN)"
+        "no running agent handed over its node identity, so a join token is required \
+         (--join-token or FERRULE_JOIN_TOKEN): the node key lives only in agent memory; start \
+         the new agent before stopping the old one to keep it"
     )]
     NoJoinToken,
     #[error("ServiceAccount token {path}: {reason}")]
@@ -79,6 +84,8 @@ pub struct Agent {
     /// Listeners to hand over, drain state, versions.
     pub lifecycle: Lifecycle,
     pub lifecycle_metrics: LifecycleMetrics,
+    /// The current node certificate and key, to hand to a successor.
+    pub node_cert: watch::Receiver<Option<Arc<WorkloadCert>>>,
 }
 
 fn load_bundle(config: &Config) -> Result<TrustBundle, AgentError> {
@@ -101,21 +108,30 @@ pub async fn start(
         config.drain_timeout,
         config.capture.program_version,
     );
-    start_with(config, join_token, policy, lifecycle).await
+    let credentials = Credentials {
+        inherited: None,
+        join_token,
+    };
+    start_with(config, credentials, policy, lifecycle).await
+}
+
+/// Where the node identity comes from: the running agent's, handed over, or a join.
+pub struct Credentials<'a> {
+    pub inherited: Option<NodeIdentityPem>,
+    pub join_token: Option<&'a str>,
 }
 
 /// Starts the agent with `lifecycle`'s listeners (inherited ones are taken by name).
 pub async fn start_with(
     config: &Config,
-    join_token: Option<&str>,
+    credentials: Credentials<'_>,
     policy: RenewalPolicy,
     lifecycle: Lifecycle,
 ) -> Result<Agent, AgentError> {
     let bundle = SharedBundle::new(load_bundle(config)?);
     let (telemetry, plaintext_counts, metrics_addr, lifecycle_metrics) =
         start_telemetry(config, &lifecycle).await?;
-    let keyring = NodeKeyring::new(&keyring_scope(config));
-    let (node_id, node_cert) = node_identity(config, &bundle, &keyring, join_token).await?;
+    let (node_id, node_cert) = node_identity(config, &bundle, credentials).await?;
     if let Some(expected) = &config.node_name
         && SpiffeId::node(&config.trust_domain, expected).ok().as_ref() != Some(&node_id)
     {
@@ -137,7 +153,6 @@ pub async fn start_with(
     let mut updates = identities.adopt(node_cert);
     let record = NodeCertRecord {
         slot: node_slot,
-        keyring,
         data_dir: config.data_dir.clone(),
     };
     // Recorded before the announcement, so whoever reads "joined" finds the chain on disk.
@@ -149,6 +164,7 @@ pub async fn start_with(
         expires_in_s = control::seconds_until(not_after),
         "joined the mesh"
     );
+    let node_cert = updates.clone();
     tokio::spawn(follow_node_cert(updates, record));
     let mesh = MeshConfig::default();
     mesh.spawn_watch(
@@ -170,6 +186,7 @@ pub async fn start_with(
         metrics_addr,
         lifecycle,
         lifecycle_metrics,
+        node_cert,
     })
 }
 
@@ -223,52 +240,26 @@ async fn renew_revoked_certificates(mesh: MeshConfig, identities: IdentityManage
     }
 }
 
-/// Agents of different meshes (trust bundles) or nodes on one machine must not share an entry.
-pub fn keyring_scope(config: &Config) -> String {
-    use sha2::Digest;
-    let bundle = std::fs::read(&config.bundle).unwrap_or_default();
-    let digest = hex::encode(&sha2::Sha256::digest(&bundle)[..8]);
-    format!(
-        "{}:{}:{}:{digest}",
-        config.trust_domain,
-        config.node_name.as_deref().unwrap_or("-"),
-        config.control_plane
-    )
-}
-
-/// The node identity kept in the kernel keyring when still valid (an agent restart), otherwise a
-/// join with the token (`follow_node_cert` then stores it in the keyring). Preferring the keyring keeps a restart with the same, now used, token
-/// (a DaemonSet's environment) working.
+/// The node identity the running agent handed over, when it verifies against our bundle;
+/// otherwise a join with the Kubernetes ServiceAccount token or the join token.
 async fn node_identity(
     config: &Config,
     bundle: &SharedBundle,
-    keyring: &NodeKeyring,
-    join_token: Option<&str>,
+    credentials: Credentials<'_>,
 ) -> Result<(SpiffeId, WorkloadCert), AgentError> {
-    let verifies = |cert: &WorkloadCert| {
-        let chain = &cert.certified.cert;
-        bundle
-            .get()
-            .verify(
-                chain,
-                std::time::SystemTime::now(),
-                ferrule_identity::Usage::Client,
-            )
-            .is_ok()
-    };
-    match keyring.load() {
-        Ok(Some(cert)) if verifies(&cert) => {
-            tracing::info!(id = %cert.id, serial = %cert.serial, "node identity restored from the kernel keyring");
-            return Ok((cert.id.clone(), cert));
+    if let Some(pem) = credentials.inherited {
+        match inherited_identity(bundle, &pem) {
+            Ok(cert) => {
+                tracing::info!(id = %cert.id, serial = %cert.serial, "node identity handed over by the previous agent");
+                return Ok((cert.id.clone(), cert));
+            }
+            Err(reason) => {
+                tracing::warn!(%reason, "ignoring the node identity handed over; joining")
+            }
         }
-        Ok(Some(_)) => tracing::warn!(
-            "the node identity in the keyring does not verify against the bundle; joining with the token"
-        ),
-        Ok(None) => {}
-        Err(e) => tracing::warn!(error = %e, "ignoring the keyring entry; joining with the token"),
     }
     let sa_token;
-    let credential = match (&config.kubernetes, join_token) {
+    let credential = match (&config.kubernetes, credentials.join_token) {
         (Some(k8s), _) => {
             sa_token = read_service_account_token(&k8s.token_path)?;
             JoinCredential::ServiceAccountToken(&sa_token)
@@ -278,6 +269,20 @@ async fn node_identity(
     };
     let (id, cert) = control::join(&config.control_plane, bundle, credential).await?;
     Ok((id, cert))
+}
+
+/// The handed-over identity, if it parses, is still valid and chains to our bundle.
+fn inherited_identity(
+    bundle: &SharedBundle,
+    pem: &NodeIdentityPem,
+) -> Result<WorkloadCert, String> {
+    let cert = WorkloadCert::from_pem(pem.0.as_bytes()).map_err(|e| e.to_string())?;
+    let now = std::time::SystemTime::now();
+    bundle
+        .get()
+        .verify(&cert.certified.cert, now, ferrule_identity::Usage::Client)
+        .map_err(|e| format!("does not verify against the bundle: {e}"))?;
+    Ok(cert)
 }
 
 /// The projected token the kubelet keeps fresh; read at each join, never stored.
@@ -297,19 +302,15 @@ fn read_service_account_token(path: &Path) -> Result<String, AgentError> {
 }
 
 /// Where the agent keeps its node certificate: the control-plane channel's client
-/// certificate, the kernel keyring (for restarts) and the public chain on disk.
+/// certificate and the public chain on disk (the key stays in memory).
 struct NodeCertRecord {
     slot: Arc<CertSlot>,
-    keyring: NodeKeyring,
     data_dir: Option<std::path::PathBuf>,
 }
 
 impl NodeCertRecord {
     fn keep(&self, cert: &WorkloadCert) {
         self.slot.set(cert.certified.clone());
-        if let Err(e) = self.keyring.store(cert) {
-            tracing::warn!(error = %e, "cannot keep the node identity in the kernel keyring; a restart will need a new token");
-        }
         if let Some(dir) = &self.data_dir {
             write_public_chain(dir, cert);
         }

@@ -11,11 +11,16 @@
 //! - Kubernetes mode, for the CNI plugin: `POST /v1/cni/add|del|check` with a [`cni::CniRequest`]
 //!   (ADD answers a [`cni::CniAnswer`]), `GET /v1/ready` → `200`/`503` and a [`cni::Readiness`]
 //!
-//! Errors are `{"error": "..."}` with 400 (bad spec), 403 (identity not allowed on this node),
+//! Only processes of the agent's own user may call it (`SO_PEERCRED`; others get 403).
+//!
+//! Errors are `{"error": "..."}` with 400 (bad spec), 403 (identity not allowed on this node,
+//! or a netns or cgroup that is the node's own rather than a pod's),
 //! 409 (uid already enrolled with another spec), 503 (uninstalling) or 500.
 
+mod callers;
 pub mod cni;
 mod server;
+mod target;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;
 

@@ -5,7 +5,6 @@ pub mod control;
 pub mod ebpf;
 pub mod enroll;
 pub mod identity;
-pub mod keyring;
 pub mod kubernetes;
 pub mod lifecycle;
 pub mod mesh_config;

@@ -14,6 +14,7 @@ mod drain;
 pub mod handover;
 mod listeners;
 mod metrics;
+pub mod private_socket;
 
 pub use drain::{Drain, Tracked};
 pub use listeners::{Listeners, pod_listener, pod_prefix};

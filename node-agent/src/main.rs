@@ -66,6 +66,13 @@ fn main() -> ExitCode {
 
 async fn run(args: Args) -> ExitCode {
     ferrule_config::process::init_logging(args.log_json);
+    // The node and workload keys live only in this process's memory: no core dumps, and
+    // /proc/<pid>/mem and ptrace only for CAP_SYS_PTRACE.
+    if let Err(e) =
+        rustix::process::set_dumpable_behavior(rustix::process::DumpableBehavior::NotDumpable)
+    {
+        tracing::warn!(error = %e, "cannot make the agent non-dumpable");
+    }
     ferrule_config::process::raise_open_files_limit_or_warn();
     let Some(path) = args.config.as_deref() else {
         eprintln!("ferrule-agent: --config is required");

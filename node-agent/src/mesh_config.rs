@@ -2,7 +2,8 @@
 //! followed from the control plane's `Config.Watch`. Readers on the connection path take the
 //! current [`MeshState`] behind an `Arc` and never wait on the network; enforcement tasks
 //! subscribe and re-check live connections whenever a new version lands. While the control plane
-//! is unreachable the last applied version stays in force.
+//! is unreachable the last applied version stays in force; before the first one is applied the
+//! agent admits no stream ([`MeshConfig::is_ready`], fail closed).
 
 mod state;
 mod watch;
@@ -58,6 +59,12 @@ impl MeshConfig {
         self.state.borrow().lookup(ip)
     }
 
+    /// Whether the control plane's first version has been applied: until then the agent
+    /// admits no stream (it could not tell what policy or revocation forbids it).
+    pub fn is_ready(&self) -> bool {
+        self.state.borrow().is_applied()
+    }
+
     pub fn version(&self) -> u64 {
         self.state.borrow().version
     }
@@ -74,6 +81,17 @@ impl MeshConfig {
 
     fn update_stats(&self, change: impl FnOnce(&mut SyncStats)) {
         change(&mut self.stats.lock().unwrap_or_else(|e| e.into_inner()));
+    }
+
+    /// Applies `update` as the watch would (tests without a control plane).
+    #[cfg(test)]
+    pub(crate) fn apply_for_test(
+        &self,
+        update: &ferrule_proto::v1::ConfigUpdate,
+        td: &ferrule_identity::TrustDomain,
+    ) {
+        let next = self.current().apply(update, td).expect("a valid update");
+        self.install(next, update.snapshot);
     }
 
     /// Installs `next` and records it in the stats.

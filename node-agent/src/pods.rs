@@ -374,6 +374,7 @@ impl PodLifecycle for PodManager {
                 Err(EnrollError::Conflict(spec.uid.clone()))
             };
         }
+        spec.check_target()?;
         let id = SpiffeId::workload(
             &self.shared.trust_domain,
             &spec.namespace,

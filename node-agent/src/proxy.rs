@@ -26,7 +26,8 @@ use ferrule_identity::tls::{HandshakeReason, verify_error_of};
 use http::StatusCode;
 
 pub use inbound::{
-    Admitted, Finished, InboundRefusal, InboundTarget, Peer, Revoked, Withdrawn, serve_inbound,
+    Admitted, CONFIG_NOT_READY, Finished, InboundRefusal, InboundTarget, Peer, Revoked, Withdrawn,
+    serve_inbound,
 };
 pub use outbound::{PoolConfig, TunnelKey, TunnelPool};
 pub use relay::{Relayed, relay, relay_until};

@@ -25,9 +25,9 @@ pub struct ControlPlaneFixture {
     pub metrics_addr: SocketAddr,
     pub config_path: PathBuf,
     process: Option<Child>,
-    /// Keyring scopes and pin directories of the agents configured for this control plane,
+    /// Pin directories of the agents configured for this control plane,
     /// removed on drop (recorded now: the config files may be gone by then).
-    agent_leftovers: std::sync::Mutex<Vec<(String, PathBuf)>>,
+    agent_leftovers: std::sync::Mutex<Vec<PathBuf>>,
 }
 
 impl ControlPlaneFixture {
@@ -222,11 +222,10 @@ impl ControlPlaneFixture {
         std::fs::write(&path, text).expect("writing agent config");
         let env = ferrule_node_agent::config::MapEnv::default();
         let config = ferrule_node_agent::config::Config::load(&path, &env).expect("agent config");
-        let scope = ferrule_node_agent::app::keyring_scope(&config);
         self.agent_leftovers
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .push((scope, config.capture.pin_dir));
+            .push(config.capture.pin_dir);
         path
     }
 
@@ -247,15 +246,13 @@ impl ControlPlaneFixture {
 impl Drop for ControlPlaneFixture {
     fn drop(&mut self) {
         self.stop();
-        // Agents keep their node identity in root's kernel keyring; leave none behind. Pinned
-        // programs outlive agents on purpose; the test's pins go with the test.
-        for (scope, pin_dir) in self
+        // Pinned programs outlive agents on purpose; the test's pins go with the test.
+        for pin_dir in self
             .agent_leftovers
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .iter()
         {
-            let _ = ferrule_node_agent::keyring::NodeKeyring::new(scope).remove();
             let _ = std::fs::remove_dir_all(pin_dir);
         }
     }

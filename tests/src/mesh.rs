@@ -141,6 +141,13 @@ impl Mesh {
         self.agents[node].insert(child)
     }
 
+    /// Starts `node`'s agent after a plain stop: with a new join token, since the node key
+    /// lived only in the stopped agent's memory.
+    pub fn restart_agent(&mut self, node: usize) -> &Child {
+        let token = self.join_token(node);
+        self.start_agent(node, Some(&token))
+    }
+
     /// Starts a new agent on `node` next to the running one (what a DaemonSet rolling update
     /// with `maxSurge` does), with extra environment; waits until it took over. Returns the
     /// previous agent, which now drains and exits on its own.

@@ -41,6 +41,35 @@ fn csr_for(spiffe_id: &str) -> Vec<u8> {
     build_csr(&generate_workload_key().unwrap(), &id(spiffe_id)).unwrap()
 }
 
+/// Run by processes the test spawns (root, but neither the agent nor its child): the kernel
+/// lists no Ferrule key they can see, and the agent's memory is closed to a root process
+/// without CAP_SYS_PTRACE (what a root container has).
+fn assert_node_key_unreadable_by_another_root_process(agent: u32) {
+    let keys = std::process::Command::new("cat")
+        .arg("/proc/keys")
+        .output()
+        .expect("cat /proc/keys");
+    let keys = String::from_utf8_lossy(&keys.stdout);
+    assert!(
+        !keys.contains("ferrule"),
+        "another root process sees a Ferrule key in the kernel keyrings:\n{keys}"
+    );
+    let memory = std::process::Command::new("setpriv")
+        .args([
+            "--bounding-set=-sys_ptrace",
+            "--inh-caps=-sys_ptrace",
+            "cat",
+        ])
+        .arg(format!("/proc/{agent}/mem"))
+        .output()
+        .expect("setpriv cat");
+    let refused = String::from_utf8_lossy(&memory.stderr);
+    assert!(
+        refused.contains("Permission denied"),
+        "reading the agent's memory without CAP_SYS_PTRACE: {refused}"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn agent_joins_with_a_single_use_token_and_keeps_its_key_in_memory() {
     let mut cp = ControlPlaneFixture::new(TD);
@@ -94,11 +123,20 @@ async fn agent_joins_with_a_single_use_token_and_keeps_its_key_in_memory() {
         );
     }
 
-    // A restart needs no token: the node identity waits in the kernel keyring, not on disk.
+    // Nor anywhere another root process could read it: not in any kernel keyring it can see,
+    // and not in the agent's memory without CAP_SYS_PTRACE.
+    assert_node_key_unreadable_by_another_root_process(agent.id());
+
+    // A plain restart (no running agent to hand the identity over) joins again: the used
+    // token is refused, with a message that says what to do.
     drop(agent);
-    let restarted = cp.spawn_agent(&config, &token);
-    restarted.wait_for_line("restored from the kernel keyring", Duration::from_secs(20));
-    drop(restarted);
+    let mut restarted = cp.spawn_agent(&config, &token);
+    assert_eq!(restarted.wait_exit(Duration::from_secs(20)), Some(1));
+    assert!(
+        restarted.output().contains("already used"),
+        "{}",
+        restarted.output()
+    );
 
     // The same token for another agent: refused.
     let other = cp.agent_config(work.path(), "n9");

@@ -96,7 +96,7 @@ fn agent_restart_under_load_fails_closed_and_recovers() {
     let old = mesh.stop_agent(1).unwrap_or_default();
     assert!(old.contains("pod enrolled"), "{old}");
     std::thread::sleep(Duration::from_millis(500));
-    let restarted = mesh.start_agent(1, None);
+    let restarted = mesh.restart_agent(1);
     restarted.wait_for_line("adopted the pinned programs", Duration::from_secs(10));
     restarted.wait_for_line("re-enrolled after restart", Duration::from_secs(20));
     let before = load

@@ -2,11 +2,8 @@
 //! pod manager, the pods the previous agent had enrolled enrolled again, and the local
 //! enrollment API.
 
-use std::os::unix::fs::PermissionsExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
-
-use tokio::net::UnixListener;
 
 use super::{Agent, AgentError};
 use crate::capture::{Capture, CaptureConfig};
@@ -14,6 +11,7 @@ use crate::config::{Config, KubernetesSettings};
 use crate::enroll::cni::CniEvents;
 use crate::enroll::{self, EnrollError, PodLifecycle, PodSpec};
 use crate::kubernetes::{KubernetesPods, serve_readiness};
+use crate::lifecycle::private_socket;
 use crate::pods::{OUTBOUND_PORT, PodManager, STATE_FILE, Shared, spawn_revoked_tunnel_closer};
 
 /// The pod side, serving.
@@ -78,7 +76,9 @@ pub async fn serve(
     };
     let listeners = &agent.lifecycle.listeners;
     let listener = listeners
-        .unix("enroll", || bind_socket(&config.enroll_socket))
+        .unix("enroll", || {
+            private_socket::stream_listener(&config.enroll_socket)
+        })
         .map_err(|e| AgentError::EnrollSocket {
             path: config.enroll_socket.display().to_string(),
             reason: e.to_string(),
@@ -176,15 +176,4 @@ async fn take_over_all(manager: &PodManager, specs: Vec<PodSpec>) -> Result<(), 
             first: format!("{uid}: {e}"),
         }),
     }
-}
-
-/// A root-only socket; a stale one from a previous agent is replaced.
-fn bind_socket(path: &PathBuf) -> std::io::Result<UnixListener> {
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir)?;
-    }
-    let _ = std::fs::remove_file(path);
-    let listener = UnixListener::bind(path)?;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
-    Ok(listener)
 }

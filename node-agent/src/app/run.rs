@@ -4,10 +4,10 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use super::{Agent, serve_pods};
+use super::{Agent, Credentials, serve_pods};
 use crate::config::Config;
 use crate::identity::RenewalPolicy;
-use crate::lifecycle::handover::{self, Giver, Inherited};
+use crate::lifecycle::handover::{self, Giver, Inherited, NodeIdentityPem};
 use crate::lifecycle::{AgentRole, AgentVersion, Drain, Lifecycle, Listeners};
 
 /// Runs the agent until it has handed over or was stopped, and has drained.
@@ -16,7 +16,7 @@ pub async fn run(config: Config, join_token: Option<String>) -> ExitCode {
     let version = AgentVersion::current(config.capture.program_version);
     let mut inherited = take_over(socket.clone(), version.clone()).await;
     let (timeout, program) = (config.drain_timeout, config.capture.program_version);
-    let (lifecycle, pods) = match &mut inherited {
+    let (lifecycle, pods, node_identity) = match &mut inherited {
         Some(from) => (
             Lifecycle::taking_over(
                 Listeners::inherit(std::mem::take(&mut from.listeners)),
@@ -24,11 +24,20 @@ pub async fn run(config: Config, join_token: Option<String>) -> ExitCode {
                 program,
             ),
             Some(std::mem::take(&mut from.pods)),
+            from.node_identity.take(),
         ),
-        None => (Lifecycle::new(Listeners::default(), timeout, program), None),
+        None => (
+            Lifecycle::new(Listeners::default(), timeout, program),
+            None,
+            None,
+        ),
     };
     let policy = RenewalPolicy::default();
-    let agent = match super::start_with(&config, join_token.as_deref(), policy, lifecycle).await {
+    let credentials = Credentials {
+        inherited: node_identity,
+        join_token: join_token.as_deref(),
+    };
+    let agent = match super::start_with(&config, credentials, policy, lifecycle).await {
         Ok(agent) => agent,
         Err(e) => return failed(&e),
     };
@@ -56,6 +65,7 @@ pub async fn run(config: Config, join_token: Option<String>) -> ExitCode {
         listeners: agent.lifecycle.listeners.clone(),
         drain: agent.lifecycle.drain.clone(),
         version: version.clone(),
+        node_identity: node_identity_giver(&agent),
     };
     if let Err(e) = handover::serve(&socket, giver) {
         tracing::warn!(socket = %socket.display(), error = %e, "no handover socket: a new agent will start with a gap");
@@ -72,6 +82,15 @@ pub async fn run(config: Config, join_token: Option<String>) -> ExitCode {
         "drained; exiting"
     );
     ExitCode::SUCCESS
+}
+
+/// What the handover sends the successor: the node certificate and key as they are then.
+fn node_identity_giver(agent: &Agent) -> Box<dyn Fn() -> Option<NodeIdentityPem> + Send + Sync> {
+    let current = agent.node_cert.clone();
+    Box::new(move || {
+        let cert = current.borrow().clone()?;
+        Some(NodeIdentityPem(cert.to_pem()))
+    })
 }
 
 fn failed(e: &dyn std::fmt::Display) -> ExitCode {

@@ -366,6 +366,49 @@ fn strict_pods_drop_connection_attempts_from_outside_but_not_over_loopback() {
     assert_eq!(setup.capture.plaintext_accepted(setup.cookie), 0);
 }
 
+/// Answers every UDP datagram on 0.0.0.0:<port> with "app".
+const UDP_APP: &str = r#"
+import socket, sys
+sys.stdin.readline()
+server = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+server.bind(("0.0.0.0", int(sys.argv[1])))
+print("ready", flush=True)
+while True:
+    _, sender = server.recvfrom(2048)
+    server.sendto(b"app", sender)
+"#;
+
+/// The decision on UDP, pinned (README, "Strict mode and UDP"): strict mode protects what the
+/// mesh carries, TCP. UDP is neither redirected nor tunnelled, so dropping it would only cut
+/// the pod off (its DNS answers included); it reaches the app as in Istio ambient, where
+/// ztunnel carries TCP only and STRICT does not cover UDP. Changing this must change the README.
+#[test]
+fn strict_pods_let_inbound_udp_through_as_istio_ambient_does() {
+    require_root();
+    let setup = InboundSetup::start(InboundMode::Strict);
+    let mut udp_app = setup.pod.spawn_python(UDP_APP, &["8081"]);
+    assert_eq!(
+        udp_app.read_line(),
+        "ready",
+        "the pod's UDP app should start"
+    );
+
+    let reply = setup.neighbour.run(|| {
+        let socket = std::net::UdpSocket::bind("10.40.0.1:0")?;
+        socket.set_read_timeout(Some(WAIT))?;
+        socket.send_to(b"hello", "10.40.0.2:8081")?;
+        let mut buf = [0u8; 16];
+        let (n, _) = socket.recv_from(&mut buf)?;
+        Ok::<_, std::io::Error>(String::from_utf8_lossy(&buf[..n]).into_owned())
+    });
+    assert_eq!(
+        reply.expect("a UDP answer from the strict pod's app"),
+        "app",
+        "inbound UDP reaches a strict pod's app"
+    );
+    assert_eq!(setup.capture.inbound_stats(setup.cookie).dropped, 0);
+}
+
 #[test]
 fn permissive_pods_accept_plaintext_from_outside_and_count_it() {
     require_root();

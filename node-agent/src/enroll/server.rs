@@ -29,7 +29,8 @@ pub async fn serve(
         let cni = cni.clone();
         async move { route(pods.as_ref(), cni.as_deref(), req).await }
     };
-    ferrule_config::http::serve_async(listener, "enrollment API", respond, shutdown).await;
+    let callers = super::callers::Callers(listener);
+    ferrule_config::http::serve_async(callers, "enrollment API", respond, shutdown).await;
 }
 
 async fn route(
@@ -126,7 +127,8 @@ async fn enroll(pods: &dyn PodLifecycle, req: Request<Incoming>) -> Reply {
         Ok(spec) => spec,
         Err(reply) => return reply,
     };
-    if let Err(e) = spec.validate() {
+    if let Err(e) = spec.validate().and_then(|()| spec.check_target()) {
+        tracing::warn!(uid = %spec.uid, error = %e, "pod enrollment refused");
         return refusal(&e);
     }
     let uid = spec.uid.clone();
@@ -147,7 +149,7 @@ fn refusal(e: &EnrollError) -> Reply {
     error(status, &e.to_string())
 }
 
-fn error(status: StatusCode, message: &str) -> Reply {
+pub(super) fn error(status: StatusCode, message: &str) -> Reply {
     json(status, &serde_json::json!({ "error": message }))
 }
 

@@ -7,7 +7,34 @@ use std::process::Command;
 /// `METHOD http://agent<path>` on `socket`, with a JSON `body`; returns the HTTP status and body.
 /// The status is 0 if no HTTP answer came (the agent is gone), so callers' assertions say so.
 pub fn call(socket: &Path, method: &str, path: &str, body: Option<&str>) -> (u16, String) {
-    let mut cmd = Command::new("curl");
+    send(Command::new("curl"), socket, method, path, body)
+}
+
+/// [`call`] from a process running as `uid` (and gid), without supplementary groups.
+pub fn call_as(
+    uid: u32,
+    socket: &Path,
+    method: &str,
+    path: &str,
+    body: Option<&str>,
+) -> (u16, String) {
+    let mut setpriv = Command::new("setpriv");
+    setpriv.args([
+        &format!("--reuid={uid}"),
+        &format!("--regid={uid}"),
+        "--clear-groups",
+        "curl",
+    ]);
+    send(setpriv, socket, method, path, body)
+}
+
+fn send(
+    mut cmd: Command,
+    socket: &Path,
+    method: &str,
+    path: &str,
+    body: Option<&str>,
+) -> (u16, String) {
     cmd.args([
         "-sS",
         "-o",

@@ -1,5 +1,6 @@
 //! The API driven by curl, the way an operator or a CNI plugin would, against a recording fake.
 
+use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -173,4 +174,79 @@ async fn uninstall_answers_what_it_released_and_later_enrollments_are_refused_wi
             released_pods: 0
         }
     );
+}
+
+/// Serves the API with `recorder` on a socket in a fresh directory; returns the socket path.
+fn serve_on_socket(dir: &Path, recorder: Arc<Recorder>) -> (PathBuf, tokio::task::JoinHandle<()>) {
+    let socket = dir.join("agent.sock");
+    let listener = tokio::net::UnixListener::bind(&socket).unwrap();
+    let server = tokio::spawn(serve(listener, recorder, None, std::future::pending()));
+    (socket, server)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_caller_running_as_another_user_is_refused_with_403_naming_its_uid() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let recorder = Arc::new(Recorder::default());
+    let (socket, server) = serve_on_socket(dir.path(), recorder.clone());
+    // The socket's mode opened up by mistake: SO_PEERCRED still keeps other users out.
+    let open =
+        |path: &Path, mode| std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode));
+    open(dir.path(), 0o755).unwrap();
+    open(&socket, 0o666).unwrap();
+
+    let results = tokio::task::spawn_blocking(move || {
+        [
+            super::testing::call_as(65534, &socket, "POST", "/v1/pods", Some(POD)),
+            curl(&socket, "GET", "/v1/pods", None),
+        ]
+    })
+    .await
+    .unwrap();
+    server.abort();
+
+    let (status, body) = &results[0];
+    assert_eq!(*status, 403, "{body}");
+    assert!(body.contains("runs as uid 65534"), "{body}");
+    assert!(recorder.list().is_empty(), "nothing was enrolled");
+    assert_eq!(
+        results[1].0, 200,
+        "root, the agent's user, is served: {:?}",
+        results[1]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_nodes_own_network_namespace_and_the_root_cgroup_are_refused_with_403() {
+    let dir = tempfile::tempdir().unwrap();
+    let recorder = Arc::new(Recorder::default());
+    let (socket, server) = serve_on_socket(dir.path(), recorder.clone());
+    let root_cgroup = crate::ebpf::cgroup2_mount()
+        .unwrap()
+        .expect("a cgroup2 mount");
+    let with = |from: &str, to: &str| POD.replace(from, to);
+    let bodies = [
+        with("/run/netns/p1", "/proc/self/ns/net"),
+        with(
+            "/sys/fs/cgroup/unified/p1",
+            &root_cgroup.display().to_string(),
+        ),
+    ];
+
+    let results = tokio::task::spawn_blocking(move || {
+        bodies.map(|body| curl(&socket, "POST", "/v1/pods", Some(&body)))
+    })
+    .await
+    .unwrap();
+    server.abort();
+
+    for ((status, body), expected) in results.iter().zip([
+        "is the agent's own (the node's) network namespace",
+        "is the root of the cgroup v2 hierarchy",
+    ]) {
+        assert_eq!(*status, 403, "{body}");
+        assert!(body.contains(expected), "expected {expected:?} in {body}");
+    }
+    assert!(recorder.list().is_empty(), "nothing was enrolled");
 }

@@ -22,8 +22,8 @@ pub struct WorkloadCert {
     pub received_at: SystemTime,
     /// Chain and signing key, ready for rustls.
     pub certified: Arc<CertifiedKey>,
-    /// The private key (PKCS#8 DER), only so that the node identity can be kept in the kernel
-    /// keyring across agent restarts; never written to disk.
+    /// The private key (PKCS#8 DER), only so that the node identity can be handed to a
+    /// successor agent over the handover socket; never written anywhere.
     pub(crate) pkcs8: Arc<Vec<u8>>,
 }
 
@@ -61,7 +61,26 @@ impl WorkloadCert {
         })
     }
 
-    /// Rebuilds a certificate kept elsewhere (the kernel keyring) from its chain and key.
+    /// Chain and key as PEM: what a running agent hands its successor.
+    pub(crate) fn to_pem(&self) -> String {
+        let mut pem = ferrule_identity::pem_encode_certs(&self.certified.cert);
+        pem.push_str(&ferrule_identity::pem_block("PRIVATE KEY", &self.pkcs8));
+        pem
+    }
+
+    /// The certificate [`Self::to_pem`] wrote.
+    pub(crate) fn from_pem(pem: &[u8]) -> Result<Self, IdentityError> {
+        use rustls_pki_types::pem::PemObject as _;
+        let bad = |reason: String| IdentityError::BadCertificate(reason);
+        let chain = rustls_pki_types::CertificateDer::pem_slice_iter(pem)
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| bad(e.to_string()))?;
+        let key = rustls_pki_types::PrivatePkcs8KeyDer::from_pem_slice(pem)
+            .map_err(|e| bad(e.to_string()))?;
+        Self::restore(chain, key.secret_pkcs8_der().to_vec())
+    }
+
+    /// Rebuilds a certificate from its chain and key.
     pub fn restore(
         chain: Vec<rustls_pki_types::CertificateDer<'static>>,
         pkcs8: Vec<u8>,
@@ -85,5 +104,46 @@ impl WorkloadCert {
 
     pub fn is_valid_at(&self, now: SystemTime) -> bool {
         now < self.not_after
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use ferrule_identity::testing::TestCa;
+
+    use super::*;
+
+    #[test]
+    fn the_pem_handed_to_a_successor_restores_the_same_identity_and_key() {
+        let ca = TestCa::new("example.org");
+        let id = SpiffeId::parse("spiffe://example.org/node/handover-test").unwrap();
+        let (key, csr) = new_key_and_csr(&id).unwrap();
+        let csr = ferrule_identity::csr::verify_csr(&csr).unwrap();
+        let svid = ca
+            .ca
+            .issue(&ferrule_identity::ca::SvidRequest {
+                id: &id,
+                public_key_spki: &csr.public_key_spki,
+                ttl: Duration::from_secs(600),
+                dns_names: &[],
+                ip_addresses: &[],
+            })
+            .unwrap();
+        let signed = SignedSvid {
+            chain: svid.full_chain(),
+            serial: svid.serial.clone(),
+            not_before: svid.not_before,
+            not_after: svid.not_after,
+            bundle_roots: vec![],
+        };
+        let cert = WorkloadCert::new(&id, &key, signed).unwrap();
+
+        let back = WorkloadCert::from_pem(cert.to_pem().as_bytes()).unwrap();
+        assert_eq!(back.id, id);
+        assert_eq!(back.serial, svid.serial);
+        assert_eq!(*back.pkcs8, *cert.pkcs8);
+        assert!(WorkloadCert::from_pem(b"not pem").is_err());
     }
 }

@@ -6,6 +6,8 @@
 //!            old stops enrolling/unenrolling pods (waits for those in progress)
 //! old → new  Listener{name} + fd   for every listening socket (repeated)
 //! old → new  Pod(spec)             for every enrolled pod (repeated)
+//! old → new  NodeIdentity(pem)     the node certificate and key: the successor needs no
+//!                                  join credential, and the key never leaves agent memory
 //! old → new  Ready(version)
 //!            new adopts the pods on the inherited listeners, gets their certificates,
 //!            serves the enrollment API, metrics and readiness on the inherited sockets
@@ -38,6 +40,7 @@ pub enum Message {
         name: String,
     },
     Pod(PodSpec),
+    NodeIdentity(NodeIdentityPem),
     Ready(AgentVersion),
     Serving,
     Draining {
@@ -47,6 +50,17 @@ pub enum Message {
     Refused {
         reason: String,
     },
+}
+
+/// The node certificate chain and private key as PEM; never printed.
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct NodeIdentityPem(pub String);
+
+impl std::fmt::Debug for NodeIdentityPem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("NodeIdentityPem(<redacted>)")
+    }
 }
 
 /// Where the agent whose enrollment socket is `enroll_socket` listens for its successor.

@@ -32,6 +32,9 @@ pub enum Lookup {
 pub struct MeshState {
     pub epoch: String,
     pub version: u64,
+    /// Whether this came from the control plane; the empty state an agent starts with knows
+    /// no policy, revocation or destination, so nothing may be decided on it (fail closed).
+    applied: bool,
     workloads: BTreeMap<String, v1::Workload>,
     by_ip: HashMap<IpAddr, Destination>,
     /// Addresses several workloads claim, with their uids.
@@ -47,6 +50,11 @@ pub struct MeshState {
 pub type Refusal = String;
 
 impl MeshState {
+    /// Whether a version from the control plane is in force (false until the first one).
+    pub fn is_applied(&self) -> bool {
+        self.applied
+    }
+
     pub fn lookup(&self, ip: IpAddr) -> Lookup {
         if let Some(uids) = self.ambiguous.get(&ip) {
             return Lookup::Ambiguous(uids.clone());
@@ -105,6 +113,7 @@ impl MeshState {
         }
         next.epoch = update.epoch.clone();
         next.version = update.version;
+        next.applied = true;
         next.reindex();
         Ok(next)
     }

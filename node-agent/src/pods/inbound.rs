@@ -15,8 +15,8 @@ use crate::lifecycle::Drain;
 use crate::mesh_config::{MeshConfig, MeshState};
 use crate::netns::Netns;
 use crate::proxy::{
-    Admitted, Finished, HandshakeError, InboundRefusal, InboundTarget, Peer, Revoked, Withdrawn,
-    serve_inbound,
+    Admitted, CONFIG_NOT_READY, Finished, HandshakeError, InboundRefusal, InboundTarget, Peer,
+    Revoked, Withdrawn, serve_inbound,
 };
 use crate::telemetry::{
     CloseReason, ConnectionRecord, Direction, HandshakeFailure, Side, Telemetry,
@@ -121,6 +121,10 @@ impl InboundTarget for PodApp {
             )));
         }
         let state = self.mesh.current();
+        if !state.is_applied() {
+            self.refuse_before_config(peer, dst);
+            return Err(InboundRefusal::ConfigNotReady);
+        }
         if let Some(reason) = revocation(&state, peer) {
             return Err(InboundRefusal::Forbidden(reason.to_string()));
         }
@@ -239,6 +243,17 @@ impl PodApp {
             ..self.record(peer, dst, decision.verdict.as_str(), rule)
         });
     }
+
+    /// Before the first configuration version: counted and logged as a denial with its reason.
+    fn refuse_before_config(&self, peer: &Peer, dst: SocketAddr) {
+        self.telemetry
+            .authz_decided("deny", CONFIG_NOT_READY.to_owned());
+        self.telemetry.connection_closed(&ConnectionRecord {
+            close_reason: CloseReason::Policy,
+            error: Some(InboundRefusal::ConfigNotReady.to_string()),
+            ..self.record(peer, dst, "deny", CONFIG_NOT_READY)
+        });
+    }
 }
 
 /// Serves until the agent drains; then its tunnels get GOAWAY (peers open new streams to the
@@ -259,3 +274,6 @@ pub(super) async fn serve(listener: TcpListener, tls: Arc<rustls::ServerConfig>,
 
 /// Streams cut at the drain timeout get this long to log before their tunnels are dropped.
 const DRAIN_BACKSTOP: std::time::Duration = std::time::Duration::from_secs(1);
+
+#[cfg(test)]
+mod tests;

@@ -60,6 +60,12 @@ async fn handle(shared: &Shared, pod: &PodSide, tcp: TcpStream, peer: SocketAddr
         tracing::warn!(%source, %peer, "no original destination recorded; closing");
         return;
     };
+    if !shared.mesh.is_ready() {
+        // Without the directory, a mesh destination would look like a non-mesh one and leave
+        // in plaintext: refuse until the first configuration version is applied.
+        tracing::warn!(%source, dst = %original, reason = crate::proxy::CONFIG_NOT_READY, "outbound connection refused: no mesh configuration applied yet");
+        return;
+    }
     match shared.mesh.lookup(original.ip()) {
         Lookup::Workload(destination) => mesh(shared, pod, destination.id, tcp, original).await,
         Lookup::Ambiguous(uids) => refuse_ambiguous(shared, source, &tcp, original, &uids),

@@ -92,6 +92,10 @@ pub trait InboundTarget: Send + Sync + 'static {
     fn handshake_failed(&self, _tunnel_peer: SocketAddr, _error: &super::HandshakeError) {}
 }
 
+/// The reason (and `ferrule_authz_decisions_total` policy label) of streams refused before the
+/// first configuration version.
+pub const CONFIG_NOT_READY: &str = "config_not_ready";
+
 /// Why a `CONNECT` was not opened; each maps to the status ztunnel answers with.
 #[derive(Debug, thiserror::Error)]
 pub enum InboundRefusal {
@@ -101,6 +105,12 @@ pub enum InboundRefusal {
     Unreachable(#[from] io::Error),
     #[error("bad request: {0}")]
     BadRequest(String),
+    /// The agent has not applied a configuration version yet: it fails closed.
+    #[error(
+        "no mesh configuration applied yet (config_not_ready): the destination's agent admits \
+         no stream until the control plane's first version arrives"
+    )]
+    ConfigNotReady,
 }
 
 impl InboundRefusal {
@@ -110,6 +120,7 @@ impl InboundRefusal {
             Self::Forbidden(_) => StatusCode::UNAUTHORIZED,
             Self::Unreachable(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::BadRequest(_) => StatusCode::BAD_REQUEST,
+            Self::ConfigNotReady => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
 
@@ -118,6 +129,7 @@ impl InboundRefusal {
             Self::Forbidden(_) => "forbidden",
             Self::Unreachable(_) => "unreachable",
             Self::BadRequest(_) => "bad_request",
+            Self::ConfigNotReady => CONFIG_NOT_READY,
         }
     }
 }

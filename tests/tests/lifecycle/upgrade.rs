@@ -342,7 +342,7 @@ fn twenty_restarts_under_load_leak_no_plaintext_pins_or_descriptors() {
             );
         } else {
             mesh.terminate_agent(1, Duration::from_secs(15));
-            mesh.start_agent(1, None);
+            mesh.restart_agent(1);
         }
         more_markers(&load, 3);
         assert_eq!(pins_under(&pin_dir), pins, "round {round}: pins changed");

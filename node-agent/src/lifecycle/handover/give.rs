@@ -7,7 +7,7 @@ use std::sync::Arc;
 use tokio::runtime::Handle;
 
 use super::wire::{Channel, Listener};
-use super::{AgentVersion, Message};
+use super::{AgentVersion, Message, NodeIdentityPem};
 use crate::enroll::PodSpec;
 use crate::lifecycle::{Drain, Listeners};
 
@@ -27,6 +27,8 @@ pub struct Giver {
     pub listeners: Arc<Listeners>,
     pub drain: Drain,
     pub version: AgentVersion,
+    /// The current node identity, handed over so the key never has to be stored anywhere.
+    pub node_identity: Box<dyn Fn() -> Option<NodeIdentityPem> + Send + Sync>,
 }
 
 /// Listens on `path` for a successor, on a thread of its own. After a handover the thread
@@ -109,6 +111,9 @@ fn send_everything(giver: &Giver, to: &Channel, pods: &[PodSpec]) -> io::Result<
     }
     for spec in pods {
         to.send(&Message::Pod(spec.clone()), None)?;
+    }
+    if let Some(pem) = (giver.node_identity)() {
+        to.send(&Message::NodeIdentity(pem), None)?;
     }
     to.send(&Message::Ready(giver.version.clone()), None)
 }

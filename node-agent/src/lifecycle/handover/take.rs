@@ -7,7 +7,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use super::wire::Channel;
-use super::{AgentVersion, Message};
+use super::{AgentVersion, Message, NodeIdentityPem};
 use crate::enroll::PodSpec;
 
 /// How long a reply may take: the running agent first lets enrollments in progress finish,
@@ -19,6 +19,8 @@ const REPLY_TIMEOUT: Duration = Duration::from_secs(30);
 pub struct Inherited {
     pub listeners: BTreeMap<String, OwnedFd>,
     pub pods: Vec<PodSpec>,
+    /// The running agent's node identity, if it had one to give.
+    pub node_identity: Option<NodeIdentityPem>,
     pub predecessor: AgentVersion,
     channel: Channel,
 }
@@ -42,9 +44,10 @@ pub fn take_over(path: &Path, us: &AgentVersion) -> Option<Inherited> {
         }
     };
     match receive(&channel, us) {
-        Ok((listeners, pods, predecessor)) => Some(Inherited {
-            listeners,
-            pods,
+        Ok((received, predecessor)) => Some(Inherited {
+            listeners: received.listeners,
+            pods: received.pods,
+            node_identity: received.node_identity,
             predecessor,
             channel,
         }),
@@ -55,26 +58,32 @@ pub fn take_over(path: &Path, us: &AgentVersion) -> Option<Inherited> {
     }
 }
 
-type Received = (BTreeMap<String, OwnedFd>, Vec<PodSpec>, AgentVersion);
+#[derive(Default)]
+struct Received {
+    listeners: BTreeMap<String, OwnedFd>,
+    pods: Vec<PodSpec>,
+    node_identity: Option<NodeIdentityPem>,
+}
 
-fn receive(channel: &Channel, us: &AgentVersion) -> io::Result<Received> {
+fn receive(channel: &Channel, us: &AgentVersion) -> io::Result<(Received, AgentVersion)> {
     rustix::net::sockopt::set_socket_timeout(
         channel,
         rustix::net::sockopt::Timeout::Recv,
         Some(REPLY_TIMEOUT),
     )?;
     channel.send(&Message::Hello(us.clone()), None)?;
-    let (mut listeners, mut pods) = (BTreeMap::new(), Vec::new());
+    let mut received = Received::default();
     loop {
         let Some((message, fd)) = channel.recv()? else {
             return Err(io::Error::other("the running agent closed the handover"));
         };
         match (message, fd) {
             (Message::Listener { name }, Some(fd)) => {
-                listeners.insert(name, fd);
+                received.listeners.insert(name, fd);
             }
-            (Message::Pod(spec), _) => pods.push(spec),
-            (Message::Ready(version), _) => return Ok((listeners, pods, version)),
+            (Message::Pod(spec), _) => received.pods.push(spec),
+            (Message::NodeIdentity(pem), _) => received.node_identity = Some(pem),
+            (Message::Ready(version), _) => return Ok((received, version)),
             (Message::Refused { reason }, _) => return Err(io::Error::other(reason)),
             (other, _) => {
                 return Err(io::Error::new(

@@ -69,6 +69,7 @@ async fn running_agent() -> Running {
         listeners,
         drain: drain.clone(),
         version: version(1),
+        node_identity: Box::new(|| Some(NodeIdentityPem("node-identity-pem".into()))),
     };
     serve(&socket, giver).unwrap();
     Running {
@@ -90,6 +91,14 @@ async fn the_successor_gets_the_same_sockets_and_the_old_agent_drains() {
         .expect("handed over");
     assert_eq!(inherited.predecessor, version(1));
     assert_eq!(inherited.pods, [spec("pod-a")]);
+    assert_eq!(
+        inherited.node_identity,
+        Some(NodeIdentityPem("node-identity-pem".into()))
+    );
+    assert!(
+        !format!("{inherited:?}").contains("node-identity-pem"),
+        "the key is never printed"
+    );
     assert!(
         !old.drain.is_draining(),
         "draining only once the successor serves"

@@ -6,7 +6,6 @@
 use std::io::{self, IoSlice, IoSliceMut};
 use std::mem::MaybeUninit;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
-use std::os::unix::fs::PermissionsExt as _;
 use std::path::Path;
 
 use rustix::net::{
@@ -37,15 +36,9 @@ fn seqpacket() -> io::Result<OwnedFd> {
 }
 
 impl Listener {
-    /// Binds `path` (replacing a stale socket), readable by root only.
+    /// Binds `path` (replacing a stale socket), usable by its owner only from the start.
     pub fn bind(path: &Path) -> io::Result<Self> {
-        if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir)?;
-        }
-        let _ = std::fs::remove_file(path);
-        let fd = seqpacket()?;
-        rustix::net::bind(&fd, &SocketAddrUnix::new(path)?)?;
-        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
+        let fd = crate::lifecycle::private_socket::bind(path, SocketType::SEQPACKET)?;
         rustix::net::listen(&fd, 4)?;
         Ok(Self(fd))
     }
