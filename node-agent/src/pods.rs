@@ -15,7 +15,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use ferrule_identity::tls::{self, CertSlot, SpiffeClientVerifier};
-use ferrule_identity::{SharedBundle, SpiffeId, TrustDomain};
+use ferrule_identity::{SharedBundle, SpiffeId, TrustBundle, TrustDomain};
 use ferrule_proto::v1::{self, workloads_client::WorkloadsClient};
 use tokio::task::JoinHandle;
 use tonic::transport::Channel;
@@ -327,14 +327,29 @@ async fn unregister(control: Channel, uid: &str) {
     }
 }
 
-/// Outbound tunnels from or to an identity the control plane revoked are cut at once (the
-/// destination also cuts tunnels whose client certificate it sees revoked).
-pub fn spawn_revoked_tunnel_closer(pool: TunnelPool, mesh: MeshConfig) -> JoinHandle<()> {
+/// Outbound tunnels from or to an identity the control plane revoked, with a revoked
+/// certificate at either end, or to a destination whose root left the bundle are cut at once
+/// (the destination also cuts tunnels whose client certificate it sees revoked).
+pub fn spawn_revoked_tunnel_closer(
+    pool: TunnelPool,
+    mesh: MeshConfig,
+    bundle: SharedBundle,
+) -> JoinHandle<()> {
     tokio::spawn(async move {
         let mut versions = mesh.subscribe();
         let mut closed = std::collections::HashSet::new();
+        let mut checked: Option<Arc<TrustBundle>> = None;
         while versions.changed().await.is_ok() {
             let revoked = versions.borrow_and_update().revocations().clone();
+            // Re-verifying every tunnel is worth it only when roots or revocations changed.
+            let current = bundle.get();
+            let changed = checked.as_ref().is_none_or(|last| {
+                last.roots() != current.roots() || last.revocations() != current.revocations()
+            });
+            if changed {
+                pool.close_untrusted(&current);
+                checked = Some(current);
+            }
             for id in revoked.identities() {
                 if closed.insert(id.to_owned())
                     && let Ok(id) = SpiffeId::parse(id)

@@ -309,6 +309,58 @@ fn a_policy_change_or_a_revocation_cuts_live_connections_within_a_second() {
     drop(mesh.stop_agent(1));
 }
 
+/// The serials of `id`'s certificates in the control plane's inventory.
+fn serials_of(mesh: &Mesh, id: &str) -> Vec<String> {
+    let out = mesh.ferrule(&["-o", "json", "certs"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let certs: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).unwrap();
+    certs
+        .iter()
+        .filter(|c| c["spiffe_id"] == id)
+        .map(|c| c["serial"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+#[test]
+fn revoking_the_destinations_certificate_cuts_the_pooled_tunnel_to_it() {
+    let mut mesh = Mesh::start(2, 1);
+    mesh.enroll_all("strict");
+    let _server = chat_server(&mesh, 0, 0, PORT);
+    let held = hold(&mesh, 1, 0, (0, 0), PORT);
+    let serials = serials_of(&mesh, &sa(0, 0));
+    assert_eq!(serials.len(), 1, "{serials:?}");
+
+    // Only the server's certificate: the client's side is the one that must notice.
+    let started = now();
+    let out = mesh.ferrule(&["revoke", "--serial", &serials[0], "--reason", "test"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let took = closed_after(&held, started);
+    assert!(
+        took < CUT_WITHIN,
+        "the tunnel to the revoked certificate closed {took:.3}s after the revocation"
+    );
+    mesh.agent(1)
+        .wait_for_line("closing outbound HBONE tunnel", Duration::from_secs(5));
+    // The destination renews at once; new connections use its new certificate.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while once(&mesh, 1, 0, (0, 0), PORT).is_err() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no new connection after the renewal"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    drop(mesh.stop_agent(1));
+}
+
 #[test]
 fn agents_keep_enforcing_without_the_control_plane_and_resume_with_a_delta() {
     let mut mesh = Mesh::start(2, 1);

@@ -41,7 +41,11 @@ pub async fn serve(
     let _ = agent.lifecycle_metrics.capture.set(capture.clone());
     let state_file = config.data_dir.as_ref().map(|d| d.join(STATE_FILE));
     let pool = PodManager::default_pool();
-    spawn_revoked_tunnel_closer(pool.clone(), agent.mesh.clone());
+    spawn_revoked_tunnel_closer(
+        pool.clone(),
+        agent.mesh.clone(),
+        agent.identities.bundle().clone(),
+    );
     let manager = Arc::new(PodManager::new(
         Shared {
             trust_domain: config.trust_domain.clone(),

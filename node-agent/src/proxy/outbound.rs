@@ -7,9 +7,9 @@ mod tunnel;
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
-use ferrule_identity::{SharedBundle, SpiffeId};
+use ferrule_identity::{SharedBundle, SpiffeId, TrustBundle};
 use tokio::time::Instant;
 use tracing::debug;
 
@@ -136,6 +136,26 @@ impl TunnelPool {
             !hit
         });
         closing.iter().for_each(|tunnel| tunnel.close());
+    }
+
+    /// Closes every tunnel, streams included, whose certificate (ours or the destination's)
+    /// `bundle` revokes or whose destination no longer chains to one of its roots (a revoked
+    /// serial, a removed root); returns how many.
+    pub fn close_untrusted(&self, bundle: &TrustBundle) -> usize {
+        let now = SystemTime::now();
+        let mut closing = Vec::new();
+        for (key, entry) in self.keys().iter_mut() {
+            entry.tunnels.retain(|tunnel| {
+                let Some(why) = tunnel.credentials.untrusted(bundle, now) else {
+                    return true;
+                };
+                tracing::warn!(source = %key.source, destination = %key.destination, address = %key.address, %why, "closing outbound HBONE tunnel");
+                closing.push(tunnel.clone());
+                false
+            });
+        }
+        closing.iter().for_each(|tunnel| tunnel.close());
+        closing.len()
     }
 
     /// Open connections, for status and tests.

@@ -13,7 +13,7 @@ use tokio_rustls::TlsConnector;
 use tokio_rustls::client::TlsStream;
 use tracing::debug;
 
-use super::tunnel::{State, Tunnel};
+use super::tunnel::{Credentials, State, Tunnel};
 use super::{PoolConfig, TunnelKey};
 use crate::identity::WorkloadCert;
 use crate::proxy::{ALPN_H2, OutboundError, settings};
@@ -45,16 +45,23 @@ pub(super) async fn dial(
         tls.get_mut()
             .1
             .set_buffer_limit(Some(settings::TLS_SEND_BUFFER));
-        settings::client(config.max_streams_per_connection)
+        let peer_chain = tls.get_ref().1.peer_certificates().unwrap_or_default();
+        let credentials = Credentials {
+            source_serial: source.serial.clone(),
+            peer_chain: peer_chain.iter().map(|c| c.clone().into_owned()).collect(),
+        };
+        let (sender, conn) = settings::client(config.max_streams_per_connection)
             .handshake(tls)
             .await
-            .map_err(|source| OutboundError::Http2 { address, source })
+            .map_err(|source| OutboundError::Http2 { address, source })?;
+        Ok::<_, OutboundError>((sender, conn, credentials))
     };
-    let (sender, conn) = connecting.await?;
+    let (sender, conn, credentials) = connecting.await?;
     let tunnel = Tunnel::new(
         address,
         sender,
         source.certified.clone(),
+        credentials,
         config.max_streams_per_connection,
     );
     let tunnel = Arc::new(tunnel);

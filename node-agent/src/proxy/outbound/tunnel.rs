@@ -3,12 +3,15 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
+use ferrule_identity::TrustBundle;
+use ferrule_identity::verify::Usage;
 use h2::client::SendRequest;
 use http::{Method, Request, StatusCode};
 use rustls::sign::CertifiedKey;
+use rustls_pki_types::CertificateDer;
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
@@ -32,8 +35,32 @@ pub(super) struct Tunnel {
     /// The source certificate this connection authenticated with: after a renewal, new
     /// streams go to a new connection and this one idles out.
     cert: Arc<CertifiedKey>,
+    /// Both ends' credentials, checked again when revocations or the trust bundle change.
+    pub(super) credentials: Credentials,
     max_streams: usize,
     pub(super) state: Arc<State>,
+}
+
+/// What a connection was authenticated with.
+#[derive(Debug, Clone, Default)]
+pub(super) struct Credentials {
+    pub(super) source_serial: String,
+    /// The destination's chain as it presented it (leaf first).
+    pub(super) peer_chain: Vec<CertificateDer<'static>>,
+}
+
+impl Credentials {
+    /// Why the connection may no longer be used under `bundle` (its revocations included):
+    /// our certificate or the peer's was revoked, or the peer's no longer chains to a root.
+    pub(super) fn untrusted(&self, bundle: &TrustBundle, now: SystemTime) -> Option<String> {
+        if bundle.revocations().serial_revoked(&self.source_serial) {
+            return Some(format!("our certificate {} is revoked", self.source_serial));
+        }
+        let verified = bundle.verify(&self.peer_chain, now, Usage::Server);
+        verified
+            .err()
+            .map(|e| format!("the destination's certificate: {e}"))
+    }
 }
 
 pub(super) enum Open {
@@ -48,6 +75,7 @@ impl Tunnel {
         address: SocketAddr,
         sender: SendRequest<Bytes>,
         cert: Arc<CertifiedKey>,
+        credentials: Credentials,
         max_streams: usize,
     ) -> Self {
         static NEXT_ID: AtomicU64 = AtomicU64::new(0);
@@ -56,6 +84,7 @@ impl Tunnel {
             address,
             sender,
             cert,
+            credentials,
             max_streams,
             state: Arc::default(),
         }
@@ -150,4 +179,55 @@ impl Tunnel {
 /// stream id of its GOAWAY), which is safe to retry.
 fn never_processed(error: &h2::Error) -> bool {
     error.reason() == Some(h2::Reason::REFUSED_STREAM) || error.is_go_away()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use ferrule_identity::testing::TestCa;
+    use ferrule_identity::{RevocationList, SpiffeId};
+
+    use super::*;
+
+    fn credentials(ca: &TestCa) -> (Credentials, String) {
+        let id = SpiffeId::parse("spiffe://example.org/ns/shop/sa/db").unwrap();
+        let (peer, _) = ca
+            .ca
+            .issue_with_new_key(&id, Duration::from_secs(3600), &[], &[])
+            .unwrap();
+        let chain = std::iter::once(peer.leaf.clone())
+            .chain(peer.chain.iter().cloned())
+            .collect();
+        let credentials = Credentials {
+            source_serial: "0a".into(),
+            peer_chain: chain,
+        };
+        (credentials, peer.serial)
+    }
+
+    #[test]
+    fn a_tunnel_is_untrusted_once_either_serial_is_revoked_or_the_root_is_gone() {
+        let ca = TestCa::new("example.org");
+        let (credentials, peer_serial) = credentials(&ca);
+        let bundle = ca.ca.bundle().clone();
+        let now = SystemTime::now();
+        assert_eq!(credentials.untrusted(&bundle, now), None);
+
+        let ours = RevocationList::new(vec!["0a".to_owned()], vec![]);
+        let why = credentials.untrusted(&bundle.clone().with_revocations(Arc::new(ours)), now);
+        assert!(why.is_some_and(|w| w.contains("our certificate 0a is revoked")));
+
+        let theirs = RevocationList::new(vec![peer_serial], vec![]);
+        let why = credentials.untrusted(&bundle.clone().with_revocations(Arc::new(theirs)), now);
+        assert!(
+            why.is_some_and(|w| w.contains("revoked")),
+            "the destination's serial"
+        );
+
+        // A rotation that removed the destination's root.
+        let other = TestCa::new("example.org");
+        let why = credentials.untrusted(other.ca.bundle(), now);
+        assert!(why.is_some_and(|w| w.contains("destination's certificate")));
+    }
 }
