@@ -22,7 +22,7 @@ pub use raw::{
 
 /// The shortest certificate lifetime the control plane will issue: renewal at half-life must
 /// leave time for retries.
-pub const MIN_CERT_TTL: Duration = Duration::from_secs(5 * 60);
+pub const MIN_CERT_TTL: Duration = Duration::from_secs(60);
 
 /// Where the issuing CA's private key lives.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -146,7 +146,7 @@ ca:
         let cases: &[Case] = &[
             (
                 GOOD,
-                &[(ENV_WORKLOAD_TTL, "1m")],
+                &[(ENV_WORKLOAD_TTL, "59s")],
                 "certificates.workload_ttl",
             ),
             (

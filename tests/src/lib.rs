@@ -12,6 +12,7 @@ pub mod loadgen;
 pub mod mesh;
 pub mod process;
 pub mod prometheus;
+pub mod soak;
 
 pub use control_plane::ControlPlaneFixture;
 pub use process::{Child, binary, free_port};

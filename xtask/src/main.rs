@@ -7,6 +7,7 @@ mod cmd;
 mod demo;
 mod image;
 mod setup;
+mod soak;
 mod test;
 
 use clap::{Parser, Subcommand};
@@ -28,6 +29,9 @@ enum Task {
     Demo(demo::Args),
     /// Set up, then run a benchmark.
     Bench(bench::Args),
+    /// Set up, build, then run the mesh under churn for a while and fail on leaks or failed
+    /// connections (root).
+    Soak(soak::Args),
     /// Build OCI image archives of the agent and the control plane (no base image, no registry).
     Image(image::Args),
 }
@@ -44,6 +48,7 @@ fn main() -> anyhow::Result<()> {
             setup::run()?;
             bench::run_bench(args)
         }
+        Task::Soak(args) => soak::run(args),
         Task::Image(args) => image::run(args),
     }
 }

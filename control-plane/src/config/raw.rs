@@ -169,7 +169,11 @@ impl RawCertificates {
             if ttl < MIN_CERT_TTL {
                 return Err(ConfigError::invalid(
                     field,
-                    format!("{} is shorter than the minimum of 5m", humantime_str(ttl)),
+                    format!(
+                        "{} is shorter than the minimum of {}",
+                        humantime_str(ttl),
+                        humantime_str(MIN_CERT_TTL)
+                    ),
                 ));
             }
             Ok(ttl)
