@@ -2,6 +2,7 @@
 //! validation into typed settings. Every error names the field it is about.
 
 mod kubernetes;
+mod limits;
 mod raw;
 
 use std::net::{IpAddr, SocketAddr};
@@ -15,6 +16,7 @@ pub use kubernetes::{
     ENV_KUBERNETES_AGENT_SERVICE_ACCOUNT, ENV_KUBERNETES_AUDIENCE, ENV_KUBERNETES_NAMESPACE,
     KubernetesConfig, dns_label,
 };
+pub use limits::{ConnectionLimits, HandshakeLogLimits, Http2Limits, LimitsConfig, Rate};
 pub use raw::{
     ENV_DATA_DIR, ENV_LISTEN, ENV_METRICS_LISTEN, ENV_NODE_TTL, ENV_PUBLIC_LISTEN,
     ENV_TRUST_DOMAIN, ENV_WORKLOAD_TTL,
@@ -71,6 +73,8 @@ pub struct Config {
     /// Kubernetes mode when set; standalone (join tokens, agent-registered workloads, policies
     /// applied through the admin API) otherwise.
     pub kubernetes: Option<KubernetesConfig>,
+    /// What one client, source address or node may cost (`limits:`).
+    pub limits: LimitsConfig,
 }
 
 impl Config {

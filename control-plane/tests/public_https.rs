@@ -9,7 +9,12 @@ use std::time::{Duration, SystemTime};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use ferrule_control_plane::offline_crls;
-use ferrule_control_plane::public::{PublicDocuments, public_server_config, serve_public};
+use ferrule_control_plane::config::LimitsConfig;
+use ferrule_control_plane::metrics::Metrics;
+use ferrule_control_plane::public::{
+    PublicDocuments, PublicLimits, public_server_config, serve_public,
+};
+use prometheus_client::registry::Registry;
 use ferrule_identity::testing::TestCa;
 use ferrule_identity::tls::{self, CertSlot};
 use ferrule_identity::{RevocationReason, RevokedSerial, SpiffeId};
@@ -48,7 +53,11 @@ impl Server {
         let docs = documents(&test, &[], 1);
         let (documents, watched) = watch::channel(Arc::new(docs));
         let (stop, stopped) = oneshot::channel();
-        let task = tokio::spawn(serve_public(listener, config, watched, async move {
+        let limits = PublicLimits {
+            limits: LimitsConfig::default(),
+            metrics: Metrics::new(&mut Registry::default()),
+        };
+        let task = tokio::spawn(serve_public(listener, config, watched, limits, async move {
             let _ = stopped.await;
         }));
         Self {
