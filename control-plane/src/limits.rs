@@ -125,7 +125,10 @@ pub fn admit(
     remote: SocketAddr,
     metrics: &Metrics,
 ) -> Option<Admitted> {
-    let refusal = admission.admit(remote.ip()).err()?;
+    let refusal = match admission.admit(remote.ip()) {
+        Ok(admitted) => return Some(admitted),
+        Err(refusal) => refusal,
+    };
     let limit = match (listener, refusal) {
         (Listener::Grpc, Refusal::Total) => "connections.max",
         (Listener::Grpc, Refusal::PerSource) => "connections.per_source",
