@@ -10,6 +10,7 @@ pub mod h2_watch;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
+use tokio::sync::{Semaphore, SemaphorePermit};
 use tonic::Status;
 
 use crate::config::LimitsConfig;
@@ -63,6 +64,7 @@ pub struct Quotas {
     reports: KeyedBuckets<String>,
     join_per_source: KeyedBuckets<Source>,
     join_total: TokenBucket,
+    join_slots: Semaphore,
 }
 
 impl Quotas {
@@ -73,6 +75,7 @@ impl Quotas {
             reports: KeyedBuckets::new(limits.handshake_reports, MAX_KEYS),
             join_per_source: KeyedBuckets::new(limits.join_per_source, MAX_KEYS),
             join_total: TokenBucket::new(limits.join_total),
+            join_slots: Semaphore::new(limits.join_max_in_flight),
         }
     }
 
@@ -106,6 +109,20 @@ impl Quotas {
             return Err(JoinRefusal::RateLimited);
         }
         Ok(())
+    }
+}
+
+impl Quotas {
+    /// A turn to check a join; waits (counted) while `limits.join.max_in_flight` are checked.
+    pub async fn join_slot(&self, metrics: &Metrics) -> SemaphorePermit<'_> {
+        if let Ok(slot) = self.join_slots.try_acquire() {
+            return slot;
+        }
+        metrics.limit_hit(Listener::Grpc, "join.max_in_flight");
+        self.join_slots
+            .acquire()
+            .await
+            .expect("the join semaphore is never closed")
     }
 }
 

@@ -206,13 +206,13 @@ async fn a_join_flood_does_not_delay_sign() {
 
     // Idle and flooded phases alternate, so that load from elsewhere on the machine falls on
     // both alike; a noisy round is measured again, up to three times.
-    let mut attempts = Vec::new();
+    let (mut attempts, mut calls) = (Vec::new(), 0);
     for _ in 0..3 {
-        let (mut idle, mut flooded, mut calls) = (Vec::new(), Vec::new(), 0);
+        let (mut idle, mut flooded) = (Vec::new(), Vec::new());
         for _ in 0..4 {
             idle.extend(sign_times(&mut client, &csr, 75).await);
             let stop = Arc::new(AtomicBool::new(false));
-            let flood = flood_joins(&cp, 16, stop.clone());
+            let flood = flood_joins(&cp, 64, stop.clone());
             tokio::time::sleep(Duration::from_millis(300)).await;
             flooded.extend(sign_times(&mut client, &csr, 75).await);
             stop.store(true, Ordering::Relaxed);
@@ -226,7 +226,8 @@ async fn a_join_flood_does_not_delay_sign() {
             break;
         }
     }
-    let (idle, flooded, calls) = *attempts.last().unwrap();
+    println!("Sign p99 idle, p99 under the flood, flood calls: {attempts:?}");
+    let (idle, flooded, _) = *attempts.last().unwrap();
     assert!(
         flooded <= idle * 2,
         "Sign p99 under a join flood {flooded:?} > 2 x idle p99 {idle:?} (attempts: {attempts:?})"
@@ -238,7 +239,7 @@ async fn a_join_flood_does_not_delay_sign() {
     };
     let (limited, unknown) = (joins("source_rate_limited"), joins("unknown_token"));
     assert!(
-        calls > 1000 && limited > 0.0 && unknown > 0.0 && limited + unknown >= calls as f64,
+        calls > 500 && limited > 0.0 && unknown > 0.0 && limited + unknown >= calls as f64,
         "a flood of {calls} joins, {limited} refused by the per-source rate limit and {unknown} \
          as unknown tokens"
     );

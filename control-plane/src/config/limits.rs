@@ -65,6 +65,9 @@ pub struct LimitsConfig {
     /// `Node.Join` calls from one source, and in total.
     pub join_per_source: Rate,
     pub join_total: Rate,
+    /// Joins checked at once (CSR, credential); more wait their turn, so a burst of joins
+    /// cannot take every core.
+    pub join_max_in_flight: usize,
     /// Per node: `Workloads.Register`, `Identity.Sign`, and handshake-failure reports.
     pub register: Rate,
     pub sign: Rate,
@@ -128,6 +131,7 @@ struct RawRate {
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawJoin {
+    max_in_flight: Option<usize>,
     #[serde(default)]
     per_source: RawRate,
     #[serde(default)]
@@ -309,6 +313,11 @@ impl RawLimits {
                 .join
                 .total
                 .validate("limits.join.total", rate(1024, 100))?,
+            join_max_in_flight: positive(
+                self.join.max_in_flight,
+                "limits.join.max_in_flight",
+                8,
+            )?,
             register: self
                 .per_node
                 .register

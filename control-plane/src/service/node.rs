@@ -13,6 +13,9 @@ use crate::sources::{JoinRefusal, SourceError};
 use crate::state::{ControlPlane, now, store_status, svid_proto};
 use crate::store::NodeRecord;
 
+/// How long a join over a rate limit waits for its refusal.
+const RATE_LIMITED_DELAY: std::time::Duration = std::time::Duration::from_millis(500);
+
 #[derive(Debug, Clone)]
 pub struct NodeService(pub Arc<ControlPlane>);
 
@@ -51,9 +54,13 @@ impl Node for NodeService {
         let remote = crate::auth::peer_addr(&request);
         let cp = &self.0;
         // First, before any work: a flood must cost as little as possible.
-        cp.quotas
-            .join(remote.map(|addr| addr.ip()))
-            .map_err(|reason| self.rate_limited(remote, reason))?;
+        if let Err(reason) = cp.quotas.join(remote.map(|addr| addr.ip())) {
+            // Answered late: a client that waits for answers floods at a fraction of the rate,
+            // and one that does not runs into its connection's stream limit.
+            tokio::time::sleep(RATE_LIMITED_DELAY).await;
+            return Err(self.rate_limited(remote, reason));
+        }
+        let _slot = cp.quotas.join_slot(&cp.metrics).await;
         let body = request.into_inner();
         // Check the CSR before spending the credential: a broken agent must be able to retry.
         let csr = verify_csr(&body.csr).map_err(|e| {
