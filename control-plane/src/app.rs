@@ -22,11 +22,11 @@ use tower::util::MapResponseLayer;
 
 use crate::agents::AgentSessions;
 use crate::config::{Config, LimitsConfig, SignerConfig};
+use crate::kubernetes::Kubernetes;
 use crate::limits::Listener;
 use crate::limits::admission::Admission;
-use crate::metrics::Metrics;
-use crate::kubernetes::Kubernetes;
 use crate::mesh_config::{Change, MeshConfig};
+use crate::metrics::Metrics;
 use crate::service::{AdminService, ConfigService, IdentityService, NodeService, WorkloadsService};
 use crate::state::ControlPlane;
 use crate::store::{EmbeddedStore, Store, StoreError};

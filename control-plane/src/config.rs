@@ -106,6 +106,11 @@ mod tests {
         let config =
             Config::load(&path, &ferrule_config::MapEnv::default()).expect("example config");
         assert_eq!(config.public_listen.map(|a| a.port()), Some(8444));
+        assert_eq!(
+            config.limits,
+            LimitsConfig::default(),
+            "the example shows the defaults"
+        );
     }
 
     const GOOD: &str = "
@@ -167,6 +172,21 @@ ca:
                 "ca.signer",
             ),
             ("trust_domain: a\nbogus: 1\n", &[], "bogus"),
+            (
+                &format!("{GOOD}limits:\n  connections: {{max: 10, per_source: 11}}\n"),
+                &[],
+                "limits.connections.per_source",
+            ),
+            (
+                &format!("{GOOD}limits:\n  per_node:\n    sign: {{burst: 0}}\n"),
+                &[],
+                "limits.per_node.sign.burst",
+            ),
+            (
+                &format!("{GOOD}limits:\n  http2: {{keepalive_timeout: 0s}}\n"),
+                &[],
+                "limits.http2.keepalive_timeout",
+            ),
         ];
         for (text, env, field) in cases {
             let err = load(text, env).unwrap_err().to_string();

@@ -229,7 +229,10 @@ mod tests {
         );
         let kept = all(&log);
         assert_eq!(kept.len(), 3, "{kept:?}");
-        let cut = kept.iter().find(|f| f.source_address == "10.0.0.1").unwrap();
+        let cut = kept
+            .iter()
+            .find(|f| f.source_address == "10.0.0.1")
+            .unwrap();
         assert_eq!(cut.detail, "é".repeat(12), "cut on a character boundary");
 
         let trimmed = log.add("n1", vec![failure("10.0.0.6", "expired", 0)]);

@@ -90,7 +90,11 @@ impl Quotas {
             return Ok(());
         }
         metrics.quota_exceeded(node, call);
-        tracing::warn!(node, call = call.as_str(), "node over its quota; call refused");
+        tracing::warn!(
+            node,
+            call = call.as_str(),
+            "node over its quota; call refused"
+        );
         Err(Status::resource_exhausted(format!(
             "node {node} is over its {} quota (limits.per_node.{}); retry later",
             call.as_str(),

@@ -21,8 +21,8 @@ use tonic::transport::server::Connected;
 
 use crate::connections::{Connections, Cut, CutSignal, Registration};
 use crate::limits::admission::{Admission, Admitted};
-use crate::limits::{Listener, admit};
 use crate::limits::h2_watch::{Reporter, Watched};
+use crate::limits::{Listener, admit};
 use crate::metrics::Metrics;
 
 /// Handshaken connections waiting for tonic; bounds memory under a connection flood.

@@ -35,7 +35,11 @@ fn p99(samples: &[Duration]) -> Duration {
 
 /// How long a new admin connection takes to do its first call (TCP, mTLS, HTTP/2, RPC), `count`
 /// times.
-async fn connect_times(cp: &ControlPlaneFixture, admin: &Arc<CertSlot>, count: usize) -> Vec<Duration> {
+async fn connect_times(
+    cp: &ControlPlaneFixture,
+    admin: &Arc<CertSlot>,
+    count: usize,
+) -> Vec<Duration> {
     let mut times = Vec::new();
     for _ in 0..count {
         let start = Instant::now();
@@ -108,7 +112,11 @@ async fn half_open_handshakes_do_not_delay_a_legitimate_connection() {
 
 /// Garbage joins as fast as `lanes` concurrent calls on one connection without a client
 /// certificate go, until `stop`; counts the calls.
-fn flood_joins(cp: &ControlPlaneFixture, lanes: usize, stop: Arc<AtomicBool>) -> std::thread::JoinHandle<u64> {
+fn flood_joins(
+    cp: &ControlPlaneFixture,
+    lanes: usize,
+    stop: Arc<AtomicBool>,
+) -> std::thread::JoinHandle<u64> {
     let channel_tls = cp.client_tls(None);
     let addr = cp.addr;
     let csr = build_csr(
@@ -168,7 +176,11 @@ fn rand_u64() -> u64 {
     hasher.finish()
 }
 
-async fn sign_times(client: &mut IdentityClient<tonic::transport::Channel>, csr: &[u8], count: usize) -> Vec<Duration> {
+async fn sign_times(
+    client: &mut IdentityClient<tonic::transport::Channel>,
+    csr: &[u8],
+    count: usize,
+) -> Vec<Duration> {
     let mut times = Vec::with_capacity(count);
     for _ in 0..count {
         let start = Instant::now();
@@ -302,7 +314,10 @@ fn rapid_reset(addr: SocketAddr) -> impl FnMut(&mut H2Client) -> Result<(), h2::
 /// before the body their content-length promised (a stream error, PROTOCOL_ERROR).
 fn made_you_reset(addr: SocketAddr) -> impl FnMut(&mut H2Client) -> Result<(), h2::Error> {
     move |client| {
-        let malformed = request(addr).header("content-length", "5").body(()).unwrap();
+        let malformed = request(addr)
+            .header("content-length", "5")
+            .body(())
+            .unwrap();
         client.send_request(malformed, true).map(drop)
     }
 }

@@ -196,7 +196,11 @@ impl RawRate {
 }
 
 impl RawConnections {
-    fn validate(self, field: &str, default: ConnectionLimits) -> Result<ConnectionLimits, ConfigError> {
+    fn validate(
+        self,
+        field: &str,
+        default: ConnectionLimits,
+    ) -> Result<ConnectionLimits, ConfigError> {
         let max = positive(self.max, &format!("{field}.max"), default.max)?;
         let per_source = positive(
             self.per_source,
@@ -300,11 +304,7 @@ impl RawLimits {
                 },
             )?,
             http2: self.http2.validate()?,
-            max_message_size: positive(
-                self.max_message_size,
-                "limits.max_message_size",
-                4 << 20,
-            )?,
+            max_message_size: positive(self.max_message_size, "limits.max_message_size", 4 << 20)?,
             join_per_source: self
                 .join
                 .per_source
@@ -313,11 +313,7 @@ impl RawLimits {
                 .join
                 .total
                 .validate("limits.join.total", rate(1024, 100))?,
-            join_max_in_flight: positive(
-                self.join.max_in_flight,
-                "limits.join.max_in_flight",
-                8,
-            )?,
+            join_max_in_flight: positive(self.join.max_in_flight, "limits.join.max_in_flight", 8)?,
             register: self
                 .per_node
                 .register

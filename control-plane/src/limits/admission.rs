@@ -119,12 +119,11 @@ mod tests {
             "IPv4-mapped addresses are the same source"
         );
         let _b = admission.admit(ip("10.0.0.2")).unwrap();
-        assert_eq!(
-            admission.admit(ip("10.0.0.3")).unwrap_err(),
-            Refusal::Total
-        );
+        assert_eq!(admission.admit(ip("10.0.0.3")).unwrap_err(), Refusal::Total);
         drop(a1);
-        admission.admit(ip("10.0.0.1")).expect("a closed connection frees its slot");
+        admission
+            .admit(ip("10.0.0.1"))
+            .expect("a closed connection frees its slot");
     }
 
     #[test]

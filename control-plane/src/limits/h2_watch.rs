@@ -208,7 +208,8 @@ impl<S> Watched<S> {
 
     fn saw(&mut self, written: &[u8]) {
         let reporter = &self.reporter;
-        self.watch.written(written, &mut |limit| reporter.hit(limit));
+        self.watch
+            .written(written, &mut |limit| reporter.hit(limit));
     }
 }
 
@@ -314,7 +315,11 @@ mod tests {
             Http2Limit::EnhanceYourCalm,
         ];
         for chunk in [1, 2, 7, 9, 10, 64, stream.len()] {
-            assert_eq!(hits(&stream, chunk), expected, "written {chunk} bytes at a time");
+            assert_eq!(
+                hits(&stream, chunk),
+                expected,
+                "written {chunk} bytes at a time"
+            );
         }
     }
 

@@ -37,7 +37,11 @@ impl NodeService {
     fn rate_limited(&self, remote: Option<std::net::SocketAddr>, reason: JoinRefusal) -> Status {
         let method = self.0.sources.attestor.method();
         self.0.metrics.join(method, Err(reason));
-        tracing::debug!(?remote, reason = reason.as_str(), "join refused: rate limit");
+        tracing::debug!(
+            ?remote,
+            reason = reason.as_str(),
+            "join refused: rate limit"
+        );
         Status::resource_exhausted(format!(
             "too many joins ({}: limits.join); retry later",
             reason.as_str()

@@ -34,8 +34,8 @@ use config::{ApplyConfig, CompactConfig};
 
 use super::config::{ConfigChange, ConfigLog};
 use super::{
-    BoxError, check_token, CertificateRecord, JoinToken, NodeRecord, OpenProblem, Store, StoreError, TokenError,
-    UnixSeconds,
+    BoxError, CertificateRecord, JoinToken, NodeRecord, OpenProblem, Store, StoreError, TokenError,
+    UnixSeconds, check_token,
 };
 
 /// Values are JSON so that a record can gain fields without a migration.
