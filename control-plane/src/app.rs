@@ -16,11 +16,17 @@ use ferrule_proto::v1::{
 };
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
+use tonic::service::interceptor::InterceptedService;
+use tower::layer::util::{Identity, Stack};
+use tower::util::MapResponseLayer;
 
 use crate::agents::AgentSessions;
-use crate::config::{Config, SignerConfig};
+use crate::config::{Config, LimitsConfig, SignerConfig};
 use crate::kubernetes::Kubernetes;
+use crate::limits::Listener;
+use crate::limits::admission::Admission;
 use crate::mesh_config::{Change, MeshConfig};
+use crate::metrics::Metrics;
 use crate::service::{AdminService, ConfigService, IdentityService, NodeService, WorkloadsService};
 use crate::state::ControlPlane;
 use crate::store::{EmbeddedStore, Store, StoreError};
@@ -138,7 +144,8 @@ pub async fn serve_with(
     let metrics = crate::metrics::Metrics::new(&mut registry);
     let state = Arc::new(ControlPlane {
         metrics: metrics.clone(),
-        handshakes: Default::default(),
+        handshakes: crate::handshakes::HandshakeLog::new(config.limits.handshake_log),
+        quotas: crate::limits::Quotas::new(&config.limits),
         connections: Default::default(),
         trust_domain: config.trust_domain.clone(),
         verify_bundle: SharedBundle::new(ca.bundle().clone()),
@@ -166,26 +173,28 @@ pub async fn serve_with(
     let verifier = SpiffeClientVerifier::optional(state.verify_bundle.clone());
     let tls = Arc::new(tls::server_config(slot, verifier, &[b"h2"]));
     let unrevoked = auth::refuse_revoked(state.verify_bundle.clone());
-    let router = tonic::transport::Server::builder()
-        .tcp_nodelay(true)
-        .add_service(NodeServer::with_interceptor(
-            NodeService(state.clone()),
+    let max_message = config.limits.max_message_size;
+    let router = grpc_server(&config.limits, metrics.clone())
+        .add_service(InterceptedService::new(
+            NodeServer::new(NodeService(state.clone())).max_decoding_message_size(max_message),
             unrevoked.clone(),
         ))
-        .add_service(IdentityServer::with_interceptor(
-            IdentityService(state.clone()),
+        .add_service(InterceptedService::new(
+            IdentityServer::new(IdentityService(state.clone()))
+                .max_decoding_message_size(max_message),
             unrevoked.clone(),
         ))
-        .add_service(AdminServer::with_interceptor(
-            AdminService(state.clone()),
+        .add_service(InterceptedService::new(
+            AdminServer::new(AdminService(state.clone())).max_decoding_message_size(max_message),
             unrevoked.clone(),
         ))
-        .add_service(WorkloadsServer::with_interceptor(
-            WorkloadsService(state.clone()),
+        .add_service(InterceptedService::new(
+            WorkloadsServer::new(WorkloadsService(state.clone()))
+                .max_decoding_message_size(max_message),
             unrevoked.clone(),
         ))
-        .add_service(ConfigServer::with_interceptor(
-            ConfigService(state.clone()),
+        .add_service(InterceptedService::new(
+            ConfigServer::new(ConfigService(state.clone())).max_decoding_message_size(max_message),
             unrevoked,
         ));
     registry.register_collector(Box::new(crate::metrics::FleetCollector(Arc::downgrade(
@@ -195,7 +204,12 @@ pub async fn serve_with(
         public.documents.clone(),
     )));
     let metrics_addr = start_metrics(config, &state, registry).await?;
-    let incoming = tls_incoming::incoming(listener, tls, metrics, state.connections.clone());
+    let policy = tls_incoming::ConnectionPolicy {
+        handshake_timeout: config.limits.handshake_timeout,
+        admission: Admission::new(config.limits.connections),
+    };
+    let incoming =
+        tls_incoming::incoming(listener, tls, metrics, state.connections.clone(), policy);
     background.extend(public.tasks);
     let server = tokio::spawn(async move {
         let served = router
@@ -215,6 +229,39 @@ pub async fn serve_with(
         state,
         server,
     })
+}
+
+/// The gRPC server with the HTTP/2 limits of `limits:`; a request refused for its size is counted
+/// (tonic answers it with OUT_OF_RANGE before any service sees it).
+fn grpc_server(
+    limits: &LimitsConfig,
+    metrics: Arc<Metrics>,
+) -> tonic::transport::Server<Stack<MapResponseLayer<impl CountTooLarge>, Identity>> {
+    let http2 = limits.http2;
+    tonic::transport::Server::builder()
+        .tcp_nodelay(true)
+        .max_concurrent_streams(http2.max_concurrent_streams)
+        .http2_max_pending_accept_reset_streams(Some(http2.max_pending_accept_reset_streams))
+        .http2_max_local_error_reset_streams(Some(http2.max_local_error_reset_streams))
+        .http2_max_header_list_size(http2.max_header_list_size)
+        .http2_keepalive_interval(Some(http2.keepalive_interval))
+        .http2_keepalive_timeout(Some(http2.keepalive_timeout))
+        .layer(MapResponseLayer::new(count_too_large(metrics)))
+}
+
+type GrpcResponse = http::Response<tonic::body::Body>;
+
+trait CountTooLarge: Fn(GrpcResponse) -> GrpcResponse + Clone + Send + Sync + 'static {}
+impl<F: Fn(GrpcResponse) -> GrpcResponse + Clone + Send + Sync + 'static> CountTooLarge for F {}
+
+fn count_too_large(metrics: Arc<Metrics>) -> impl CountTooLarge {
+    move |response: GrpcResponse| {
+        let code = response.headers().get("grpc-status");
+        if code.is_some_and(|code| code == "11") {
+            metrics.limit_hit(Listener::Grpc, "max_message_size");
+        }
+        response
+    }
 }
 
 /// Serves `/metrics` on `metrics_listen` until the control plane closes.
@@ -286,10 +333,15 @@ async fn start_public(
     };
     let (listener, bound, shutdown) = bind_until_closing(addr, state).await?;
     let tls = public::public_server_config(slot);
+    let limits = public::PublicLimits {
+        limits: config.limits.clone(),
+        metrics: state.metrics.clone(),
+    };
     tasks.push(tokio::spawn(public::serve_public(
         listener,
         tls,
         documents.clone(),
+        limits,
         shutdown,
     )));
     tracing::info!(addr = ?bound, "public HTTPS serving the CRL and trust bundle");

@@ -15,6 +15,14 @@ pub fn peer_id<T>(request: &Request<T>) -> Option<&SpiffeId> {
         .and_then(|peer| peer.id.as_ref())
 }
 
+/// The caller's address (tonic's `remote_addr` does not know our [`PeerInfo`]).
+pub fn peer_addr<T>(request: &Request<T>) -> Option<std::net::SocketAddr> {
+    request
+        .extensions()
+        .get::<PeerInfo>()
+        .map(|peer| peer.remote)
+}
+
 /// Refuses every call of a caller whose certificate or identity was revoked after its
 /// connection's handshake; the connection itself is closed too ([`crate::connections`]), this
 /// closes the window in between.

@@ -2,6 +2,7 @@
 //! validation into typed settings. Every error names the field it is about.
 
 mod kubernetes;
+mod limits;
 mod raw;
 
 use std::net::{IpAddr, SocketAddr};
@@ -15,6 +16,7 @@ pub use kubernetes::{
     ENV_KUBERNETES_AGENT_SERVICE_ACCOUNT, ENV_KUBERNETES_AUDIENCE, ENV_KUBERNETES_NAMESPACE,
     KubernetesConfig, dns_label,
 };
+pub use limits::{ConnectionLimits, HandshakeLogLimits, Http2Limits, LimitsConfig, Rate};
 pub use raw::{
     ENV_DATA_DIR, ENV_LISTEN, ENV_METRICS_LISTEN, ENV_NODE_TTL, ENV_PUBLIC_LISTEN,
     ENV_TRUST_DOMAIN, ENV_WORKLOAD_TTL,
@@ -71,6 +73,8 @@ pub struct Config {
     /// Kubernetes mode when set; standalone (join tokens, agent-registered workloads, policies
     /// applied through the admin API) otherwise.
     pub kubernetes: Option<KubernetesConfig>,
+    /// What one client, source address or node may cost (`limits:`).
+    pub limits: LimitsConfig,
 }
 
 impl Config {
@@ -102,6 +106,11 @@ mod tests {
         let config =
             Config::load(&path, &ferrule_config::MapEnv::default()).expect("example config");
         assert_eq!(config.public_listen.map(|a| a.port()), Some(8444));
+        assert_eq!(
+            config.limits,
+            LimitsConfig::default(),
+            "the example shows the defaults"
+        );
     }
 
     const GOOD: &str = "
@@ -163,6 +172,21 @@ ca:
                 "ca.signer",
             ),
             ("trust_domain: a\nbogus: 1\n", &[], "bogus"),
+            (
+                &format!("{GOOD}limits:\n  connections: {{max: 10, per_source: 11}}\n"),
+                &[],
+                "limits.connections.per_source",
+            ),
+            (
+                &format!("{GOOD}limits:\n  per_node:\n    sign: {{burst: 0}}\n"),
+                &[],
+                "limits.per_node.sign.burst",
+            ),
+            (
+                &format!("{GOOD}limits:\n  http2: {{keepalive_timeout: 0s}}\n"),
+                &[],
+                "limits.http2.keepalive_timeout",
+            ),
         ];
         for (text, env, field) in cases {
             let err = load(text, env).unwrap_err().to_string();

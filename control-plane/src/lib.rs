@@ -9,6 +9,7 @@ pub mod config;
 pub mod connections;
 pub mod handshakes;
 pub mod kubernetes;
+pub mod limits;
 pub mod mesh_config;
 pub mod metrics;
 pub mod offline_crls;

@@ -15,6 +15,7 @@ use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::registry::Registry;
 
 use crate::connections::Cut;
+use crate::limits::{Listener, NodeCall};
 use crate::public::PublicDocuments;
 use crate::sources::{JoinMethod, JoinRefusal};
 use crate::state::ControlPlane;
@@ -46,6 +47,25 @@ pub struct ClaimLabels {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+pub struct LimitLabels {
+    pub listener: &'static str,
+    /// The config field under `limits:`.
+    pub limit: &'static str,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+pub struct QuotaLabels {
+    pub node: String,
+    pub call: &'static str,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+pub struct ReportLabels {
+    pub node: String,
+    pub reason: &'static str,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
 pub struct ReasonLabel {
     pub reason: &'static str,
 }
@@ -57,6 +77,10 @@ pub struct Metrics {
     connections_cut: Family<ReasonLabel, Counter>,
     joins: Family<JoinLabels, Counter>,
     handshake_failures: Family<HandshakeLabels, Counter>,
+    limit_hits: Family<LimitLabels, Counter>,
+    quota_exceeded: Family<QuotaLabels, Counter>,
+    reports_trimmed: Family<ReportLabels, Counter>,
+    handshake_log_evictions: Counter,
 }
 
 impl Metrics {
@@ -86,6 +110,26 @@ impl Metrics {
             "ferrule_handshake_failures",
             "Failed mTLS handshakes of callers, by reason",
             m.handshake_failures.clone(),
+        );
+        registry.register(
+            "ferrule_control_plane_limit_hits",
+            "Connections, streams and handshakes a listener turned away or closed, by listener and limit",
+            m.limit_hits.clone(),
+        );
+        registry.register(
+            "ferrule_node_quota_exceeded",
+            "Calls of a node refused because it was over its quota, by node and call",
+            m.quota_exceeded.clone(),
+        );
+        registry.register(
+            "ferrule_handshake_reports_trimmed",
+            "Reported handshake failures dropped or cut, by node and reason",
+            m.reports_trimmed.clone(),
+        );
+        registry.register(
+            "ferrule_handshake_log_evictions",
+            "Reported handshake failures forgotten to make room for new ones",
+            m.handshake_log_evictions.clone(),
         );
         Arc::new(m)
     }
@@ -133,6 +177,39 @@ impl Metrics {
                 reason: cut.as_str(),
             })
             .inc();
+    }
+
+    /// A client hit `limit` (a field under `limits:`) on `listener`.
+    pub fn limit_hit(&self, listener: Listener, limit: &'static str) {
+        self.limit_hits
+            .get_or_create(&LimitLabels {
+                listener: listener.as_str(),
+                limit,
+            })
+            .inc();
+    }
+
+    pub fn quota_exceeded(&self, node: &str, call: NodeCall) {
+        self.quota_exceeded
+            .get_or_create(&QuotaLabels {
+                node: node.to_owned(),
+                call: call.as_str(),
+            })
+            .inc();
+    }
+
+    /// `count` failures of `node`'s report were dropped or cut, for `reason`.
+    pub fn report_trimmed(&self, node: &str, reason: &'static str, count: usize) {
+        self.reports_trimmed
+            .get_or_create(&ReportLabels {
+                node: node.to_owned(),
+                reason,
+            })
+            .inc_by(count as u64);
+    }
+
+    pub fn handshake_log_evicted(&self, count: usize) {
+        self.handshake_log_evictions.inc_by(count as u64);
     }
 
     pub fn handshake_failed(&self, reason: HandshakeReason) {

@@ -6,7 +6,7 @@ mod routes;
 mod server;
 mod spiffe_bundle;
 
-pub use server::serve_public;
+pub use server::{PublicLimits, serve_public};
 
 use std::sync::Arc;
 use std::time::Duration;

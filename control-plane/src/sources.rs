@@ -96,6 +96,10 @@ pub enum JoinRefusal {
     /// Another node joined with an overlapping pod network after the token was created.
     PodCidrConflict,
     Unavailable,
+    /// Over `limits.join.per_source`.
+    SourceRateLimited,
+    /// Over `limits.join.total`.
+    RateLimited,
 }
 
 impl JoinRefusal {
@@ -114,6 +118,8 @@ impl JoinRefusal {
             Self::Revoked => "revoked",
             Self::PodCidrConflict => "pod_cidr_conflict",
             Self::Unavailable => "unavailable",
+            Self::SourceRateLimited => "source_rate_limited",
+            Self::RateLimited => "rate_limited",
         }
     }
 }

@@ -31,6 +31,8 @@ pub struct ControlPlane {
     pub sources: crate::sources::Sources,
     /// Failed handshakes reported by agents, for `ferrule explain`.
     pub handshakes: crate::handshakes::HandshakeLog,
+    /// Per-node call quotas and `Node.Join` rate limits.
+    pub quotas: crate::limits::Quotas,
     /// Callers' open connections, closed when their certificate is revoked.
     pub connections: Arc<crate::connections::Connections>,
     /// Turns true when the server starts shutting down, so long-lived streams end and the

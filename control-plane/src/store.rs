@@ -154,6 +154,14 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
         secret_sha256: &[u8; 32],
         now: UnixSeconds,
     ) -> Result<JoinToken, TokenError>;
+    /// Refuses the token as [`Store::consume_token`] would, without writing: a guessed or spent
+    /// token is turned away on a read, and never queues behind the store's writes.
+    async fn verify_token(
+        &self,
+        id: &str,
+        secret_sha256: &[u8; 32],
+        now: UnixSeconds,
+    ) -> Result<(), TokenError>;
     /// Drops tokens, used or not, that expired at least [`TOKEN_RETENTION_AFTER_EXPIRY`] before
     /// `now`; returns how many. Meant to run periodically beside `prune_certificates`.
     async fn prune_tokens(&self, now: UnixSeconds) -> Result<usize, StoreError>;

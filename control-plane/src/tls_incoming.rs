@@ -1,5 +1,6 @@
-//! Accepts TCP connections, runs the TLS handshake off the accept loop (a slow or hostile client
-//! cannot stall others), and hands tonic streams that carry the peer's verified SPIFFE ID.
+//! Accepts TCP connections within the connection limits, runs the TLS handshake off the accept
+//! loop under a deadline (a slow or hostile client cannot stall others), and hands tonic streams
+//! that carry the peer's verified SPIFFE ID and report the HTTP/2 limits their client hits.
 
 use std::io;
 use std::net::SocketAddr;
@@ -19,9 +20,11 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::transport::server::Connected;
 
 use crate::connections::{Connections, Cut, CutSignal, Registration};
+use crate::limits::admission::{Admission, Admitted};
+use crate::limits::h2_watch::{Reporter, Watched};
+use crate::limits::{Listener, admit};
 use crate::metrics::Metrics;
 
-const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Handshaken connections waiting for tonic; bounds memory under a connection flood.
 const ACCEPT_BACKLOG: usize = 256;
 
@@ -37,13 +40,22 @@ pub struct PeerInfo {
 
 /// A server-side TLS connection with its peer identity.
 pub struct TlsConn {
-    stream: TlsStream<TcpStream>,
+    stream: Watched<TlsStream<TcpStream>>,
     peer: PeerInfo,
     /// For callers with a certificate: closes the connection when it is revoked or expires.
     cut: Option<(Registration, CutSignal)>,
     /// Set once cut: every later read and write fails too.
     closed: Option<Cut>,
     metrics: Arc<Metrics>,
+    /// This connection's slot in the connection limits, freed when hyper drops it.
+    _admitted: Admitted,
+}
+
+/// The limits of the gRPC listener's connections.
+#[derive(Debug, Clone)]
+pub struct ConnectionPolicy {
+    pub handshake_timeout: Duration,
+    pub admission: Arc<Admission>,
 }
 
 impl TlsConn {
@@ -133,6 +145,7 @@ pub fn incoming(
     tls: Arc<rustls::ServerConfig>,
     metrics: Arc<Metrics>,
     connections: Arc<Connections>,
+    policy: ConnectionPolicy,
 ) -> ReceiverStream<io::Result<TlsConn>> {
     let (tx, rx) = mpsc::channel(ACCEPT_BACKLOG);
     let acceptor = TlsAcceptor::from(tls);
@@ -150,11 +163,19 @@ pub fn incoming(
                 },
                 () = tx.closed() => return,
             };
+            let Some(admitted) = admit(Listener::Grpc, &policy.admission, remote, &metrics) else {
+                continue;
+            };
             let _ = tcp.set_nodelay(true);
-            tokio::spawn(handshake(
-                acceptor.clone(),
+            let accepted = Accepted {
                 tcp,
                 remote,
+                admitted,
+            };
+            tokio::spawn(handshake(
+                acceptor.clone(),
+                accepted,
+                policy.handshake_timeout,
                 tx.clone(),
                 metrics.clone(),
                 connections.clone(),
@@ -164,15 +185,27 @@ pub fn incoming(
     ReceiverStream::new(rx)
 }
 
-async fn handshake(
-    acceptor: TlsAcceptor,
+/// A TCP connection that got a slot.
+struct Accepted {
     tcp: TcpStream,
     remote: SocketAddr,
+    admitted: Admitted,
+}
+
+async fn handshake(
+    acceptor: TlsAcceptor,
+    accepted: Accepted,
+    timeout: Duration,
     tx: mpsc::Sender<io::Result<TlsConn>>,
     metrics: Arc<Metrics>,
     connections: Arc<Connections>,
 ) {
-    let stream = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
+    let Accepted {
+        tcp,
+        remote,
+        admitted,
+    } = accepted;
+    let stream = match tokio::time::timeout(timeout, acceptor.accept(tcp)).await {
         Ok(Ok(stream)) => stream,
         Ok(Err(e)) => {
             let reason = HandshakeReason::of_io(&e);
@@ -183,6 +216,7 @@ async fn handshake(
         }
         Err(_) => {
             metrics.handshake_failed(HandshakeReason::Other);
+            metrics.limit_hit(Listener::Grpc, "handshake_timeout");
             tracing::info!(%remote, reason = "timeout", "control-plane TLS handshake timed out");
             return;
         }
@@ -199,12 +233,18 @@ async fn handshake(
         .zip(id.clone())
         .map(|(info, id)| connections.register(id, info.serial, info.not_after));
     let peer = PeerInfo { remote, id, serial };
+    let reporter = Reporter {
+        metrics: metrics.clone(),
+        listener: Listener::Grpc,
+        remote,
+    };
     let conn = TlsConn {
-        stream,
+        stream: Watched::new(stream, reporter),
         peer,
         cut,
         closed: None,
         metrics,
+        _admitted: admitted,
     };
     let _ = tx.send(Ok(conn)).await;
 }

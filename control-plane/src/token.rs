@@ -9,6 +9,9 @@ use sha2::{Digest, Sha256};
 use crate::store::{JoinToken, UnixSeconds};
 
 const PREFIX: &str = "fjt";
+/// Far above what [`generate`] makes (16 and 64 hex digits); bounds what a guess costs.
+const MAX_ID: usize = 64;
+const MAX_SECRET: usize = 256;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("malformed join token (expected fjt.<id>.<secret>)")]
@@ -40,7 +43,9 @@ pub fn generate(
 pub fn parse(token: &str) -> Result<(String, [u8; 32]), MalformedToken> {
     let mut parts = token.trim().split('.');
     match (parts.next(), parts.next(), parts.next(), parts.next()) {
-        (Some(PREFIX), Some(id), Some(secret), None) if !id.is_empty() && secret.len() >= 32 => {
+        (Some(PREFIX), Some(id), Some(secret), None)
+            if (1..=MAX_ID).contains(&id.len()) && (32..=MAX_SECRET).contains(&secret.len()) =>
+        {
             Ok((id.to_owned(), digest(secret)))
         }
         _ => Err(MalformedToken),
@@ -74,8 +79,14 @@ mod tests {
             "fjt..0123456789abcdef0123456789abcdef",
             "fjt.a.short",
             "fjt.a.b.c",
-        ] {
-            assert_eq!(parse(bad), Err(MalformedToken), "{bad:?}");
+        ]
+        .map(String::from)
+        .into_iter()
+        .chain([
+            format!("fjt.{}.0123456789abcdef0123456789abcdef", "a".repeat(65)),
+            format!("fjt.a.{}", "0".repeat(257)),
+        ]) {
+            assert_eq!(parse(&bad), Err(MalformedToken), "{bad:?}");
         }
     }
 }

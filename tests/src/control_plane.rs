@@ -137,6 +137,22 @@ impl ControlPlaneFixture {
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
+    /// The value of one series of `/metrics` (`name{labels}` exactly as exposed), 0 if absent.
+    pub fn counter(&self, series: &str) -> f64 {
+        let metrics = self.metrics();
+        metrics
+            .lines()
+            .find_map(|line| line.strip_prefix(series)?.strip_prefix(' '))
+            .map_or(0.0, |value| value.trim().parse().expect("a metric value"))
+    }
+
+    /// Appends `yaml` (whole top-level sections) to the config; call before [`Self::start`].
+    pub fn add_config(&self, yaml: &str) {
+        let mut config = std::fs::read_to_string(&self.config_path).expect("reading config");
+        config.push_str(yaml);
+        std::fs::write(&self.config_path, config).expect("writing config");
+    }
+
     /// `ferrule ARGS` as the operator of this control plane.
     pub fn ferrule(&self, args: &[&str]) -> std::process::Output {
         Command::new(binary("ferrule"))

@@ -9,6 +9,7 @@ use ferrule_identity::TrustDomain;
 use serde::Deserialize;
 
 use super::kubernetes::{self, RawKubernetes};
+use super::limits::RawLimits;
 use super::{CaConfig, CertificateConfig, Config, MIN_CERT_TTL, SignerConfig};
 
 pub const ENV_TRUST_DOMAIN: &str = "FERRULE_TRUST_DOMAIN";
@@ -39,6 +40,8 @@ pub(super) struct RawConfig {
     max_join_token_ttl: Option<String>,
     #[serde(default, deserialize_with = "kubernetes::present")]
     kubernetes: Option<RawKubernetes>,
+    #[serde(default)]
+    limits: RawLimits,
 }
 
 #[derive(Debug, Deserialize)]
@@ -158,6 +161,7 @@ impl RawConfig {
                 24 * HOUR,
             )?,
             kubernetes: self.kubernetes.map(RawKubernetes::validate).transpose()?,
+            limits: self.limits.validate()?,
         })
     }
 }

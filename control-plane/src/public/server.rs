@@ -1,5 +1,6 @@
 //! The accept loop: one task per connection (TLS handshake, then HTTP/1.1 or HTTP/2), bounded in
-//! number and time, so a slow, hostile or garbage-sending client affects only itself.
+//! number (in total and per source), time and HTTP/2 abuse by `limits:`, so a slow, hostile or
+//! garbage-sending client affects only itself.
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -14,21 +15,31 @@ use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{Semaphore, watch};
+use tokio::sync::watch;
 use tokio::task::JoinSet;
 use tokio_rustls::TlsAcceptor;
 use tokio_rustls::server::TlsStream;
 
 use super::{PublicDocuments, routes};
+use crate::config::LimitsConfig;
+use crate::limits::admission::{Admission, Admitted};
+use crate::limits::h2_watch::{Reporter, Watched};
+use crate::limits::{Listener, admit};
+use crate::metrics::Metrics;
 
-const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
-const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 /// Connections are closed (gracefully) after this long, so idle keep-alives cannot pile up.
 const MAX_CONNECTION_AGE: Duration = Duration::from_secs(300);
 /// How long shutdown waits for requests in flight before dropping their connections.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
-const MAX_CONNECTIONS: usize = 1024;
+/// Requests on this endpoint are tiny; no client needs more at once on one connection.
 const MAX_H2_STREAMS: u32 = 32;
+
+/// The public listener's share of `limits:` and where to count what it refuses.
+#[derive(Debug, Clone)]
+pub struct PublicLimits {
+    pub limits: LimitsConfig,
+    pub metrics: Arc<Metrics>,
+}
 
 /// Serves [`PublicDocuments`] over HTTPS on `listener` until `shutdown` completes; every request
 /// gets the latest value of `documents`. Returns once open connections have finished (or after a
@@ -37,10 +48,11 @@ pub async fn serve_public(
     listener: TcpListener,
     tls: Arc<rustls::ServerConfig>,
     documents: watch::Receiver<Arc<PublicDocuments>>,
+    limits: PublicLimits,
     shutdown: impl Future<Output = ()>,
 ) {
     let acceptor = TlsAcceptor::from(tls);
-    let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    let admission = Admission::new(limits.limits.public_connections);
     let (closing_tx, closing) = watch::channel(false);
     let mut connections = JoinSet::new();
     if let Ok(addr) = listener.local_addr() {
@@ -67,8 +79,7 @@ pub async fn serve_public(
                         continue;
                     }
                 };
-                let Ok(slot) = slots.clone().try_acquire_owned() else {
-                    tracing::warn!(%remote, reason = "connection_limit", "public endpoint refused a connection");
+                let Some(admitted) = admit(Listener::Public, &admission, remote, &limits.metrics) else {
                     continue;
                 };
                 let conn = Connection {
@@ -76,11 +87,10 @@ pub async fn serve_public(
                     remote,
                     documents: documents.clone(),
                     closing: closing.clone(),
+                    limits: limits.clone(),
+                    _admitted: admitted,
                 };
-                connections.spawn(async move {
-                    conn.run(tcp).await;
-                    drop(slot);
-                });
+                connections.spawn(conn.run(tcp));
             }
         }
     }
@@ -104,9 +114,16 @@ struct Connection {
     remote: SocketAddr,
     documents: watch::Receiver<Arc<PublicDocuments>>,
     closing: watch::Receiver<bool>,
+    limits: PublicLimits,
+    /// This connection's slot, freed with the connection.
+    _admitted: Admitted,
 }
 
 impl Connection {
+    fn hit(&self, limit: &'static str) {
+        self.limits.metrics.limit_hit(Listener::Public, limit);
+    }
+
     async fn run(mut self, tcp: TcpStream) {
         if let Some(tls) = self.handshake(tcp).await {
             self.serve(tls).await;
@@ -117,7 +134,8 @@ impl Connection {
     async fn handshake(&mut self, tcp: TcpStream) -> Option<TlsStream<TcpStream>> {
         let remote = self.remote;
         let _ = tcp.set_nodelay(true);
-        let handshake = tokio::time::timeout(HANDSHAKE_TIMEOUT, self.acceptor.accept(tcp));
+        let timeout = self.limits.limits.handshake_timeout;
+        let handshake = tokio::time::timeout(timeout, self.acceptor.accept(tcp));
         let done = tokio::select! {
             done = handshake => done,
             _ = self.closing.wait_for(|closing| *closing) => return None,
@@ -137,6 +155,7 @@ impl Connection {
                 None
             }
             Err(_) => {
+                self.hit("handshake_timeout");
                 tracing::info!(%remote, reason = "handshake_timeout", "public endpoint TLS handshake timed out");
                 None
             }
@@ -145,7 +164,7 @@ impl Connection {
 
     /// HTTP/1.1 or HTTP/2 until the client leaves, the connection gets too old, or shutdown.
     async fn serve(self, tls: TlsStream<TcpStream>) {
-        let documents = self.documents;
+        let documents = self.documents.clone();
         let service = service_fn(move |request: Request<Incoming>| {
             let docs = documents.borrow().clone();
             let response = routes::respond(
@@ -156,18 +175,15 @@ impl Connection {
             );
             async move { Ok::<_, Infallible>(response) }
         });
-        let mut builder = auto::Builder::new(TokioExecutor::new());
-        builder
-            .http1()
-            .timer(TokioTimer::new())
-            .header_read_timeout(HEADER_READ_TIMEOUT);
-        builder
-            .http2()
-            .timer(TokioTimer::new())
-            .max_concurrent_streams(MAX_H2_STREAMS);
-        let conn = builder.serve_connection(TokioIo::new(tls), service);
+        let builder = http_builder(&self.limits.limits);
+        let reporter = Reporter {
+            metrics: self.limits.metrics.clone(),
+            listener: Listener::Public,
+            remote: self.remote,
+        };
+        let conn = builder.serve_connection(TokioIo::new(Watched::new(tls, reporter)), service);
         tokio::pin!(conn);
-        let mut closing = self.closing;
+        let mut closing = self.closing.clone();
         let stop = async {
             tokio::select! {
                 _ = closing.wait_for(|closing| *closing) => {}
@@ -186,17 +202,41 @@ impl Connection {
         };
         if let Err(e) = served {
             let remote = self.remote;
-            match http_failure(e.as_ref()) {
+            let reason = http_failure(e.as_ref());
+            if reason == "timeout" {
+                self.hit("header_read_timeout");
+            }
+            match reason {
                 // Clients going away mid-request are routine; speaking garbage or stalling is not.
-                reason @ ("bad_request" | "timeout") => {
+                "bad_request" | "timeout" => {
                     tracing::info!(%remote, reason, error = %e, "public endpoint HTTP error");
                 }
-                reason => {
+                _ => {
                     tracing::debug!(%remote, reason, error = %e, "public endpoint connection ended");
                 }
             }
         }
     }
+}
+
+/// HTTP/1.1 or HTTP/2 (by ALPN or sniffing) with the limits of `limits:`.
+fn http_builder(limits: &LimitsConfig) -> auto::Builder<TokioExecutor> {
+    let http2 = limits.http2;
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.header_read_timeout);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_concurrent_streams(MAX_H2_STREAMS.min(http2.max_concurrent_streams))
+        .max_pending_accept_reset_streams(http2.max_pending_accept_reset_streams)
+        .max_local_error_reset_streams(http2.max_local_error_reset_streams)
+        .max_header_list_size(http2.max_header_list_size)
+        .keep_alive_interval(http2.keepalive_interval)
+        .keep_alive_timeout(http2.keepalive_timeout);
+    builder
 }
 
 /// A short, stable label for logs and metrics.

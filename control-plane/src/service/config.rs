@@ -17,6 +17,7 @@ use tonic::{Request, Response, Status, Streaming};
 
 use crate::agents::Session;
 use crate::auth::require_node;
+use crate::limits::NodeCall;
 use crate::state::ControlPlane;
 
 /// How long a new stream may take to say where it resumes from.
@@ -133,6 +134,30 @@ impl AgentStream {
         self.tx.send(Ok(update)).await.map_err(|_| ())
     }
 
+    /// Keeps a report within the node's quota and the log's bounds; the rest is counted.
+    fn record_failures(&self, failures: Vec<v1::HandshakeFailure>) {
+        let (cp, node) = (&self.cp, self.node.as_str());
+        if cp
+            .quotas
+            .node_call(&cp.metrics, node, NodeCall::HandshakeReport)
+            .is_err()
+        {
+            return;
+        }
+        let trimmed = cp.handshakes.add(node, failures);
+        for (reason, count) in [
+            ("too_many_failures", trimmed.over_count),
+            ("field_too_long", trimmed.field_too_long),
+            ("detail_cut", trimmed.detail_cut),
+        ] {
+            if count > 0 {
+                cp.metrics.report_trimmed(node, reason, count);
+                tracing::info!(node, reason, count, "handshake failure report trimmed");
+            }
+        }
+        cp.metrics.handshake_log_evicted(trimmed.evicted);
+    }
+
     fn answer(&mut self, message: v1::WatchRequest) {
         match message.kind {
             Some(Kind::Ack(ack)) => {
@@ -150,9 +175,7 @@ impl AgentStream {
                 self.refused = Some(nack.version);
                 self.sent = None;
             }
-            Some(Kind::Failures(report)) => {
-                self.cp.handshakes.add(&self.node, report.failures);
-            }
+            Some(Kind::Failures(report)) => self.record_failures(report.failures),
             Some(Kind::Agent(info)) => {
                 tracing::info!(node = %self.node, version = %info.version, program_version = info.program_version, draining = info.draining, predecessor = %info.predecessor_version, "agent reported its state");
                 self.session.reported(info);

@@ -8,6 +8,7 @@ use ferrule_proto::v1::{self, identity_server::Identity};
 use tonic::{Request, Response, Status};
 
 use crate::auth::{entitled, require_node};
+use crate::limits::NodeCall;
 use crate::revocations;
 use crate::state::{ControlPlane, store_status, svid_proto};
 
@@ -21,8 +22,10 @@ impl Identity for IdentityService {
         request: Request<v1::SignRequest>,
     ) -> Result<Response<v1::SignResponse>, Status> {
         let node_name = require_node(&request)?;
-        let body = request.into_inner();
         let cp = &self.0;
+        cp.quotas
+            .node_call(&cp.metrics, &node_name, NodeCall::Sign)?;
+        let body = request.into_inner();
         let id = SpiffeId::parse(&body.spiffe_id)
             .map_err(|e| Status::invalid_argument(format!("spiffe_id: {e}")))?;
         refuse_unshaped(cp, &node_name, &id)?;

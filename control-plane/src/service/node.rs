@@ -13,6 +13,9 @@ use crate::sources::{JoinRefusal, SourceError};
 use crate::state::{ControlPlane, now, store_status, svid_proto};
 use crate::store::NodeRecord;
 
+/// How long a join over a rate limit waits for its refusal.
+const RATE_LIMITED_DELAY: std::time::Duration = std::time::Duration::from_millis(500);
+
 #[derive(Debug, Clone)]
 pub struct NodeService(pub Arc<ControlPlane>);
 
@@ -29,6 +32,21 @@ impl NodeService {
         tracing::warn!(?remote, method = method.as_str(), reason = reason.as_str(), error = %status.message(), "join refused");
         status
     }
+
+    /// Counts a join over a rate limit; logged at debug only, as a flood would flood the log.
+    fn rate_limited(&self, remote: Option<std::net::SocketAddr>, reason: JoinRefusal) -> Status {
+        let method = self.0.sources.attestor.method();
+        self.0.metrics.join(method, Err(reason));
+        tracing::debug!(
+            ?remote,
+            reason = reason.as_str(),
+            "join refused: rate limit"
+        );
+        Status::resource_exhausted(format!(
+            "too many joins ({}: limits.join); retry later",
+            reason.as_str()
+        ))
+    }
 }
 
 #[tonic::async_trait]
@@ -37,9 +55,17 @@ impl Node for NodeService {
         &self,
         request: Request<v1::JoinRequest>,
     ) -> Result<Response<v1::JoinResponse>, Status> {
-        let remote = request.remote_addr();
-        let body = request.into_inner();
+        let remote = crate::auth::peer_addr(&request);
         let cp = &self.0;
+        // First, before any work: a flood must cost as little as possible.
+        if let Err(reason) = cp.quotas.join(remote.map(|addr| addr.ip())) {
+            // Answered late: a client that waits for answers floods at a fraction of the rate,
+            // and one that does not runs into its connection's stream limit.
+            tokio::time::sleep(RATE_LIMITED_DELAY).await;
+            return Err(self.rate_limited(remote, reason));
+        }
+        let _slot = cp.quotas.join_slot(&cp.metrics).await;
+        let body = request.into_inner();
         // Check the CSR before spending the credential: a broken agent must be able to retry.
         let csr = verify_csr(&body.csr).map_err(|e| {
             self.refuse(

@@ -8,6 +8,7 @@ use ferrule_proto::v1::{self, workloads_server::Workloads};
 use tonic::{Request, Response, Status};
 
 use crate::auth::require_node;
+use crate::limits::NodeCall;
 use crate::state::ControlPlane;
 use crate::store::ResourceKind;
 
@@ -50,11 +51,13 @@ impl Workloads for WorkloadsService {
         request: Request<v1::RegisterWorkloadRequest>,
     ) -> Result<Response<v1::RegisterWorkloadResponse>, Status> {
         let node = require_node(&request)?;
+        let cp = &self.0;
+        cp.quotas
+            .node_call(&cp.metrics, &node, NodeCall::Register)?;
         let workload = request
             .into_inner()
             .workload
             .ok_or_else(|| Status::invalid_argument("workload is required"))?;
-        let cp = &self.0;
         let claims = cp.sources.workloads.clone();
         claims
             .register(cp, &node, workload)

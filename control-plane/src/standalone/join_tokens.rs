@@ -31,21 +31,30 @@ impl Attestor for JoinTokens {
         }
         let (token_id, secret_hash) = token::parse(&request.token)
             .map_err(|e| SourceError::refused(JoinRefusal::MalformedToken, e.to_string()))?;
-        let token = self
+        // A read first: only the holder of a live token's secret gets to queue a write.
+        let checked = self
             .store
-            .consume_token(&token_id, &secret_hash, now())
-            .await
-            .map_err(|e| {
-                let reason = match &e {
-                    TokenError::Unknown => JoinRefusal::UnknownToken,
-                    TokenError::Used => JoinRefusal::UsedToken,
-                    TokenError::Expired => JoinRefusal::ExpiredToken,
-                    TokenError::Store(e) => {
-                        return SourceError::Unavailable(format!("control-plane store: {e}"));
-                    }
-                };
-                SourceError::refused(reason, e.to_string())
-            })?;
+            .verify_token(&token_id, &secret_hash, now())
+            .await;
+        let token = match checked {
+            Ok(()) => {
+                self.store
+                    .consume_token(&token_id, &secret_hash, now())
+                    .await
+            }
+            Err(e) => Err(e),
+        };
+        let token = token.map_err(|e| {
+            let reason = match &e {
+                TokenError::Unknown => JoinRefusal::UnknownToken,
+                TokenError::Used => JoinRefusal::UsedToken,
+                TokenError::Expired => JoinRefusal::ExpiredToken,
+                TokenError::Store(e) => {
+                    return SourceError::Unavailable(format!("control-plane store: {e}"));
+                }
+            };
+            SourceError::refused(reason, e.to_string())
+        })?;
         Ok(Attested {
             node: token.node,
             allow: token.allow,

@@ -35,7 +35,7 @@ use config::{ApplyConfig, CompactConfig};
 use super::config::{ConfigChange, ConfigLog};
 use super::{
     BoxError, CertificateRecord, JoinToken, NodeRecord, OpenProblem, Store, StoreError, TokenError,
-    UnixSeconds,
+    UnixSeconds, check_token,
 };
 
 /// Values are JSON so that a record can gain fields without a migration.
@@ -138,6 +138,27 @@ impl Store for EmbeddedStore {
             now,
         };
         self.writer.submit(consume).await?
+    }
+
+    async fn verify_token(
+        &self,
+        id: &str,
+        secret_sha256: &[u8; 32],
+        now: UnixSeconds,
+    ) -> Result<(), TokenError> {
+        let (id, secret_sha256) = (id.to_owned(), *secret_sha256);
+        self.read(move |txn| {
+            let tokens = txn
+                .open_table(TOKENS)
+                .map_err(backend("open the tokens table"))?;
+            let Some(value) = tokens.get(id.as_str()).map_err(backend("read a token"))? else {
+                return Ok(Err(TokenError::Unknown));
+            };
+            let stored: commands::StoredToken = decode("token", &id, value.value())?;
+            let used = stored.used_at.is_some();
+            Ok(check_token(&stored.token, used, &secret_sha256, now))
+        })
+        .await?
     }
 
     async fn prune_tokens(&self, now: UnixSeconds) -> Result<usize, StoreError> {

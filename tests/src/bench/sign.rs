@@ -13,6 +13,11 @@ use ferrule_proto::v1::{self, identity_client::IdentityClient};
 use super::quantile;
 use crate::ControlPlaneFixture;
 
+/// Config for a control plane that lets each node sign as fast as it can: the bench measures the
+/// CA, not the per-node quota that keeps a real node from doing this.
+pub const UNLIMITED_SIGN: &str =
+    "limits:\n  per_node:\n    sign: {burst: 1000000000, per_second: 1000000000}\n";
+
 #[derive(Debug, Clone)]
 pub struct Options {
     pub agents: usize,

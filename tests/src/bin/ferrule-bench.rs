@@ -75,6 +75,7 @@ async fn main() {
                 duration: Duration::from_secs(seconds),
             };
             let mut cp = ControlPlaneFixture::new("example.org");
+            cp.add_config(sign::UNLIMITED_SIGN);
             cp.start();
             let report = sign::run(&cp, &options).await;
             report.print(&options);
