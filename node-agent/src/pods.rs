@@ -21,10 +21,11 @@ use tokio::task::JoinHandle;
 use tonic::transport::Channel;
 
 use crate::capture::{Capture, InboundMode, PodCapture};
-use crate::config::NonMesh;
+use crate::config::{Limits, NonMesh};
 use crate::enroll::{EnrollError, EnrolledPod, Mode, PodLifecycle, PodSpec, UninstallAnswer};
 use crate::identity::IdentityManager;
 use crate::lifecycle::{self, Drain, Listeners, handover::Handing};
+use crate::limits::ConnectionCaps;
 use crate::mesh_config::MeshConfig;
 use crate::netns::Netns;
 use crate::proxy::{PoolConfig, TunnelPool};
@@ -50,6 +51,9 @@ pub struct Shared {
     /// Every listener, to hand to a successor; and those inherited from a predecessor.
     pub listeners: Arc<Listeners>,
     pub drain: Drain,
+    pub limits: Arc<Limits>,
+    /// Open connections of all pods' listeners, against `limits`.
+    pub caps: Arc<ConnectionCaps>,
 }
 
 struct Pod {
@@ -292,7 +296,9 @@ impl PodManager {
                     mesh: self.shared.mesh.clone(),
                     telemetry: self.shared.telemetry.clone(),
                     drain: self.shared.drain.clone(),
+                    caps: self.shared.caps.clone(),
                 },
+                self.shared.limits.clone(),
             )),
         ];
         if let Some(outbound6) = outbound6 {

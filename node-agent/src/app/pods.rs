@@ -12,6 +12,7 @@ use crate::enroll::cni::CniEvents;
 use crate::enroll::{self, EnrollError, PodLifecycle, PodSpec};
 use crate::kubernetes::{KubernetesPods, serve_readiness};
 use crate::lifecycle::private_socket;
+use crate::limits::ConnectionCaps;
 use crate::pods::{OUTBOUND_PORT, PodManager, STATE_FILE, Shared, spawn_revoked_tunnel_closer};
 
 /// The pod side, serving.
@@ -55,6 +56,8 @@ pub async fn serve(
             telemetry: agent.telemetry.clone(),
             listeners: agent.lifecycle.listeners.clone(),
             drain: agent.lifecycle.drain.clone(),
+            limits: Arc::new(config.limits.clone()),
+            caps: ConnectionCaps::new(&config.limits),
         },
         state_file.clone(),
     ));
