@@ -7,8 +7,10 @@ use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 
+use ferrule_config::http::{HttpLimit, ServeLimits};
+
 use crate::config::Limits;
-use crate::telemetry::Limit;
+use crate::telemetry::{Limit, Listener, Telemetry};
 
 /// Who a capped connection is counted against.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -94,6 +96,22 @@ impl Drop for Admission {
                 open.by_key.remove(&self.key);
             }
         }
+    }
+}
+
+/// The limits of the agent's small HTTP servers (readiness port, enrollment socket), each
+/// hit counted under `listener`.
+pub fn http_limits(limits: &Limits, telemetry: Arc<Telemetry>, listener: Listener) -> ServeLimits {
+    ServeLimits {
+        max_connections: limits.max_api_connections,
+        header_read_timeout: limits.header_read_timeout,
+        on_hit: Arc::new(move |hit| {
+            let limit = match hit {
+                HttpLimit::Connections => Limit::ApiConnections,
+                HttpLimit::HeaderReadTimeout => Limit::HeaderReadTimeout,
+            };
+            telemetry.limit_hit(listener, limit);
+        }),
     }
 }
 

@@ -29,6 +29,7 @@ use crate::limits::ConnectionCaps;
 use crate::mesh_config::MeshConfig;
 use crate::netns::Netns;
 use crate::proxy::{PoolConfig, TunnelPool};
+use crate::telemetry::Listener;
 
 /// The enrolled pods' specs, in the agent's `data_dir`: what a restarted agent enrolls again.
 pub const STATE_FILE: &str = "pods.json";
@@ -279,6 +280,11 @@ impl PodManager {
                 peer_endpoint,
                 peers.clone(),
                 self.shared.drain.clone(),
+                crate::limits::http_limits(
+                    &self.shared.limits,
+                    self.shared.telemetry.clone(),
+                    Listener::PeerEndpoint,
+                ),
             )),
             tokio::spawn(inbound::serve(
                 inbound,

@@ -12,8 +12,9 @@ use crate::enroll::cni::CniEvents;
 use crate::enroll::{self, EnrollError, PodLifecycle, PodSpec};
 use crate::kubernetes::{KubernetesPods, serve_readiness};
 use crate::lifecycle::private_socket;
-use crate::limits::ConnectionCaps;
+use crate::limits::{ConnectionCaps, http_limits};
 use crate::pods::{OUTBOUND_PORT, PodManager, STATE_FILE, Shared, spawn_revoked_tunnel_closer};
+use crate::telemetry::Listener;
 
 /// The pod side, serving.
 pub struct Serving {
@@ -90,7 +91,18 @@ pub async fn serve(
         tracing::info!(listener = %name, "closed an inherited listener nothing uses any more");
     }
     tracing::info!(socket = %config.enroll_socket.display(), "enrollment API listening");
-    let api = tokio::spawn(enroll::serve(listener, manager.clone(), cni, shutdown));
+    let limits = http_limits(
+        &config.limits,
+        agent.telemetry.clone(),
+        Listener::Enrollment,
+    );
+    let api = tokio::spawn(enroll::serve(
+        listener,
+        manager.clone(),
+        cni,
+        shutdown,
+        limits,
+    ));
     Ok(Serving { api, pods: manager })
 }
 
@@ -117,7 +129,10 @@ async fn kubernetes_pods(
             .listeners
             .node_tcp("readiness", addr)
             .and_then(|listener| {
-                serve_readiness(listener, Arc::downgrade(&pods), agent.lifecycle.draining())
+                let limits =
+                    http_limits(&config.limits, agent.telemetry.clone(), Listener::Readiness);
+                let draining = agent.lifecycle.draining();
+                serve_readiness(listener, Arc::downgrade(&pods), draining, limits)
             })
             .map_err(|e| AgentError::Kubernetes(format!("readiness listener {addr}: {e}")))?;
         tracing::info!(addr = %bound, "readiness probe listening on /ready");

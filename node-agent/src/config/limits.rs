@@ -1,5 +1,6 @@
 //! The `limits:` section: what one client may take from the agent's listeners (the pods'
-//! outbound 15001 and HBONE 15008 ports, the readiness port, the enrollment socket). Every
+//! outbound 15001, HBONE 15008 and peer-identity 15021 ports, the readiness port, the
+//! enrollment socket). Every
 //! field has an environment override `FERRULE_LIMITS_<FIELD>` (`FERRULE_LIMITS_HTTP2_<FIELD>`
 //! for the `http2:` ones), and every limit hit counts in `ferrule_limit_hits_total`.
 
@@ -22,7 +23,8 @@ pub struct Limits {
     pub max_connections_per_pod: usize,
     /// HBONE connections (15008, all pods) from one source address at once.
     pub max_connections_per_source: usize,
-    /// Connections open at once to the readiness port, and to the enrollment socket.
+    /// Connections open at once to each of: the readiness port, the enrollment socket, each
+    /// pod's peer-identity endpoint (15021).
     pub max_api_connections: usize,
     pub http2: Http2Limits,
 }

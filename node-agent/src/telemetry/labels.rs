@@ -70,6 +70,7 @@ label_enum!(
     Listener {
         Hbone => "hbone",
         Outbound => "outbound",
+        PeerEndpoint => "peer_endpoint",
         Readiness => "readiness",
         Enrollment => "enrollment",
     }
