@@ -67,7 +67,7 @@ fn admit(shared: &Shared, pod: &PodSide, tcp: &TcpStream) -> Option<Admission> {
         Ok(admitted) => Some(admitted),
         Err(limit) => {
             shared.telemetry.limit_hit(Listener::Outbound, limit);
-            tracing::warn!(source = %pod.id, limit = limit.as_str(), "outbound connection refused: limit reached");
+            tracing::debug!(source = %pod.id, limit = limit.as_str(), "outbound connection refused: limit reached");
             let _ = tcp.set_zero_linger();
             None
         }

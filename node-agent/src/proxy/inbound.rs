@@ -203,7 +203,7 @@ fn admit(
     match target.admit(addr) {
         Ok(slot) => Some(slot),
         Err(limit) => {
-            warn!(peer_addr = %addr, limit = limit.as_str(), "HBONE connection refused: limit reached");
+            tracing::debug!(peer_addr = %addr, limit = limit.as_str(), "HBONE connection refused: limit reached");
             target.limit_hit(limit);
             let _ = tcp.set_zero_linger();
             None
