@@ -308,7 +308,8 @@ mod tests {
 
     #[test]
     fn bad_values_name_the_field() {
-        let cases: [(&str, &[(&str, &str)], &str); 5] = [
+        type Case<'a> = (&'a str, &'a [(&'a str, &'a str)], &'a str);
+        let cases: [Case; 5] = [
             ("max_connections: 0\n", &[], "limits.max_connections"),
             ("handshake_timeout: 0s\n", &[], "limits.handshake_timeout"),
             (
