@@ -73,7 +73,7 @@ pub fn raise_open_files_limit(needed: u64) -> std::io::Result<u64> {
 /// [`raise_open_files_limit`] to the hard limit at startup; a failure is logged, not fatal.
 pub fn raise_open_files_limit_or_warn() {
     match raise_open_files_limit(0) {
-        Ok(limit) => tracing::debug!(limit, "open-files limit"),
+        Ok(limit) => tracing::info!(limit, "open-files soft limit raised to the hard limit"),
         Err(e) => tracing::warn!(
             error = %e,
             "cannot raise the open-files limit: connections beyond it will be refused"

@@ -1,8 +1,10 @@
 //! Agent configuration: YAML file, then `FERRULE_*` environment overrides, then validation.
 
 mod kubernetes;
+mod limits;
 
 pub use kubernetes::{CniSettings, KubernetesSettings};
+pub use limits::{Http2Limits, Limits, PEER_RESET_WINDOW};
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -83,6 +85,8 @@ pub struct Config {
     /// After handing over to a new agent (or a stop), established connections run on for at
     /// most this long; then they are closed with close reason `drain`.
     pub drain_timeout: std::time::Duration,
+    /// What one client may take from the agent's listeners.
+    pub limits: Limits,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -102,6 +106,8 @@ struct RawConfig {
     access_log: Option<String>,
     kubernetes: Option<kubernetes::RawKubernetes>,
     drain_timeout: Option<String>,
+    #[serde(default)]
+    limits: limits::RawLimits,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -164,6 +170,7 @@ impl Config {
             raw.capture.program_version = Some(parse_field(&v, "capture.program_version")?);
         }
         kubernetes::env_overrides(&mut raw.kubernetes, env);
+        raw.limits.env_overrides(env)?;
         if let Some(v) = env.get(ENV_BUNDLE) {
             raw.bundle = Some(v.into());
         }
@@ -266,6 +273,7 @@ impl RawConfig {
                 "drain_timeout",
                 DEFAULT_DRAIN_TIMEOUT,
             )?,
+            limits: self.limits.validate()?,
         })
     }
 }

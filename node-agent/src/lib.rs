@@ -7,6 +7,7 @@ pub mod enroll;
 pub mod identity;
 pub mod kubernetes;
 pub mod lifecycle;
+pub mod limits;
 pub mod mesh_config;
 pub mod netns;
 pub mod pods;

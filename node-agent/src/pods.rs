@@ -21,13 +21,15 @@ use tokio::task::JoinHandle;
 use tonic::transport::Channel;
 
 use crate::capture::{Capture, InboundMode, PodCapture};
-use crate::config::NonMesh;
+use crate::config::{Limits, NonMesh};
 use crate::enroll::{EnrollError, EnrolledPod, Mode, PodLifecycle, PodSpec, UninstallAnswer};
 use crate::identity::IdentityManager;
 use crate::lifecycle::{self, Drain, Listeners, handover::Handing};
+use crate::limits::ConnectionCaps;
 use crate::mesh_config::MeshConfig;
 use crate::netns::Netns;
 use crate::proxy::{PoolConfig, TunnelPool};
+use crate::telemetry::Listener;
 
 /// The enrolled pods' specs, in the agent's `data_dir`: what a restarted agent enrolls again.
 pub const STATE_FILE: &str = "pods.json";
@@ -50,6 +52,9 @@ pub struct Shared {
     /// Every listener, to hand to a successor; and those inherited from a predecessor.
     pub listeners: Arc<Listeners>,
     pub drain: Drain,
+    pub limits: Arc<Limits>,
+    /// Open connections of all pods' listeners, against `limits`.
+    pub caps: Arc<ConnectionCaps>,
 }
 
 struct Pod {
@@ -275,6 +280,11 @@ impl PodManager {
                 peer_endpoint,
                 peers.clone(),
                 self.shared.drain.clone(),
+                crate::limits::http_limits(
+                    &self.shared.limits,
+                    self.shared.telemetry.clone(),
+                    Listener::PeerEndpoint,
+                ),
             )),
             tokio::spawn(inbound::serve(
                 inbound,
@@ -292,7 +302,9 @@ impl PodManager {
                     mesh: self.shared.mesh.clone(),
                     telemetry: self.shared.telemetry.clone(),
                     drain: self.shared.drain.clone(),
+                    caps: self.shared.caps.clone(),
                 },
+                self.shared.limits.clone(),
             )),
         ];
         if let Some(outbound6) = outbound6 {

@@ -9,6 +9,8 @@
 //! - [`relay`] copies between a stream and a TCP connection, both ways, with half-close and with
 //!   HTTP/2 flow control as the backpressure.
 
+#[cfg(any(test, feature = "testing"))]
+pub mod hostile;
 mod inbound;
 mod outbound;
 mod relay;
@@ -38,9 +40,6 @@ use stream::StreamSlot;
 pub const HBONE_PORT: u16 = 15008;
 /// The ALPN protocol both ends must speak.
 pub const ALPN_H2: &[u8] = b"h2";
-
-/// How long a peer has to finish the TCP, TLS and HTTP/2 handshakes.
-const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Why a TLS handshake failed, with a stable label for logs and metrics.
 #[derive(Debug, thiserror::Error)]

@@ -18,14 +18,15 @@ pub use access_log::AccessLog;
 pub use failures::{FailureKey, FailureLog};
 pub use ferrule_identity::tls::HandshakeReason;
 pub use labels::{
-    AgentRole, CloseReason, Direction, RenewalResult, Side, UpdateKind, UpdateResult,
+    AgentRole, CloseReason, Direction, Limit, Listener, RenewalResult, Side, UpdateKind,
+    UpdateResult,
 };
 pub use metrics::Metrics;
 pub use plaintext::{PlaintextCollector, PlaintextCounts};
 
 use metrics::{
     AuthzLabels, BytesLabels, ClosedLabels, ConnectionLabels, HandshakeLabels, IdentityLabels,
-    RenewalLabels, UpdateLabels,
+    LimitLabels, RenewalLabels, UpdateLabels,
 };
 
 /// A failed handshake, where it was seen.
@@ -225,5 +226,13 @@ impl Telemetry {
 
     pub fn config_connected(&self, connected: bool) {
         self.metrics.config_connected.set(i64::from(connected));
+    }
+
+    /// A client was refused or cut by `limit` on `listener` (the caller logs who and why).
+    pub fn limit_hit(&self, listener: Listener, limit: Limit) {
+        self.metrics
+            .limit_hits
+            .get_or_create(&LimitLabels { listener, limit })
+            .inc();
     }
 }

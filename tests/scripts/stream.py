@@ -7,6 +7,8 @@ many HOST PORT N        open N connections at once, send a line on each, expect 
 chat PORT               echo server that echoes every line for as long as a connection lasts
 hold HOST PORT          keep one connection chatting every 20 ms; print when and how it ends
 once HOST PORT          one line there and back: print "ok", or "refused" and why
+flood HOST PORT N S     open N connections at once without using them; print how many are
+                        held and how many were reset, keep them S seconds
 markers HOST PORT N     N connections one after another, each sending marker-I with a 1 s budget;
                         print the echo, "empty" or "failed: <error>" for each (one interpreter, so the
                         budget is the network's, not Python's start-up under load)
@@ -182,6 +184,55 @@ def markers(host, port, count):
         time.sleep(0.02)
 
 
+def flood(host, port, n, seconds):
+    import errno
+    import resource
+    import time
+
+    _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    socks = []
+    for _ in range(n):
+        s = socket.socket()
+        s.setblocking(False)
+        s.connect_ex((host, port))
+        socks.append(s)
+
+    def state(s):
+        if s.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR):
+            return "reset"
+        try:
+            s.getpeername()
+        except OSError:
+            return "pending"
+        try:
+            return "closed" if s.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT) == b"" else "held"
+        except BlockingIOError:
+            return "held"
+        except OSError as e:
+            return "reset" if e.errno in (errno.ECONNRESET, errno.EPIPE) else "pending"
+
+    # SO_ERROR is cleared once read: a socket found reset or closed keeps that state.
+    # Established is not yet accepted: wait until the counts settle.
+    final = {}
+    previous = None
+    deadline = time.time() + 60
+    while True:
+        counts = {}
+        for i, s in enumerate(socks):
+            k = final.get(i) or state(s)
+            if k in ("reset", "closed"):
+                final[i] = k
+            counts[k] = counts.get(k, 0) + 1
+        if (not counts.get("pending") and counts == previous) or time.time() > deadline:
+            break
+        previous = counts
+        time.sleep(2)
+    print("flood", " ".join(f"{k}={v}" for k, v in sorted(counts.items())), flush=True)
+    time.sleep(seconds)
+    print("done", flush=True)
+
+
 if __name__ == "__main__":
     cmd = sys.argv[1]
     if cmd == "serve":
@@ -198,6 +249,8 @@ if __name__ == "__main__":
         peer_server(int(sys.argv[2]))
     elif cmd == "peer-client":
         peer_client(sys.argv[2], int(sys.argv[3]))
+    elif cmd == "flood":
+        flood(sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), float(sys.argv[5]))
     elif cmd == "once":
         once(sys.argv[2], int(sys.argv[3]))
     elif cmd == "markers":

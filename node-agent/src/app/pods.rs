@@ -12,7 +12,9 @@ use crate::enroll::cni::CniEvents;
 use crate::enroll::{self, EnrollError, PodLifecycle, PodSpec};
 use crate::kubernetes::{KubernetesPods, serve_readiness};
 use crate::lifecycle::private_socket;
+use crate::limits::{ConnectionCaps, http_limits};
 use crate::pods::{OUTBOUND_PORT, PodManager, STATE_FILE, Shared, spawn_revoked_tunnel_closer};
+use crate::telemetry::Listener;
 
 /// The pod side, serving.
 pub struct Serving {
@@ -59,6 +61,8 @@ pub async fn serve(
             telemetry: agent.telemetry.clone(),
             listeners: agent.lifecycle.listeners.clone(),
             drain: agent.lifecycle.drain.clone(),
+            limits: Arc::new(config.limits.clone()),
+            caps: ConnectionCaps::new(&config.limits),
         },
         state_file.clone(),
     ));
@@ -91,7 +95,18 @@ pub async fn serve(
         tracing::info!(listener = %name, "closed an inherited listener nothing uses any more");
     }
     tracing::info!(socket = %config.enroll_socket.display(), "enrollment API listening");
-    let api = tokio::spawn(enroll::serve(listener, manager.clone(), cni, shutdown));
+    let limits = http_limits(
+        &config.limits,
+        agent.telemetry.clone(),
+        Listener::Enrollment,
+    );
+    let api = tokio::spawn(enroll::serve(
+        listener,
+        manager.clone(),
+        cni,
+        shutdown,
+        limits,
+    ));
     Ok(Serving { api, pods: manager })
 }
 
@@ -118,7 +133,10 @@ async fn kubernetes_pods(
             .listeners
             .node_tcp("readiness", addr)
             .and_then(|listener| {
-                serve_readiness(listener, Arc::downgrade(&pods), agent.lifecycle.draining())
+                let limits =
+                    http_limits(&config.limits, agent.telemetry.clone(), Listener::Readiness);
+                let draining = agent.lifecycle.draining();
+                serve_readiness(listener, Arc::downgrade(&pods), draining, limits)
             })
             .map_err(|e| AgentError::Kubernetes(format!("readiness listener {addr}: {e}")))?;
         tracing::info!(addr = %bound, "readiness probe listening on /ready");

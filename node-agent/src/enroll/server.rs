@@ -4,7 +4,7 @@ use std::future::Future;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use ferrule_config::http::Reply;
+use ferrule_config::http::{Reply, ServeLimits};
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
 use hyper::{Method, Request, Response, StatusCode};
@@ -23,6 +23,7 @@ pub async fn serve(
     pods: Arc<dyn PodLifecycle>,
     cni: Option<Arc<dyn CniEvents>>,
     shutdown: impl Future<Output = ()>,
+    limits: ServeLimits,
 ) {
     let respond = move |req| {
         let pods = pods.clone();
@@ -30,7 +31,7 @@ pub async fn serve(
         async move { route(pods.as_ref(), cni.as_deref(), req).await }
     };
     let callers = super::callers::Callers(listener);
-    ferrule_config::http::serve_async(callers, "enrollment API", respond, shutdown).await;
+    ferrule_config::http::serve_limited(callers, "enrollment API", respond, shutdown, limits).await;
 }
 
 async fn route(

@@ -67,6 +67,7 @@ async fn enroll_list_and_unenroll_over_the_unix_socket() {
         recorder.clone(),
         None,
         std::future::pending(),
+        Default::default(),
     ));
 
     let socket2 = socket.clone();
@@ -137,6 +138,7 @@ async fn uninstall_answers_what_it_released_and_later_enrollments_are_refused_wi
         recorder.clone(),
         None,
         std::future::pending(),
+        Default::default(),
     ));
 
     let results = tokio::task::spawn_blocking(move || {
@@ -180,7 +182,13 @@ async fn uninstall_answers_what_it_released_and_later_enrollments_are_refused_wi
 fn serve_on_socket(dir: &Path, recorder: Arc<Recorder>) -> (PathBuf, tokio::task::JoinHandle<()>) {
     let socket = dir.join("agent.sock");
     let listener = tokio::net::UnixListener::bind(&socket).unwrap();
-    let server = tokio::spawn(serve(listener, recorder, None, std::future::pending()));
+    let server = tokio::spawn(serve(
+        listener,
+        recorder,
+        None,
+        std::future::pending(),
+        Default::default(),
+    ));
     (socket, server)
 }
 

@@ -41,9 +41,10 @@ pub fn serve_readiness(
     listener: tokio::net::TcpListener,
     pods: Weak<KubernetesPods>,
     shutdown: impl Future<Output = ()> + Send + 'static,
+    limits: ferrule_config::http::ServeLimits,
 ) -> std::io::Result<SocketAddr> {
     let bound = listener.local_addr()?;
-    let respond = move |_: &hyper::Request<hyper::body::Incoming>| {
+    let respond = move |_: hyper::Request<hyper::body::Incoming>| {
         let readiness = pods.upgrade().map(|p| current(&p)).unwrap_or_default();
         let (status, body) = match readiness.ready {
             true => (StatusCode::OK, "ready\n".to_owned()),
@@ -52,17 +53,19 @@ pub fn serve_readiness(
                 format!("not ready: {}\n", readiness.missing.join("; ")),
             ),
         };
-        Response::builder()
+        let reply = Response::builder()
             .status(status)
             .header("content-type", "text/plain")
             .body(Full::new(Bytes::from(body)))
-            .expect("static response parts are valid")
+            .expect("static response parts are valid");
+        std::future::ready(reply)
     };
-    tokio::spawn(ferrule_config::http::serve(
+    tokio::spawn(ferrule_config::http::serve_limited(
         listener,
         "readiness",
         respond,
         shutdown,
+        limits,
     ));
     Ok(bound)
 }

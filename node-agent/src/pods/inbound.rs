@@ -1,6 +1,7 @@
 //! A pod's HBONE listener: verified peers that policy allows get connected to the app inside
 //! the pod's netns, and stay connected only while they remain allowed.
 
+use std::any::Any;
 use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
@@ -11,7 +12,9 @@ use ferrule_policy::{Decision, Request, Verdict, Workload};
 use tokio::net::TcpListener;
 
 use super::peers::{PeerDirectory, PeerInfo};
+use crate::config::Limits;
 use crate::lifecycle::Drain;
+use crate::limits::{CapKey, ConnectionCaps};
 use crate::mesh_config::{MeshConfig, MeshState};
 use crate::netns::Netns;
 use crate::proxy::{
@@ -19,7 +22,7 @@ use crate::proxy::{
     Revoked, Withdrawn, serve_inbound,
 };
 use crate::telemetry::{
-    CloseReason, ConnectionRecord, Direction, HandshakeFailure, Side, Telemetry,
+    CloseReason, ConnectionRecord, Direction, HandshakeFailure, Limit, Listener, Side, Telemetry,
 };
 
 /// The pod as policies select it.
@@ -109,6 +112,7 @@ pub(super) struct PodApp {
     pub(super) mesh: MeshConfig,
     pub(super) telemetry: Arc<Telemetry>,
     pub(super) drain: Drain,
+    pub(super) caps: Arc<ConnectionCaps>,
 }
 
 #[tonic::async_trait]
@@ -198,6 +202,15 @@ impl InboundTarget for PodApp {
         });
     }
 
+    fn admit(&self, tunnel_peer: SocketAddr) -> Result<Option<Box<dyn Any + Send>>, Limit> {
+        let slot = self.caps.admit(CapKey::Source(tunnel_peer.ip()))?;
+        Ok(Some(Box::new(slot)))
+    }
+
+    fn limit_hit(&self, limit: Limit) {
+        self.telemetry.limit_hit(Listener::Hbone, limit);
+    }
+
     fn handshake_failed(&self, tunnel_peer: SocketAddr, error: &HandshakeError) {
         let destination = SocketAddr::new(
             self.ips.first().copied().unwrap_or(tunnel_peer.ip()),
@@ -258,7 +271,12 @@ impl PodApp {
 
 /// Serves until the agent drains; then its tunnels get GOAWAY (peers open new streams to the
 /// successor) and their open streams run on until they end or the drain timeout cuts them.
-pub(super) async fn serve(listener: TcpListener, tls: Arc<rustls::ServerConfig>, app: PodApp) {
+pub(super) async fn serve(
+    listener: TcpListener,
+    tls: Arc<rustls::ServerConfig>,
+    app: PodApp,
+    limits: Arc<Limits>,
+) {
     let drain = app.drain.clone();
     let draining = {
         let drain = drain.clone();
@@ -269,7 +287,7 @@ pub(super) async fn serve(listener: TcpListener, tls: Arc<rustls::ServerConfig>,
     // CONNECT is still under way has no stream to count yet, and must not be cut by our exit.
     let _tunnels = drain.track();
     drain.accepting().await;
-    serve_inbound(listener, tls, Arc::new(app), draining, backstop).await;
+    serve_inbound(listener, tls, Arc::new(app), limits, draining, backstop).await;
 }
 
 /// Streams cut at the drain timeout get this long to log before their tunnels are dropped.

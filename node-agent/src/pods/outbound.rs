@@ -11,10 +11,13 @@ use tokio::net::{TcpListener, TcpStream};
 use super::peers::{PeerDirectory, PeerInfo};
 use super::{INBOUND_PORT, Shared};
 use crate::config::NonMesh;
+use crate::limits::{Admission, CapKey};
 use crate::mesh_config::Lookup;
 use crate::netns::Netns;
 use crate::proxy::{OutboundError, Relayed, TunnelKey, relay_until};
-use crate::telemetry::{CloseReason, ConnectionRecord, Direction, HandshakeFailure, Side};
+use crate::telemetry::{
+    CloseReason, ConnectionRecord, Direction, HandshakeFailure, Listener, Side,
+};
 
 const CERT_WAIT: Duration = Duration::from_secs(5);
 
@@ -38,17 +41,35 @@ pub(super) async fn serve(shared: Arc<Shared>, listener: TcpListener, pod: PodSi
         };
         match accepted {
             Ok((tcp, peer)) => {
+                let Some(admitted) = admit(&shared, &pod, &tcp) else {
+                    continue;
+                };
                 let (shared, pod) = (shared.clone(), pod.clone());
                 let open = shared.drain.track();
                 tokio::spawn(async move {
                     handle(&shared, &pod, tcp, peer).await;
-                    drop(open);
+                    drop((open, admitted));
                 });
             }
             Err(e) => {
                 tracing::warn!(error = %e, "outbound accept failed");
                 tokio::time::sleep(Duration::from_millis(100)).await;
             }
+        }
+    }
+}
+
+/// The connection's slot under the pod's cap and the agent's, or `None` after refusing it with
+/// a TCP reset: the app sees `ECONNRESET` at once instead of a connection that hangs, and the
+/// agent holds no descriptor for it.
+fn admit(shared: &Shared, pod: &PodSide, tcp: &TcpStream) -> Option<Admission> {
+    match shared.caps.admit(CapKey::Pod(pod.cookie)) {
+        Ok(admitted) => Some(admitted),
+        Err(limit) => {
+            shared.telemetry.limit_hit(Listener::Outbound, limit);
+            tracing::debug!(source = %pod.id, limit = limit.as_str(), "outbound connection refused: limit reached");
+            let _ = tcp.set_zero_linger();
+            None
         }
     }
 }

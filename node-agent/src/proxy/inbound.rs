@@ -2,7 +2,9 @@
 
 mod connect;
 mod connection;
+mod resets;
 
+use std::any::Any;
 use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
@@ -13,6 +15,8 @@ use ferrule_identity::SpiffeId;
 use http::StatusCode;
 
 use super::Relayed;
+use crate::config::Limits;
+use crate::telemetry::Limit;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
@@ -90,6 +94,15 @@ pub trait InboundTarget: Send + Sync + 'static {
 
     /// A TLS handshake failed; no peer identity is known.
     fn handshake_failed(&self, _tunnel_peer: SocketAddr, _error: &super::HandshakeError) {}
+
+    /// A slot for a new connection from `tunnel_peer`, held while it lasts; or the limit that
+    /// refuses it.
+    fn admit(&self, _tunnel_peer: SocketAddr) -> Result<Option<Box<dyn Any + Send>>, Limit> {
+        Ok(None)
+    }
+
+    /// A connection was refused or cut by `limit` (already logged).
+    fn limit_hit(&self, _limit: Limit) {}
 }
 
 /// The reason (and `ferrule_authz_decisions_total` policy label) of streams refused before the
@@ -140,6 +153,7 @@ pub async fn serve_inbound(
     listener: TcpListener,
     tls: Arc<rustls::ServerConfig>,
     target: Arc<dyn InboundTarget>,
+    limits: Arc<Limits>,
     shutdown: impl Future<Output = ()>,
     drain_timeout: Duration,
 ) {
@@ -152,8 +166,12 @@ pub async fn serve_inbound(
             () = &mut shutdown => break,
             accepted = listener.accept() => match accepted {
                 Ok((tcp, addr)) => {
-                    let conn = connection::serve(tcp, addr, acceptor.clone(), target.clone(), draining.clone());
-                    connections.spawn(conn);
+                    let Some(admitted) = admit(target.as_ref(), &tcp, addr) else { continue };
+                    let conn = connection::serve(tcp, addr, acceptor.clone(), target.clone(), limits.clone(), draining.clone());
+                    connections.spawn(async move {
+                        conn.await;
+                        drop(admitted);
+                    });
                 }
                 Err(e) => {
                     warn!(error = %e, "HBONE accept failed");
@@ -172,5 +190,23 @@ pub async fn serve_inbound(
             open = connections.len(),
             "HBONE drain timed out; closing the rest"
         );
+    }
+}
+
+/// The connection's slot, or `None` after refusing it with a TCP reset (so the peer sees the
+/// refusal at once, and no socket lingers in TIME_WAIT on our side).
+fn admit(
+    target: &dyn InboundTarget,
+    tcp: &TcpStream,
+    addr: SocketAddr,
+) -> Option<Option<Box<dyn Any + Send>>> {
+    match target.admit(addr) {
+        Ok(slot) => Some(slot),
+        Err(limit) => {
+            tracing::debug!(peer_addr = %addr, limit = limit.as_str(), "HBONE connection refused: limit reached");
+            target.limit_hit(limit);
+            let _ = tcp.set_zero_linger();
+            None
+        }
     }
 }

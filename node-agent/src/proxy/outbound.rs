@@ -1,7 +1,7 @@
 //! The HBONE client: a pool of mutual-TLS HTTP/2 connections, each carrying many streams.
 
 mod checkout;
-mod dial;
+pub(super) mod dial;
 mod tunnel;
 
 use std::collections::HashMap;

@@ -1,6 +1,7 @@
 //! A mesh in one process on 127.0.0.1: a test CA, an HBONE server in front of an echo app, and
 //! the pool as client.
 
+mod limits;
 mod refusals;
 mod tunnels;
 
@@ -22,6 +23,7 @@ use super::{
     ALPN_H2, Admitted, InboundRefusal, InboundTarget, Peer, PoolConfig, TunnelKey, TunnelPool,
     serve_inbound,
 };
+use crate::config::Limits;
 use crate::identity::{SignedSvid, WorkloadCert};
 
 const CLIENT: &str = "spiffe://example.org/ns/a/sa/client";
@@ -54,6 +56,11 @@ impl Mesh {
 
     /// An HBONE server presenting the `SERVER` identity, in front of `target`.
     async fn server(&self, target: impl InboundTarget) -> Server {
+        self.server_with(target, Limits::default()).await
+    }
+
+    /// [`Self::server`] with `limits`.
+    async fn server_with(&self, target: impl InboundTarget, limits: Limits) -> Server {
         let certs = Arc::new(CertSlot::new(issue(&self.ca, SERVER).0.certified));
         let config = tls::server_config(
             certs,
@@ -70,6 +77,7 @@ impl Mesh {
             listener,
             Arc::new(config),
             Arc::new(target),
+            Arc::new(limits),
             shutdown,
             Duration::from_secs(10),
         ));

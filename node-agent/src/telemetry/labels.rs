@@ -64,3 +64,32 @@ label_enum!(
     /// An agent process on the node: this one serving, or one draining after a handover or stop.
     AgentRole { Serving => "serving", Draining => "draining" }
 );
+
+label_enum!(
+    /// Which of the agent's listeners refused or cut a client.
+    Listener {
+        Hbone => "hbone",
+        Outbound => "outbound",
+        PeerEndpoint => "peer_endpoint",
+        Readiness => "readiness",
+        Enrollment => "enrollment",
+    }
+);
+
+label_enum!(
+    /// Which limit a client hit; each value is the name of its field under `limits:` in the
+    /// agent's configuration, except `http2_enhance_your_calm`: h2 closed the connection with
+    /// GOAWAY `ENHANCE_YOUR_CALM` (`http2.max_pending_reset_streams`,
+    /// `http2.max_local_reset_streams`, or h2's own frame-flood defences; h2 does not say which).
+    Limit {
+        Connections => "max_connections",
+        ConnectionsPerPod => "max_connections_per_pod",
+        ConnectionsPerSource => "max_connections_per_source",
+        ApiConnections => "max_api_connections",
+        HandshakeTimeout => "handshake_timeout",
+        HeaderReadTimeout => "header_read_timeout",
+        PeerResetStreams => "max_peer_reset_streams",
+        KeepaliveTimeout => "keepalive_timeout",
+        Http2Calm => "http2_enhance_your_calm",
+    }
+);

@@ -6,7 +6,9 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 
-use super::labels::{CloseReason, Direction, Flow, RenewalResult, Side, UpdateKind, UpdateResult};
+use super::labels::{
+    CloseReason, Direction, Flow, Limit, Listener, RenewalResult, Side, UpdateKind, UpdateResult,
+};
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
 pub struct ConnectionLabels {
@@ -60,6 +62,12 @@ pub struct UpdateLabels {
     pub kind: UpdateKind,
 }
 
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+pub struct LimitLabels {
+    pub listener: Listener,
+    pub limit: Limit,
+}
+
 #[derive(Debug, Default)]
 pub struct Metrics {
     pub connections_opened: Family<ConnectionLabels, Counter>,
@@ -73,6 +81,7 @@ pub struct Metrics {
     pub config_version: Gauge,
     pub config_connected: Gauge,
     pub config_updates: Family<UpdateLabels, Counter>,
+    pub limit_hits: Family<LimitLabels, Counter>,
 }
 
 impl Metrics {
@@ -133,6 +142,11 @@ impl Metrics {
             "ferrule_config_updates",
             "Configuration updates received, by answer and kind",
             m.config_updates.clone(),
+        );
+        r.register(
+            "ferrule_limit_hits",
+            "Clients refused or cut by a limit of the agent's listeners",
+            m.limit_hits.clone(),
         );
         m
     }

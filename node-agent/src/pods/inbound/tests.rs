@@ -24,6 +24,7 @@ fn app(mesh: &MeshConfig, registry: &mut Registry) -> PodApp {
         mesh: mesh.clone(),
         telemetry: Arc::new(Telemetry::new(registry, AccessLog::Off)),
         drain: Drain::new(Duration::from_secs(1)),
+        caps: ConnectionCaps::new(&Limits::default()),
     }
 }
 

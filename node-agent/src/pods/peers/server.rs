@@ -9,17 +9,23 @@ use hyper::body::Incoming;
 use hyper::{Method, Request, Response, StatusCode};
 use tokio::net::TcpListener;
 
-use ferrule_config::http::Reply;
+use ferrule_config::http::{Reply, ServeLimits};
 
 use super::{NotFound, PeerDirectory};
 use crate::lifecycle::Drain;
 
-/// Serves the pod's peer-identity endpoint until the agent drains (its successor serves it).
-pub async fn serve(listener: TcpListener, peers: Arc<PeerDirectory>, drain: Drain) {
-    let answer = move |req: &Request<Incoming>| answer(&peers, req);
+/// Serves the pod's peer-identity endpoint until the agent drains (its successor serves it),
+/// within `limits` (the pod's own: each pod has its listener).
+pub async fn serve(
+    listener: TcpListener,
+    peers: Arc<PeerDirectory>,
+    drain: Drain,
+    limits: ServeLimits,
+) {
+    let answer = move |req: Request<Incoming>| std::future::ready(answer(&peers, &req));
     drain.accepting().await;
     let draining = async move { drain.draining().await };
-    ferrule_config::http::serve(listener, "peer endpoint", answer, draining).await;
+    ferrule_config::http::serve_limited(listener, "peer endpoint", answer, draining, limits).await;
 }
 
 fn answer(peers: &PeerDirectory, req: &Request<Incoming>) -> Reply {

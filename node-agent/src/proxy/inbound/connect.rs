@@ -11,6 +11,7 @@ use h2::server::SendResponse;
 use http::{Method, Request, Response, StatusCode};
 use tracing::{debug, info, warn};
 
+use super::resets::PeerResets;
 use super::{Admitted, Finished, InboundRefusal, InboundTarget, Peer};
 use crate::proxy::{HboneStream, relay_until};
 
@@ -22,6 +23,7 @@ pub(super) async fn handle(
     mut respond: SendResponse<Bytes>,
     peer: Arc<Peer>,
     target: Arc<dyn InboundTarget>,
+    resets: Arc<PeerResets>,
 ) {
     let (parts, recv) = request.into_parts();
     let dst = match destination(&parts.method, &parts.uri) {
@@ -36,6 +38,7 @@ pub(super) async fn handle(
         // A client that gave up (its own setup budget ran out) resets the stream: stop
         // connecting for it rather than hold a half-made connection to the app.
         reset = poll_fn(|cx| respond.poll_reset(cx)) => {
+            resets.record();
             return debug!(peer = %peer.id, %dst, reset = ?reset.ok(), "peer reset the CONNECT before it was answered");
         }
     };
@@ -50,12 +53,16 @@ pub(super) async fn handle(
     let send = match respond.send_response(response(StatusCode::OK), false) {
         Ok(send) => send,
         Err(e) => {
+            resets.record();
             return debug!(peer = %peer.id, %dst, error = %e, "peer gone before the CONNECT answer");
         }
     };
     let started = Instant::now();
     let (relayed, cut) = relay_until(HboneStream::new(send, recv, None), tcp, until).await;
     let duration = started.elapsed();
+    if reset_before_sending(&relayed) {
+        resets.record();
+    }
     debug!(
         direction = "inbound",
         peer = %peer.id,
@@ -81,6 +88,16 @@ pub(super) async fn handle(
             duration,
         },
     );
+}
+
+/// A stream that ended in a reset before the peer sent a byte: what HTTP/2 rapid reset makes
+/// of every stream the agent managed to answer first.
+fn reset_before_sending(relayed: &crate::proxy::Relayed) -> bool {
+    relayed.tunnel_to_tcp == 0
+        && relayed
+            .result
+            .as_ref()
+            .is_err_and(|e| e.kind() == std::io::ErrorKind::ConnectionReset)
 }
 
 /// Asks `target` within [`APP_CONNECT_TIMEOUT`]: an app that does not accept is unreachable.

@@ -78,7 +78,11 @@ pub(super) async fn dial(
 }
 
 /// A client that presents `source` and accepts only the destination identity of `key`.
-fn connector(key: &TunnelKey, source: &WorkloadCert, bundle: &SharedBundle) -> TlsConnector {
+pub(in crate::proxy) fn connector(
+    key: &TunnelKey,
+    source: &WorkloadCert,
+    bundle: &SharedBundle,
+) -> TlsConnector {
     let certs = Arc::new(CertSlot::new(source.certified.clone()));
     let expected = ExpectedServer::Exact(key.destination.clone());
     let verifier = SpiffeServerVerifier::new(bundle.clone(), expected);
@@ -92,13 +96,17 @@ fn connector(key: &TunnelKey, source: &WorkloadCert, bundle: &SharedBundle) -> T
 /// Runs the connection until the peer closes it, stops answering pings, the pool closes it, or
 /// it has carried no stream for an idle period; returns which.
 async fn drive(mut conn: Connection, state: &State, idle_timeout: Duration) -> String {
-    let keepalive = settings::keepalive(conn.ping_pong().expect("taken only here"));
+    let keepalive = settings::keepalive(
+        conn.ping_pong().expect("taken only here"),
+        settings::PING_INTERVAL,
+        settings::PING_TIMEOUT,
+    );
     tokio::select! {
         result = &mut conn => match result {
             Ok(()) => "closed by the peer".into(),
             Err(e) => format!("connection failed: {e}"),
         },
-        failure = keepalive => failure,
+        failure = keepalive => failure.to_string(),
         () = state.close.notified() => "closed by the pool".into(),
         () = idle(state, idle_timeout) => "idle".into(),
     }

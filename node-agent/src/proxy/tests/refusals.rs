@@ -19,7 +19,7 @@ use crate::proxy::{ALPN_H2, HandshakeError, OutboundError};
 const WAIT: Duration = Duration::from_secs(10);
 
 /// The tunnel works at all: a refusal test that passes against a dead server proves nothing.
-async fn assert_serving(mesh: &Mesh, addr: std::net::SocketAddr) {
+pub(super) async fn assert_serving(mesh: &Mesh, addr: std::net::SocketAddr) {
     let app = echo_app().await;
     let mut stream = mesh
         .pool
