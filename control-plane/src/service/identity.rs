@@ -74,9 +74,10 @@ impl Identity for IdentityService {
 
 /// Agents ask for their node's identity and for workload identities
 /// (`/ns/<namespace>/sa/<service-account>`), nothing else: a broad allowance must not mint IDs
-/// of another shape that policies or peers might read differently.
+/// of another shape that policies or peers might read differently. Reserved identities
+/// (control plane, admins) are well-formed but never entitled: `PERMISSION_DENIED` later.
 fn refuse_unshaped(cp: &ControlPlane, node_name: &str, id: &SpiffeId) -> Result<(), Status> {
-    if matches!(id.kind(), IdKind::Workload { .. } | IdKind::Node(_)) {
+    if !matches!(id.kind(), IdKind::Other) {
         return Ok(());
     }
     cp.metrics.csr(node_name, false);
