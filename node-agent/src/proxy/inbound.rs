@@ -3,6 +3,8 @@
 mod connect;
 mod connection;
 
+pub use connect::connect_destination;
+
 use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
