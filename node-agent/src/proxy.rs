@@ -29,7 +29,7 @@ use http::StatusCode;
 
 pub use inbound::{
     Admitted, CONFIG_NOT_READY, Finished, InboundRefusal, InboundTarget, Peer, Revoked, Withdrawn,
-    serve_inbound,
+    connect_destination, serve_inbound,
 };
 pub use outbound::{PoolConfig, TunnelKey, TunnelPool};
 pub use relay::{Relayed, relay, relay_until};

@@ -21,6 +21,23 @@ pub fn workspace_root() -> &'static Path {
 /// build rebuild what a plain `cargo build` built, and the other way round.
 pub fn cargo() -> Command {
     let mut cmd = Command::new(env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
+    in_workspace_root(&mut cmd);
+    cmd
+}
+
+/// `cargo` of the nightly toolchain (through rustup), for what only nightly can build (the
+/// fuzz targets' sanitizers), in the workspace root like [`cargo`].
+pub fn nightly_cargo() -> Command {
+    let mut cmd = Command::new("rustup");
+    cmd.args(["run", "nightly", "cargo"]);
+    in_workspace_root(&mut cmd);
+    // Nightly's cargo tells its subcommands (cargo-fuzz) where it is; stable's must not leak.
+    cmd.env_remove("CARGO").env_remove("RUSTUP_TOOLCHAIN");
+    cmd
+}
+
+/// Runs `cmd` in the workspace root, without the variables cargo set for xtask itself.
+fn in_workspace_root(cmd: &mut Command) {
     cmd.current_dir(workspace_root());
     for (name, _) in env::vars_os() {
         let Some(name) = name.to_str() else {
@@ -39,7 +56,6 @@ pub fn cargo() -> Command {
             cmd.env_remove(name);
         }
     }
-    cmd
 }
 
 /// Runs `cmd` with inherited stdio, echoing it first; fails unless it exits 0.

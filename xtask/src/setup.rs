@@ -12,7 +12,8 @@ use crate::cmd;
 /// nginx as a gateway outside the mesh that checks the published CRLs, the reference CNI
 /// plugins (bridge, host-local, loopback in /usr/lib/cni) that ferrule-cni's tests chain after,
 /// the way a cluster's primary plugin runs before it, and containerd and runc for the test that
-/// imports and runs the images of `cargo xtask image` (xtask/tests/image.rs).
+/// imports and runs the images of `cargo xtask image` (xtask/tests/image.rs), and g++ for
+/// libFuzzer (C++), which the fuzz targets of `cargo xtask fuzz` link.
 const APT_PACKAGES: &[&str] = &[
     "llvm-22-dev",
     "libpolly-22-dev",
@@ -34,16 +35,20 @@ const APT_PACKAGES: &[&str] = &[
     "containernetworking-plugins",
     "containerd",
     "runc",
+    "g++",
 ];
 
 /// bpf-linker links against this LLVM (package llvm-22-dev); the two must match.
 const LLVM_PREFIX: &str = "/usr/lib/llvm-22";
 const BPF_LINKER_VERSION: &str = "^0.13";
+/// Builds with the stable toolchain `cargo xtask` runs on; the fuzz targets need nightly.
+const CARGO_FUZZ_VERSION: &str = "0.13.2";
 
 pub fn run() -> anyhow::Result<()> {
     apt_packages()?;
     rust_toolchains()?;
-    bpf_linker()
+    bpf_linker()?;
+    cargo_fuzz()
 }
 
 fn report(state: &str, item: &str) {
@@ -181,5 +186,32 @@ fn bpf_linker() -> anyhow::Result<()> {
 fn bpf_linker_version() -> Option<String> {
     cmd::on_path("bpf-linker")?;
     let version = cmd::stdout(Command::new("bpf-linker").arg("--version")).ok()?;
+    Some(version.trim().to_owned())
+}
+
+fn cargo_fuzz() -> anyhow::Result<()> {
+    if let Some(version) = cargo_fuzz_version() {
+        report("present", &version);
+        return Ok(());
+    }
+    cmd::run(cmd::cargo().args([
+        "install",
+        "cargo-fuzz",
+        "--locked",
+        "--version",
+        CARGO_FUZZ_VERSION,
+    ]))?;
+    let version = cargo_fuzz_version().context(
+        "cargo-fuzz was installed but is not on PATH: add cargo's bin directory \
+         (usually ~/.cargo/bin) to PATH",
+    )?;
+    report("installed", &version);
+    Ok(())
+}
+
+/// e.g. "cargo-fuzz 0.13.2", or `None` when it is not installed (or broken).
+fn cargo_fuzz_version() -> Option<String> {
+    cmd::on_path("cargo-fuzz")?;
+    let version = cmd::stdout(Command::new("cargo-fuzz").arg("--version")).ok()?;
     Some(version.trim().to_owned())
 }

@@ -1,11 +1,12 @@
-//! `cargo xtask test`: set up, build, then run every test in the workspace. Several tests load
-//! eBPF programs, create cgroups and network namespaces, so this runs as root.
+//! `cargo xtask test`: set up, build, then run every test in the workspace and a smoke pass of
+//! every fuzz target. Several tests load eBPF programs, create cgroups and network namespaces,
+//! so this runs as root.
 
 mod summary;
 
 use anyhow::bail;
 
-use crate::{cmd, setup};
+use crate::{cmd, fuzz, setup};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -54,9 +55,18 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let result = cmd::run_streaming(cmd::cargo().args(args.cargo_test_args()), |line| {
         totals.add_line(line);
     });
+    // A few seconds of each fuzz target: they build, and the seeds and the first mutations
+    // do not crash. Skipped when packages or tests were picked.
+    let fuzzed = match args.cargo_args.is_empty() {
+        true => fuzz::run(&fuzz::Args {
+            seconds: fuzz::SMOKE_SECONDS,
+            targets: Vec::new(),
+        }),
+        false => Ok(()),
+    };
     // One closing line for the whole run, whatever happened above it.
     println!("summary: {totals}");
-    result
+    result.and(fuzzed)
 }
 
 #[cfg(test)]

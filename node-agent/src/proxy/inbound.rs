@@ -4,6 +4,8 @@ mod connect;
 mod connection;
 mod resets;
 
+pub use connect::connect_destination;
+
 use std::any::Any;
 use std::io;
 use std::net::SocketAddr;

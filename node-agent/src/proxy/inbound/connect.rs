@@ -26,7 +26,7 @@ pub(super) async fn handle(
     resets: Arc<PeerResets>,
 ) {
     let (parts, recv) = request.into_parts();
-    let dst = match destination(&parts.method, &parts.uri) {
+    let dst = match connect_destination(&parts.method, &parts.uri) {
         Ok(dst) => dst,
         Err(refusal) => return refuse(&mut respond, &peer, &parts.uri.to_string(), &refusal),
     };
@@ -118,7 +118,8 @@ async fn connect_within(
 }
 
 /// The original destination from `:authority`; HBONE carries `ip:port`, never a host name.
-fn destination(method: &Method, uri: &http::Uri) -> Result<SocketAddr, InboundRefusal> {
+/// Public for the fuzz targets (`fuzz/`): it reads what any peer with a certificate sends.
+pub fn connect_destination(method: &Method, uri: &http::Uri) -> Result<SocketAddr, InboundRefusal> {
     if method != Method::CONNECT {
         return Err(InboundRefusal::BadRequest(format!(
             "method {method}, expected CONNECT"
@@ -151,7 +152,7 @@ mod tests {
 
     #[test]
     fn authority_must_be_a_socket_address() {
-        let connect = |uri: &str| destination(&Method::CONNECT, &uri.parse().unwrap());
+        let connect = |uri: &str| connect_destination(&Method::CONNECT, &uri.parse().unwrap());
         assert_eq!(
             connect("10.0.0.7:8080").unwrap(),
             "10.0.0.7:8080".parse().unwrap()
@@ -168,7 +169,7 @@ mod tests {
                 "{bad}: {refusal}"
             );
         }
-        let get = destination(&Method::GET, &"10.0.0.7:80".parse().unwrap()).unwrap_err();
+        let get = connect_destination(&Method::GET, &"10.0.0.7:80".parse().unwrap()).unwrap_err();
         assert_eq!(get.status(), StatusCode::BAD_REQUEST, "{get}");
     }
 }
