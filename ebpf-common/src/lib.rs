@@ -29,7 +29,7 @@ pub const INGRESS_PROGRAM: &str = "ingress_guard";
 /// versions (reused by name, so pod configuration and in-flight connections survive an
 /// upgrade): a map whose key, value or type changes gets a new name, so that old and new
 /// programs never share an incompatible map.
-pub const PROGRAM_VERSION: u32 = 1;
+pub const PROGRAM_VERSION: u32 = 2;
 /// The global in the eBPF object holding the version; the loader sets it to the version it
 /// loads, and every program reads it.
 pub const PROGRAM_VERSION_GLOBAL: &str = "PROGRAM_VERSION";
@@ -49,8 +49,14 @@ pub const POD_IPS_MAP: &str = "POD_IPS";
 /// `LruHashMap<u64, OriginalDst>` keyed by socket cookie: written by connect4/6, moved to
 /// `FLOW_DST` by sock_ops once the socket has its local port.
 pub const SOCKET_DST_MAP: &str = "SOCKET_DST";
-/// `LruHashMap<FlowKey, OriginalDst>`: what the agent looks up for an accepted connection.
-pub const FLOW_DST_MAP: &str = "FLOW_DST";
+/// `HashOfMaps<u64, LruHashMap<FlowKey, OriginalDst>>` keyed by network-namespace cookie: what
+/// the agent looks up for an accepted connection. Each pod has its own inner map, created by the
+/// agent when it enrolls the pod, so a pod that opens connections faster than the agent accepts
+/// them evicts only its own entries, never another pod's (program version 2 and later).
+pub const POD_FLOWS_MAP: &str = "POD_FLOWS";
+/// Version 1's single `LruHashMap<FlowKey, OriginalDst>` shared by all pods. Only read, while
+/// connections that version-1 programs captured before an upgrade are still being accepted.
+pub const LEGACY_FLOW_DST_MAP: &str = "FLOW_DST";
 /// `PerCpuHashMap<u64, ConnectStats>` keyed by network-namespace cookie.
 pub const CONNECT_STATS_MAP: &str = "CONNECT_STATS";
 /// `PerCpuHashMap<u64, InboundStats>` keyed by network-namespace cookie.
@@ -64,10 +70,14 @@ pub const ALL_MAPS: [&str; 9] = [
     POD_CONFIG_MAP,
     POD_IPS_MAP,
     SOCKET_DST_MAP,
-    FLOW_DST_MAP,
+    POD_FLOWS_MAP,
     CONNECT_STATS_MAP,
     INBOUND_STATS_MAP,
 ];
+
+/// Maps of earlier program versions that this version no longer uses; an agent removes their
+/// pins once every pod link runs its programs (and uninstall removes them too).
+pub const RETIRED_MAPS: [&str; 1] = [LEGACY_FLOW_DST_MAP];
 
 /// One entry per pod network namespace, plus the node's own.
 pub const POD_MAX_ENTRIES: u32 = 16_384;
@@ -75,10 +85,17 @@ pub const POD_MAX_ENTRIES: u32 = 16_384;
 pub const POD_IPS_MAX_ENTRIES: u32 = 4 * POD_MAX_ENTRIES;
 pub const EXCLUDED_PORTS_MAX_ENTRIES: u32 = 1_024;
 pub const EXCLUDED_CIDRS_MAX_ENTRIES: u32 = 1_024;
-/// Redirected connections whose original destination the agent may still have to look up.
-/// LRU: entries of connections the agent never accepted (refused during an agent restart,
-/// failed before the SYN) age out instead of filling the map.
-pub const FLOW_MAX_ENTRIES: u32 = 65_536;
+/// Sockets between `connect()` and their SYN (the same syscall), keyed by socket cookie. Shared
+/// by all pods, but an entry lives only within one `connect()` call, so at most one per CPU is
+/// in use at any time; LRU ages out the entries of connects that failed in between.
+pub const SOCKET_DST_MAX_ENTRIES: u32 = 65_536;
+/// Capacity of one pod's flow map (`POD_FLOWS`): redirected connections of that pod whose
+/// original destination the agent may still have to look up. LRU: entries of connections the
+/// agent never accepted age out instead of filling the map, and a pod connecting faster than
+/// the agent accepts evicts only its own oldest entries. Fixed, not configurable: the kernel
+/// requires every inner hash map to match the outer map's template, which outlives agents.
+/// About 100 bytes of kernel memory per slot and pod.
+pub const POD_FLOW_SLOTS: u32 = 1_024;
 
 /// DNS is never redirected, whatever the excluded ports say (TCP DNS included).
 pub const DNS_PORT: u16 = 53;

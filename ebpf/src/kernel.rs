@@ -13,6 +13,7 @@ use core::ptr::{addr_of, addr_of_mut, read_volatile, write_volatile};
 use aya_ebpf::{
     EbpfContext,
     bindings::bpf_sock,
+    btf_maps::HashOfMaps,
     helpers::{bpf_get_netns_cookie, bpf_get_socket_cookie, bpf_sk_fullsock},
     programs::{SkBuffContext, SockAddrContext, SockOpsContext},
 };
@@ -183,6 +184,17 @@ pub(crate) fn update_per_cpu<V: Copy>(value: *mut V, update: impl FnOnce(V) -> V
     // CPU's live, aligned copy of the value for the rest of this program run, which cannot
     // migrate to another CPU; no other CPU writes this copy.
     unsafe { *value = update(*value) };
+}
+
+/// The inner map stored under `key` in a hash of maps.
+pub(crate) fn inner_map<K, V, const MAX: usize, const FLAGS: usize>(
+    outer: &'static HashOfMaps<K, V, MAX, FLAGS>,
+    key: K,
+) -> Option<&'static V> {
+    // SAFETY: the reference names a map, used only as a helper argument (insert, remove); it is
+    // never read or written through. The kernel keeps the inner map alive for the rest of this
+    // program run (RCU), even if the agent removes it from the outer map meanwhile.
+    unsafe { outer.get(&key) }
 }
 
 /// Copies out a value found by a hash-map lookup.

@@ -3,13 +3,14 @@
 //! like those constants because aya names maps after their static.
 
 use aya_ebpf::{
-    macros::map,
+    btf_maps::{self, HashOfMaps},
+    macros::{btf_map, map},
     maps::{Array, HashMap, LpmTrie, LruHashMap, PerCpuHashMap},
 };
 use ferrule_ebpf_common::{
-    ConnectStats, EXCLUDED_CIDRS_MAX_ENTRIES, EXCLUDED_PORTS_MAX_ENTRIES, FLOW_MAX_ENTRIES,
-    FlowKey, InboundStats, OriginalDst, POD_IPS_MAX_ENTRIES, POD_MAX_ENTRIES, PodConfig, PodIpKey,
-    Settings,
+    ConnectStats, EXCLUDED_CIDRS_MAX_ENTRIES, EXCLUDED_PORTS_MAX_ENTRIES, FlowKey, InboundStats,
+    OriginalDst, POD_FLOW_SLOTS, POD_IPS_MAX_ENTRIES, POD_MAX_ENTRIES, PodConfig, PodIpKey,
+    SOCKET_DST_MAX_ENTRIES, Settings,
 };
 
 #[map]
@@ -33,11 +34,14 @@ pub(crate) static POD_IPS: HashMap<PodIpKey, u8> =
 
 #[map]
 pub(crate) static SOCKET_DST: LruHashMap<u64, OriginalDst> =
-    LruHashMap::with_max_entries(FLOW_MAX_ENTRIES, 0);
+    LruHashMap::with_max_entries(SOCKET_DST_MAX_ENTRIES, 0);
 
-#[map]
-pub(crate) static FLOW_DST: LruHashMap<FlowKey, OriginalDst> =
-    LruHashMap::with_max_entries(FLOW_MAX_ENTRIES, 0);
+/// One pod's flows; the agent creates one per pod (with exactly this definition).
+pub(crate) type PodFlows = btf_maps::LruHashMap<FlowKey, OriginalDst, { POD_FLOW_SLOTS as usize }>;
+
+#[btf_map]
+pub(crate) static POD_FLOWS: HashOfMaps<u64, PodFlows, { POD_MAX_ENTRIES as usize }> =
+    HashOfMaps::new();
 
 #[map]
 pub(crate) static CONNECT_STATS: PerCpuHashMap<u64, ConnectStats> =

@@ -1,7 +1,8 @@
 //! `sockops`: once a redirected socket has its local address (the SYN is about to leave), move
 //! its original destination from the socket-cookie map to a map keyed by what the agent can see
 //! of the accepted connection: the pod's network namespace plus the client's address and port
-//! (the accepted socket's peer). The netns cookie keeps pods with identical ports apart.
+//! (the accepted socket's peer). The netns cookie keeps pods with identical ports apart, and
+//! picks the pod's own flow map, so one pod's connections never evict another pod's entries.
 
 use aya_ebpf::{
     bindings::{
@@ -14,7 +15,7 @@ use ferrule_ebpf_common::{FlowKey, ipv4_mapped};
 
 use crate::{
     kernel,
-    maps::{FLOW_DST, SOCKET_DST},
+    maps::{POD_FLOWS, PodFlows, SOCKET_DST},
 };
 
 const AF_INET6: u32 = 10;
@@ -35,7 +36,13 @@ fn bind_original(ctx: &SockOpsContext) {
     let Some(original) = SOCKET_DST.get_ptr(socket).map(kernel::read_value) else {
         return; // not a redirected socket
     };
-    if FLOW_DST.insert(flow_key(ctx), original, 0).is_err() {
+    let key = flow_key(ctx);
+    // A pod without a flow map (enrollment not finished) gets no entry: the agent then finds
+    // no original destination and refuses the connection, which fails closed.
+    let Some(flows) = pod_flows(key.netns_cookie) else {
+        return;
+    };
+    if flows.insert(key, original, 0).is_err() {
         return;
     }
     let _ = SOCKET_DST.remove(socket);
@@ -50,8 +57,15 @@ fn bind_original(ctx: &SockOpsContext) {
 fn forget_if_never_connected(ctx: &SockOpsContext) {
     let (old_state, new_state) = (ctx.arg(0), ctx.arg(1));
     if old_state == BPF_TCP_SYN_SENT && new_state == BPF_TCP_CLOSE {
-        let _ = FLOW_DST.remove(flow_key(ctx));
+        let key = flow_key(ctx);
+        if let Some(flows) = pod_flows(key.netns_cookie) {
+            let _ = flows.remove(key);
+        }
     }
+}
+
+fn pod_flows(netns_cookie: u64) -> Option<&'static PodFlows> {
+    kernel::inner_map(&POD_FLOWS, netns_cookie)
 }
 
 fn flow_key(ctx: &SockOpsContext) -> FlowKey {

@@ -244,8 +244,12 @@ impl Capture {
             adopted,
             stopped: AtomicBool::new(false),
         };
-        // Settings first: a version with a renamed map must not run on an empty one.
+        // Settings and flow maps first: a version with a renamed map must not run on an empty
+        // one, nor switch a pod to programs that would find no flow map for it.
         settings.apply(&mut capture.config())?;
+        for netns_cookie in capture.enrolled() {
+            capture.config().ensure_pod_flows(netns_cookie)?;
+        }
         versions::switch_links(&capture.layout, &capture.programs())?;
         info!(
             pin_dir = %config.pin_dir.display(),
@@ -282,8 +286,10 @@ impl Capture {
         }
         self.layout.claim_pod(pod.netns_cookie, cgroup_id)?;
         // Maps before links, so the programs see the pod's configuration from their first run.
-        self.config()
-            .set_pod(pod.netns_cookie, PodConfig { inbound_mode }, &ips)?;
+        let mut maps = self.config();
+        maps.ensure_pod_flows(pod.netns_cookie)?;
+        maps.set_pod(pod.netns_cookie, PodConfig { inbound_mode }, &ips)?;
+        drop(maps);
         for name in PROGRAMS {
             let path = self.layout.link(pod.netns_cookie, name);
             if path.exists() {

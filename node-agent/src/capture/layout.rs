@@ -21,7 +21,7 @@ use std::{
     path::{Path, PathBuf},
 };
 
-use ferrule_ebpf_common::ALL_MAPS;
+use ferrule_ebpf_common::{ALL_MAPS, RETIRED_MAPS};
 
 use super::{Error, programs::PROGRAMS};
 use crate::ebpf::{self, Bpffs};
@@ -176,6 +176,15 @@ impl Layout {
         Ok(())
     }
 
+    /// Removes the pins of maps only earlier program versions used (the kernel frees each map
+    /// when the last program or handle using it is gone).
+    pub(super) fn remove_retired_maps(&self) -> Result<(), Error> {
+        for name in RETIRED_MAPS {
+            remove_file(&self.map(name))?;
+        }
+        Ok(())
+    }
+
     /// Network-namespace cookies of the pods with a pin directory.
     pub(super) fn enrolled(&self) -> Vec<u64> {
         let Ok(entries) = fs::read_dir(self.pods()) else {
@@ -234,6 +243,7 @@ impl Layout {
         for name in ALL_MAPS {
             remove_file(&self.map(name))?;
         }
+        self.remove_retired_maps()?;
         for dir in [self.pods(), self.programs(), self.root.join("maps")] {
             remove_dir(&dir)?;
         }

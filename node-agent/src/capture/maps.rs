@@ -4,14 +4,21 @@
 
 use std::collections::BTreeSet;
 
-use aya::maps::{Array, HashMap, LpmTrie, Map, MapData, MapError, PerCpuHashMap, lpm_trie::Key};
+use aya::maps::{
+    Array, HashMap, HashOfMaps, LpmTrie, Map, MapData, MapError, PerCpuHashMap, lpm_trie::Key,
+};
+use aya_obj::generated::bpf_map_type::BPF_MAP_TYPE_LRU_HASH;
 use ferrule_ebpf_common::{
-    CONNECT_STATS_MAP, ConnectStats, EXCLUDED_CIDRS_MAP, EXCLUDED_PORTS_MAP, FLOW_DST_MAP, FlowKey,
-    INBOUND_STATS_MAP, InboundStats, OriginalDst, POD_CONFIG_MAP, POD_IPS_MAP, PodConfig, PodIpKey,
-    SETTINGS_MAP, Settings,
+    CONNECT_STATS_MAP, ConnectStats, EXCLUDED_CIDRS_MAP, EXCLUDED_PORTS_MAP, FlowKey,
+    INBOUND_STATS_MAP, InboundStats, LEGACY_FLOW_DST_MAP, OriginalDst, POD_CONFIG_MAP,
+    POD_FLOW_SLOTS, POD_FLOWS_MAP, POD_IPS_MAP, PodConfig, PodIpKey, SETTINGS_MAP, Settings,
 };
 
 use super::{Error, layout::Layout};
+
+/// Each pod's flow map, by network-namespace cookie (see `ferrule_ebpf_common::POD_FLOWS_MAP`).
+type PodFlows = HashOfMaps<MapData, u64, FlowMap>;
+type FlowMap = HashMap<MapData, FlowKey, OriginalDst>;
 
 /// Opens the map pinned as `name` with the typed wrapper `M` (which checks type and sizes).
 fn open<M>(layout: &Layout, name: &'static str) -> Result<M, Error>
@@ -30,7 +37,7 @@ pub(super) struct ConfigMaps {
     excluded_cidrs: LpmTrie<MapData, [u8; 16], u8>,
     pod_config: HashMap<MapData, u64, PodConfig>,
     pod_ips: HashMap<MapData, PodIpKey, u8>,
-    flow_dst: HashMap<MapData, FlowKey, OriginalDst>,
+    pod_flows: PodFlows,
     connect_stats: PerCpuHashMap<MapData, u64, ConnectStats>,
     inbound_stats: PerCpuHashMap<MapData, u64, InboundStats>,
 }
@@ -43,10 +50,32 @@ impl ConfigMaps {
             excluded_cidrs: open(layout, EXCLUDED_CIDRS_MAP)?,
             pod_config: open(layout, POD_CONFIG_MAP)?,
             pod_ips: open(layout, POD_IPS_MAP)?,
-            flow_dst: open(layout, FLOW_DST_MAP)?,
+            pod_flows: open(layout, POD_FLOWS_MAP)?,
             connect_stats: open(layout, CONNECT_STATS_MAP)?,
             inbound_stats: open(layout, INBOUND_STATS_MAP)?,
         })
+    }
+
+    /// Gives the pod a flow map unless it has one. An existing map is kept: it holds the entries
+    /// of connections not yet accepted.
+    pub(super) fn ensure_pod_flows(&mut self, netns_cookie: u64) -> Result<(), Error> {
+        if self.pod_flows.get(&netns_cookie, 0).is_ok() {
+            return Ok(());
+        }
+        let error = map_error(POD_FLOWS_MAP);
+        let definition = aya_obj::Map::new_from_params(
+            BPF_MAP_TYPE_LRU_HASH as u32,
+            size_of::<FlowKey>() as u32,
+            size_of::<OriginalDst>() as u32,
+            POD_FLOW_SLOTS,
+            0,
+        );
+        // The kernel's map name (15 bytes at most) only shows in bpftool.
+        let data = MapData::create(definition, "pod_flows", None).map_err(error)?;
+        let flows = FlowMap::try_from(Map::from_map_data(data).map_err(error)?).map_err(error)?;
+        self.pod_flows
+            .insert(netns_cookie, &flows, 0)
+            .map_err(error)
     }
 
     /// Makes the node-wide maps say exactly what the configuration says. Entries in both the old
@@ -96,10 +125,8 @@ impl ConfigMaps {
             key.netns_cookie == netns_cookie
         });
         remove_keys(&mut self.pod_ips, ips, POD_IPS_MAP)?;
-        let flows = keys_where(&self.flow_dst, |key: &FlowKey| {
-            key.netns_cookie == netns_cookie
-        });
-        remove_keys(&mut self.flow_dst, flows, FLOW_DST_MAP)?;
+        // The kernel frees the pod's flow map with its last reference.
+        ignore_missing(self.pod_flows.remove(&netns_cookie), POD_FLOWS_MAP)?;
         ignore_missing(self.connect_stats.remove(&netns_cookie), CONNECT_STATS_MAP)?;
         ignore_missing(self.inbound_stats.remove(&netns_cookie), INBOUND_STATS_MAP)
     }
@@ -178,7 +205,10 @@ fn map_error(name: &'static str) -> impl Fn(MapError) -> Error + Copy {
 
 /// Read-only handles for the agent's hot paths and metrics.
 pub(super) struct Lookups {
-    flow_dst: HashMap<MapData, FlowKey, OriginalDst>,
+    pod_flows: PodFlows,
+    /// Version 1's shared flow map, while an upgrade from it left one pinned: connections its
+    /// programs captured just before the switch are still looked up there.
+    legacy_flows: Option<FlowMap>,
     connect_stats: PerCpuHashMap<MapData, u64, ConnectStats>,
     inbound_stats: PerCpuHashMap<MapData, u64, InboundStats>,
 }
@@ -186,7 +216,12 @@ pub(super) struct Lookups {
 impl Lookups {
     pub(super) fn open(layout: &Layout) -> Result<Self, Error> {
         Ok(Self {
-            flow_dst: open(layout, FLOW_DST_MAP)?,
+            pod_flows: open(layout, POD_FLOWS_MAP)?,
+            legacy_flows: layout
+                .map(LEGACY_FLOW_DST_MAP)
+                .exists()
+                .then(|| open(layout, LEGACY_FLOW_DST_MAP))
+                .transpose()?,
             connect_stats: open(layout, CONNECT_STATS_MAP)?,
             inbound_stats: open(layout, INBOUND_STATS_MAP)?,
         })
@@ -195,7 +230,12 @@ impl Lookups {
     /// The recorded destination of a redirected connection, if there is one. A read error is
     /// treated as "none": the caller then refuses the connection, which fails closed.
     pub(super) fn original_destination(&self, key: &FlowKey) -> Option<OriginalDst> {
-        self.flow_dst.get(key, 0).ok()
+        let recorded = self
+            .pod_flows
+            .get(&key.netns_cookie, 0)
+            .ok()
+            .and_then(|flows| flows.get(key, 0).ok());
+        recorded.or_else(|| self.legacy_flows.as_ref()?.get(key, 0).ok())
     }
 
     pub(super) fn connect_stats(&self, netns_cookie: u64) -> ConnectStats {

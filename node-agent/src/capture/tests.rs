@@ -2,6 +2,7 @@
 //! netns, clients running inside them and listeners the test opens in the pods' namespaces
 //! like the agent does. Run as root (`cargo xtask test`).
 
+mod flows;
 mod upgrade;
 
 use std::{

@@ -63,7 +63,8 @@ pub(super) fn switch_links(layout: &Layout, programs: &Programs) -> Result<(), E
         );
         return Ok(());
     }
-    layout.remove_programs_except(Some(version))
+    layout.remove_programs_except(Some(version))?;
+    layout.remove_retired_maps()
 }
 
 /// How many pod links run each program version. Links of pods whose cgroup is gone run nothing

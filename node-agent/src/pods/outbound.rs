@@ -16,7 +16,7 @@ use crate::mesh_config::Lookup;
 use crate::netns::Netns;
 use crate::proxy::{OutboundError, Relayed, TunnelKey, relay_until};
 use crate::telemetry::{
-    CloseReason, ConnectionRecord, Direction, HandshakeFailure, Listener, Side,
+    CloseReason, ConnectionRecord, Direction, HandshakeFailure, Limit, Listener, Side,
 };
 
 const CERT_WAIT: Duration = Duration::from_secs(5);
@@ -78,7 +78,13 @@ async fn handle(shared: &Shared, pod: &PodSide, tcp: TcpStream, peer: SocketAddr
     let _ = tcp.set_nodelay(true);
     let source = &pod.id;
     let Some(original) = shared.capture.original_destination(pod.cookie, peer) else {
-        tracing::warn!(%source, %peer, "no original destination recorded; closing");
+        // The pod connected faster than the agent accepts, beyond its flow map's slots.
+        shared
+            .telemetry
+            .limit_hit(Listener::Outbound, Limit::PodFlowSlots);
+        tracing::warn!(%source, %peer, limit = Limit::PodFlowSlots.as_str(), "no original destination recorded (evicted from the pod's flow map); resetting");
+        // A reset, not a FIN the application could take for a clean, empty answer.
+        let _ = tcp.set_zero_linger();
         return;
     };
     if !shared.mesh.is_ready() {

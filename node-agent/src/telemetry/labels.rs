@@ -80,10 +80,14 @@ label_enum!(
     /// Which limit a client hit; each value is the name of its field under `limits:` in the
     /// agent's configuration, except `http2_enhance_your_calm`: h2 closed the connection with
     /// GOAWAY `ENHANCE_YOUR_CALM` (`http2.max_pending_reset_streams`,
-    /// `http2.max_local_reset_streams`, or h2's own frame-flood defences; h2 does not say which).
+    /// `http2.max_local_reset_streams`, or h2's own frame-flood defences; h2 does not say which),
+    /// and `pod_flow_slots`: a redirected connection's original destination was gone, evicted
+    /// from the pod's own flow map (a fixed size, `ferrule_ebpf_common::POD_FLOW_SLOTS`) by the
+    /// pod's newer connections.
     Limit {
         Connections => "max_connections",
         ConnectionsPerPod => "max_connections_per_pod",
+        PodFlowSlots => "pod_flow_slots",
         ConnectionsPerSource => "max_connections_per_source",
         ApiConnections => "max_api_connections",
         HandshakeTimeout => "handshake_timeout",

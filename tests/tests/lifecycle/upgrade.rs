@@ -139,7 +139,8 @@ fn upgrading_both_agents_under_load_fails_no_connection_and_leaks_no_plaintext()
     let wire = watch_wire(&mesh);
     let load = markers(&mesh, 100_000);
 
-    let bumped = [("FERRULE_EBPF_PROGRAM_VERSION", "2")];
+    // The next program version: the agents start with the built-in one.
+    let bumped = [("FERRULE_EBPF_PROGRAM_VERSION", "3")];
     let mut old_client_side = mesh.replace_agent(1, &bumped);
     more_markers(&load, 20);
     let mut old_server_side = mesh.replace_agent(0, &bumped);
@@ -180,8 +181,8 @@ fn upgrading_both_agents_under_load_fails_no_connection_and_leaks_no_plaintext()
         let metrics = mesh.metrics(node);
         assert!(
             metrics.contains(r#"ferrule_agent_info{version="#)
-                && metrics.contains(r#"program_version="2",role="serving"} 1"#),
-            "node {node} runs program version 2:\n{metrics}"
+                && metrics.contains(r#"program_version="3",role="serving"} 1"#),
+            "node {node} runs program version 3:\n{metrics}"
         );
         let links: Vec<&str> = metrics
             .lines()
@@ -189,8 +190,8 @@ fn upgrading_both_agents_under_load_fails_no_connection_and_leaks_no_plaintext()
             .collect();
         assert_eq!(
             links,
-            [r#"ferrule_ebpf_links{program_version="2"} 4"#],
-            "node {node}: every link of its pod runs version 2"
+            [r#"ferrule_ebpf_links{program_version="3"} 4"#],
+            "node {node}: every link of its pod runs version 3"
         );
         assert!(
             !metrics.contains(r#"role="draining"} 1"#),
