@@ -25,6 +25,7 @@ use crate::config::{Config, LimitsConfig, SignerConfig};
 use crate::kubernetes::Kubernetes;
 use crate::limits::Listener;
 use crate::limits::admission::Admission;
+use crate::limits::header_list::{self, HeaderListLimitLayer};
 use crate::mesh_config::{Change, MeshConfig};
 use crate::metrics::Metrics;
 use crate::service::{AdminService, ConfigService, IdentityService, NodeService, WorkloadsService};
@@ -206,6 +207,7 @@ pub async fn serve_with(
     let metrics_addr = start_metrics(config, &state, registry).await?;
     let policy = tls_incoming::ConnectionPolicy {
         handshake_timeout: config.limits.handshake_timeout,
+        keepalive_timeout: config.limits.http2.keepalive_timeout,
         admission: Admission::new(config.limits.connections),
     };
     let incoming =
@@ -236,17 +238,23 @@ pub async fn serve_with(
 fn grpc_server(
     limits: &LimitsConfig,
     metrics: Arc<Metrics>,
-) -> tonic::transport::Server<Stack<MapResponseLayer<impl CountTooLarge>, Identity>> {
+) -> tonic::transport::Server<
+    Stack<HeaderListLimitLayer, Stack<MapResponseLayer<impl CountTooLarge>, Identity>>,
+> {
     let http2 = limits.http2;
     tonic::transport::Server::builder()
         .tcp_nodelay(true)
         .max_concurrent_streams(http2.max_concurrent_streams)
         .http2_max_pending_accept_reset_streams(Some(http2.max_pending_accept_reset_streams))
         .http2_max_local_error_reset_streams(Some(http2.max_local_error_reset_streams))
-        .http2_max_header_list_size(http2.max_header_list_size)
+        .http2_max_header_list_size(header_list::h2_ceiling(http2.max_header_list_size))
         .http2_keepalive_interval(Some(http2.keepalive_interval))
         .http2_keepalive_timeout(Some(http2.keepalive_timeout))
-        .layer(MapResponseLayer::new(count_too_large(metrics)))
+        .layer(MapResponseLayer::new(count_too_large(metrics.clone())))
+        .layer(HeaderListLimitLayer::new(
+            http2.max_header_list_size,
+            metrics,
+        ))
 }
 
 type GrpcResponse = http::Response<tonic::body::Body>;

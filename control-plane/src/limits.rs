@@ -6,6 +6,7 @@
 pub mod admission;
 pub mod bucket;
 pub mod h2_watch;
+pub mod header_list;
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;

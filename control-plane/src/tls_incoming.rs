@@ -55,6 +55,8 @@ pub struct TlsConn {
 #[derive(Debug, Clone)]
 pub struct ConnectionPolicy {
     pub handshake_timeout: Duration,
+    /// The server's `http2.keepalive_timeout`, to tell its keepalive closes apart.
+    pub keepalive_timeout: Duration,
     pub admission: Arc<Admission>,
 }
 
@@ -175,7 +177,7 @@ pub fn incoming(
             tokio::spawn(handshake(
                 acceptor.clone(),
                 accepted,
-                policy.handshake_timeout,
+                (policy.handshake_timeout, policy.keepalive_timeout),
                 tx.clone(),
                 metrics.clone(),
                 connections.clone(),
@@ -195,7 +197,7 @@ struct Accepted {
 async fn handshake(
     acceptor: TlsAcceptor,
     accepted: Accepted,
-    timeout: Duration,
+    (timeout, keepalive_timeout): (Duration, Duration),
     tx: mpsc::Sender<io::Result<TlsConn>>,
     metrics: Arc<Metrics>,
     connections: Arc<Connections>,
@@ -237,6 +239,7 @@ async fn handshake(
         metrics: metrics.clone(),
         listener: Listener::Grpc,
         remote,
+        keepalive_timeout,
     };
     let conn = TlsConn {
         stream: Watched::new(stream, reporter),

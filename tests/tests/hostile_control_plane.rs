@@ -361,3 +361,77 @@ async fn http2_rapid_reset_and_made_you_reset_get_goaway_on_both_listeners() {
     let admin = cp.admin().list_nodes(v1::ListNodesRequest::default()).await;
     assert!(admin.is_ok(), "the control plane still serves: {admin:?}");
 }
+
+/// Before: h2 answered an oversized header block with a bare 431 that nothing counted and that
+/// gRPC clients report as an opaque protocol error.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_oversized_header_list_is_refused_with_its_size_and_counted() {
+    let mut cp = ControlPlaneFixture::new("example.org");
+    cp.add_config("limits:\n  http2:\n    max_header_list_size: 4096\n");
+    cp.start();
+    let (mut client, _connection) = h2_connect(&cp, cp.addr).await;
+    let oversized = request(cp.addr)
+        .header("x-pad", "a".repeat(5000))
+        .body(())
+        .unwrap();
+    let (response, _) = client.send_request(oversized, true).expect("send");
+    let response = response.await.expect("a response, not a reset");
+    let header = |name: &str| {
+        response
+            .headers()
+            .get(name)
+            .map(|v| v.to_str().unwrap().to_owned())
+    };
+    assert_eq!(
+        header("grpc-status").as_deref(),
+        Some("8"),
+        "RESOURCE_EXHAUSTED"
+    );
+    let message = header("grpc-message").unwrap_or_default();
+    assert!(
+        message.contains("max_header_list_size") && message.contains("4096"),
+        "the refusal names the limit: {message}"
+    );
+    let series = limit_series("grpc", "http2.max_header_list_size");
+    assert_eq!(cp.counter(&series), 1.0, "{series}");
+}
+
+/// An HTTP/2 connection (TLS, preface, SETTINGS) whose client then neither reads nor writes, so
+/// the server's keepalive PING goes unanswered. Held open until dropped.
+async fn silent_http2_peer(
+    cp: &ControlPlaneFixture,
+    addr: SocketAddr,
+) -> tokio_rustls::client::TlsStream<TcpStream> {
+    let tcp = TcpStream::connect(addr).await.expect("TCP connect");
+    let mut tls_config = (*cp.client_tls(None)).clone();
+    tls_config.alpn_protocols = vec![b"h2".to_vec()];
+    let mut tls = tokio_rustls::TlsConnector::from(Arc::new(tls_config))
+        .connect(ServerName::try_from("ferrule-control-plane").unwrap(), tcp)
+        .await
+        .expect("TLS handshake");
+    let mut hello = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_vec();
+    hello.extend([0, 0, 0, 0x4, 0, 0, 0, 0, 0]); // an empty SETTINGS frame
+    tls.write_all(&hello).await.expect("HTTP/2 preface");
+    tls.flush().await.expect("flush");
+    tls
+}
+
+/// Before: hyper closed such connections without a trace (and on the public listener counted
+/// them as `header_read_timeout`).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_peer_that_stops_answering_pings_is_closed_and_counted() {
+    let mut cp = ControlPlaneFixture::new("example.org");
+    cp.add_config("limits:\n  http2:\n    keepalive_interval: 1s\n    keepalive_timeout: 1s\n");
+    cp.start();
+    for (listener, addr) in [("grpc", cp.addr), ("public", cp.public_addr)] {
+        let _silent = silent_http2_peer(&cp, addr).await;
+        let series = limit_series(listener, "http2.keepalive_timeout");
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while cp.counter(&series) < 1.0 && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        assert_eq!(cp.counter(&series), 1.0, "{series}");
+        let misread = limit_series(listener, "header_read_timeout");
+        assert_eq!(cp.counter(&misread), 0.0, "{misread}");
+    }
+}

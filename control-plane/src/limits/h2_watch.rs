@@ -3,6 +3,10 @@
 //! REFUSED_STREAM (a stream over `max_concurrent_streams`). hyper and tonic close such
 //! connections without telling the application, so this is where they are counted.
 //!
+//! Keepalive timeouts leave no frame: hyper drops a connection whose peer sent nothing for
+//! `keepalive_timeout` after its PING. So a connection that ends with a PING written, nothing
+//! read since, and (nearly) that long gone by, is counted as one.
+//!
 //! Only frame headers and the first bytes of those two frame types are looked at: O(1) per frame.
 //! A connection whose first written byte is not 0 speaks HTTP/1.1 and is not watched (an HTTP/2
 //! server starts with a SETTINGS frame, whose 24-bit length is far below 2^16).
@@ -12,6 +16,7 @@ use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
@@ -20,7 +25,9 @@ use crate::metrics::Metrics;
 
 const HEADER_LEN: usize = 9;
 const RST_STREAM: u8 = 0x3;
+const PING: u8 = 0x6;
 const GOAWAY: u8 = 0x7;
+const ACK: u8 = 0x1;
 const REFUSED_STREAM: u32 = 0x7;
 const ENHANCE_YOUR_CALM: u32 = 0xb;
 /// Last-stream-id and error code, then as much debug data as tells h2's reasons apart.
@@ -36,6 +43,8 @@ pub enum Http2Limit {
     /// Another flood h2 stops by itself (CONTINUATION, tiny DATA frames, ...).
     EnhanceYourCalm,
     ConcurrentStreams,
+    /// The peer did not answer a keepalive PING in time.
+    KeepaliveTimeout,
 }
 
 impl Http2Limit {
@@ -46,6 +55,7 @@ impl Http2Limit {
             Self::LocalErrorResets => "http2.max_local_error_reset_streams",
             Self::EnhanceYourCalm => "http2.enhance_your_calm",
             Self::ConcurrentStreams => "http2.max_concurrent_streams",
+            Self::KeepaliveTimeout => "http2.keepalive_timeout",
         }
     }
 
@@ -71,6 +81,8 @@ pub struct FrameWatch {
     captured: [u8; CAPTURE],
     filled: usize,
     frame_type: u8,
+    /// A PING (not an ACK) started since [`FrameWatch::take_ping`] last asked.
+    ping_written: bool,
 }
 
 impl Default for FrameWatch {
@@ -81,6 +93,7 @@ impl Default for FrameWatch {
             captured: [0; CAPTURE],
             filled: 0,
             frame_type: 0,
+            ping_written: false,
         }
     }
 }
@@ -120,8 +133,15 @@ impl FrameWatch {
         }
     }
 
+    /// Whether a PING of the server's own (not an answer to the peer's) was written since the
+    /// last call.
+    pub fn take_ping(&mut self) -> bool {
+        std::mem::take(&mut self.ping_written)
+    }
+
     fn start_payload(&mut self, hit: &mut impl FnMut(Http2Limit)) {
-        let [a, b, c, frame_type, ..] = self.header;
+        let [a, b, c, frame_type, flags, ..] = self.header;
+        self.ping_written |= frame_type == PING && flags & ACK == 0;
         let len = usize::from(a) << 16 | usize::from(b) << 8 | usize::from(c);
         let want = match frame_type {
             GOAWAY => len.min(CAPTURE),
@@ -171,13 +191,17 @@ pub struct Reporter {
     pub metrics: Arc<Metrics>,
     pub listener: Listener,
     pub remote: SocketAddr,
+    /// The server's `http2.keepalive_timeout`.
+    pub keepalive_timeout: Duration,
 }
 
 impl Reporter {
     fn hit(&self, limit: Http2Limit) {
         self.metrics.limit_hit(self.listener, limit.as_str());
         let (listener, remote) = (self.listener.as_str(), self.remote);
-        if limit.closes_connection() {
+        if limit == Http2Limit::KeepaliveTimeout {
+            tracing::info!(listener, %remote, limit = limit.as_str(), "HTTP/2 peer did not answer a keepalive ping: connection closed");
+        } else if limit.closes_connection() {
             tracing::warn!(listener, %remote, limit = limit.as_str(), "HTTP/2 client over a limit: connection closed (GOAWAY)");
         } else {
             tracing::debug!(listener, %remote, limit = limit.as_str(), "HTTP/2 stream refused");
@@ -191,6 +215,8 @@ pub struct Watched<S> {
     inner: S,
     watch: FrameWatch,
     reporter: Reporter,
+    /// When the server's latest PING was written, unless the peer sent anything since.
+    unanswered_ping: Option<Instant>,
 }
 
 impl<S> Watched<S> {
@@ -199,6 +225,7 @@ impl<S> Watched<S> {
             inner,
             watch: FrameWatch::default(),
             reporter,
+            unanswered_ping: None,
         }
     }
 
@@ -210,7 +237,25 @@ impl<S> Watched<S> {
         let reporter = &self.reporter;
         self.watch
             .written(written, &mut |limit| reporter.hit(limit));
+        if self.watch.take_ping() && self.unanswered_ping.is_none() {
+            self.unanswered_ping = Some(Instant::now());
+        }
     }
+}
+
+impl<S> Drop for Watched<S> {
+    fn drop(&mut self) {
+        if let Some(sent) = self.unanswered_ping
+            && keepalive_expired(sent.elapsed(), self.reporter.keepalive_timeout)
+        {
+            self.reporter.hit(Http2Limit::KeepaliveTimeout);
+        }
+    }
+}
+
+/// hyper starts its timer just before the PING reaches the socket, so allow a tenth less.
+fn keepalive_expired(silent_for: Duration, keepalive_timeout: Duration) -> bool {
+    silent_for >= keepalive_timeout - keepalive_timeout / 10
 }
 
 impl<S: AsyncRead + Unpin> AsyncRead for Watched<S> {
@@ -219,7 +264,12 @@ impl<S: AsyncRead + Unpin> AsyncRead for Watched<S> {
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.inner).poll_read(cx, buf)
+        let read = Pin::new(&mut self.inner).poll_read(cx, buf);
+        if read.is_ready() {
+            // Bytes, end of stream or an error: the peer is not silent.
+            self.unanswered_ping = None;
+        }
+        read
     }
 }
 
@@ -321,6 +371,29 @@ mod tests {
                 "written {chunk} bytes at a time"
             );
         }
+    }
+
+    #[test]
+    fn only_the_servers_own_pings_are_noticed() {
+        let mut watch = FrameWatch::default();
+        let mut ack = frame(PING, 0, &[0; 8]);
+        ack[4] = ACK;
+        watch.written(&ack, &mut |_| {});
+        assert!(!watch.take_ping(), "an answer to the peer's ping");
+        let ping = frame(PING, 0, &[1; 8]);
+        for byte in ping.chunks(1) {
+            watch.written(byte, &mut |_| {});
+        }
+        assert!(watch.take_ping());
+        assert!(!watch.take_ping(), "taken once");
+    }
+
+    #[test]
+    fn a_ping_unanswered_for_about_the_timeout_is_a_keepalive_timeout() {
+        let timeout = Duration::from_secs(20);
+        assert!(keepalive_expired(Duration::from_secs(20), timeout));
+        assert!(keepalive_expired(Duration::from_millis(18_500), timeout));
+        assert!(!keepalive_expired(Duration::from_secs(5), timeout));
     }
 
     #[test]

@@ -176,10 +176,13 @@ impl Connection {
             async move { Ok::<_, Infallible>(response) }
         });
         let builder = http_builder(&self.limits.limits);
+        // hyper reports an HTTP/2 keepalive timeout as a timeout too; the watch counts those.
+        let http2 = tls.get_ref().1.alpn_protocol() == Some(b"h2");
         let reporter = Reporter {
             metrics: self.limits.metrics.clone(),
             listener: Listener::Public,
             remote: self.remote,
+            keepalive_timeout: self.limits.limits.http2.keepalive_timeout,
         };
         let conn = builder.serve_connection(TokioIo::new(Watched::new(tls, reporter)), service);
         tokio::pin!(conn);
@@ -203,7 +206,7 @@ impl Connection {
         if let Err(e) = served {
             let remote = self.remote;
             let reason = http_failure(e.as_ref());
-            if reason == "timeout" {
+            if reason == "timeout" && !http2 {
                 self.hit("header_read_timeout");
             }
             match reason {
