@@ -245,6 +245,18 @@ impl KubeMesh {
         objects::delete_pod(&self.api, self.pod(node, pod));
     }
 
+    /// Adds a Running Pod object `name` (service account `sa`) with the address of pod
+    /// `(node, pod)`, on the same node.
+    pub fn put_pod_sharing_address(&self, node: usize, pod: usize, name: &str, sa: &str) {
+        let node_name = &self.node(node).name;
+        objects::put_pod_sharing_address(&self.api, node_name, self.pod(node, pod), name, sa);
+    }
+
+    /// Deletes the Pod object `name` of the test namespace.
+    pub fn delete_pod_named(&self, name: &str) {
+        objects::delete_pod_named(&self.api, NAMESPACE, name);
+    }
+
     /// Sets an annotation on pod `(node, pod)`'s Pod object.
     pub fn annotate_pod(&self, node: usize, pod: usize, key: &str, value: &str) {
         objects::annotate_pod(&self.api, self.pod(node, pod), key, value);

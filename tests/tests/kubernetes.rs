@@ -276,3 +276,45 @@ fn config_map_entry(manifest: &str, key: &str) -> String {
     }
     panic!("no ConfigMap with {key}")
 }
+
+/// curl from pod `from` to pod `to`'s HTTP server; whether the page came back.
+fn fetch(mesh: &KubeMesh, from: (usize, usize), to: (usize, usize)) -> bool {
+    let url = format!("http://{}:8080/hello.txt", mesh.pod(to.0, to.1).ip);
+    let reply = mesh
+        .pod(from.0, from.1)
+        .command("curl")
+        .args(["-sS", "--max-time", "5", &url])
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&reply.stdout).trim() == "hello from the mesh"
+}
+
+/// Two Pod objects with one address (a stale object whose IP was reused, or a forged status):
+/// agents resolve the address to neither and refuse connections to it, instead of pinning one
+/// of the two identities by chance; once one goes away, traffic flows again.
+#[test]
+fn an_address_two_pods_claim_is_refused_until_one_of_them_goes_away() {
+    let mut mesh = KubeMesh::new(2, 1);
+    let _server = http_server(&mesh, 0, 0, 8080);
+    mesh.start_agent(0);
+    mesh.start_agent(1);
+    mesh.wait_until(1, "the mesh to carry pod to pod traffic", || {
+        fetch(&mesh, (1, 0), (0, 0))
+    });
+
+    mesh.put_pod_sharing_address(0, 0, "impostor", "impostor");
+    mesh.wait_until(1, "the client's agent to refuse the shared address", || {
+        !fetch(&mesh, (1, 0), (0, 0))
+            && mesh
+                .agent(1)
+                .output()
+                .contains("is claimed by several workloads")
+    });
+
+    mesh.delete_pod_named("impostor");
+    mesh.wait_until(
+        1,
+        "traffic to flow again once the address is unique",
+        || fetch(&mesh, (1, 0), (0, 0)),
+    );
+}

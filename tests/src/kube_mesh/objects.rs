@@ -113,26 +113,12 @@ pub fn agent_token(api: &KubeDouble, node: &Node) -> String {
 }
 
 fn put_workload(api: &KubeDouble, node: &str, pod: &Pod) {
-    let object = PodObject {
-        metadata: ObjectMeta {
-            uid: Some(pod.uid.clone()),
-            labels: Some([("app".to_owned(), pod.name.clone())].into()),
-            ..meta(Some(&pod.namespace), &pod.name)
-        },
-        spec: Some(PodSpec {
-            node_name: Some(node.to_owned()),
-            service_account_name: Some(pod.service_account.clone()),
-            ..Default::default()
-        }),
-        status: Some(PodStatus {
-            phase: Some("Running".into()),
-            pod_ip: Some(pod.ip.to_string()),
-            pod_ips: Some(vec![PodIP {
-                ip: pod.ip.to_string(),
-            }]),
-            ..Default::default()
-        }),
-    };
+    let object = running_pod(
+        Some(pod.uid.clone()),
+        (&pod.namespace, &pod.name, &pod.service_account),
+        node,
+        &pod.ip.to_string(),
+    );
     let stored = api.put(&object).expect("workload pod");
     assert_eq!(
         stored.metadata.uid.as_deref(),
@@ -141,8 +127,47 @@ fn put_workload(api: &KubeDouble, node: &str, pod: &Pod) {
     );
 }
 
+/// A Running, meshed Pod object `(namespace, name, service account)` on `node` at `ip`.
+fn running_pod(
+    uid: Option<String>,
+    (namespace, name, sa): (&str, &str, &str),
+    node: &str,
+    ip: &str,
+) -> PodObject {
+    PodObject {
+        metadata: ObjectMeta {
+            uid,
+            labels: Some([("app".to_owned(), name.to_owned())].into()),
+            ..meta(Some(namespace), name)
+        },
+        spec: Some(PodSpec {
+            node_name: Some(node.to_owned()),
+            service_account_name: Some(sa.to_owned()),
+            ..Default::default()
+        }),
+        status: Some(PodStatus {
+            phase: Some("Running".into()),
+            pod_ip: Some(ip.to_owned()),
+            pod_ips: Some(vec![PodIP { ip: ip.to_owned() }]),
+            ..Default::default()
+        }),
+    }
+}
+
+/// Another Running Pod object `name` (service account `sa`) at `pod`'s address on `node`: a
+/// stale object whose IP was reused, or a forged status.
+pub fn put_pod_sharing_address(api: &KubeDouble, node: &str, pod: &Pod, name: &str, sa: &str) {
+    put_sa(api, &pod.namespace, sa);
+    let object = running_pod(None, (&pod.namespace, name, sa), node, &pod.ip.to_string());
+    api.put(&object).expect("pod sharing an address");
+}
+
 pub fn delete_pod(api: &KubeDouble, pod: &Pod) {
-    api.delete::<PodObject>(&pod.namespace, &pod.name)
+    delete_pod_named(api, &pod.namespace, &pod.name);
+}
+
+pub fn delete_pod_named(api: &KubeDouble, namespace: &str, name: &str) {
+    api.delete::<PodObject>(namespace, name)
         .expect("deleting the pod object");
 }
 
