@@ -139,11 +139,7 @@ impl ControlPlaneFixture {
 
     /// The value of one series of `/metrics` (`name{labels}` exactly as exposed), 0 if absent.
     pub fn counter(&self, series: &str) -> f64 {
-        let metrics = self.metrics();
-        metrics
-            .lines()
-            .find_map(|line| line.strip_prefix(series)?.strip_prefix(' '))
-            .map_or(0.0, |value| value.trim().parse().expect("a metric value"))
+        crate::metrics::series_value(&self.metrics(), series)
     }
 
     /// Appends `yaml` (whole top-level sections) to the config; call before [`Self::start`].

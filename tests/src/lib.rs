@@ -10,6 +10,7 @@ pub mod demo;
 pub mod kube_mesh;
 pub mod loadgen;
 pub mod mesh;
+pub mod metrics;
 pub mod process;
 pub mod prometheus;
 pub mod soak;

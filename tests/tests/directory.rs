@@ -11,6 +11,7 @@ use ferrule_proto::v1::{
     workloads_client::WorkloadsClient,
 };
 use ferrule_tests::ControlPlaneFixture;
+use ferrule_tests::metrics::series_value;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::Code;
@@ -65,13 +66,10 @@ async fn directory(
     rows
 }
 
-fn refused_claims(metrics: &str, node: &str, reason: &str) -> u64 {
+fn refused_claims(metrics: &str, node: &str, reason: &str) -> f64 {
     let series =
-        format!("ferrule_workload_claims_refused_total{{node=\"{node}\",reason=\"{reason}\"}} ");
-    metrics
-        .lines()
-        .find_map(|l| l.strip_prefix(&series))
-        .map_or(0, |v| v.trim().parse().expect("a counter value"))
+        format!("ferrule_workload_claims_refused_total{{node=\"{node}\",reason=\"{reason}\"}}");
+    series_value(metrics, &series)
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -128,8 +126,12 @@ async fn a_node_can_claim_only_its_own_uids_and_pod_addresses() {
     );
 
     let metrics = cp.metrics();
-    assert_eq!(refused_claims(&metrics, "n2", "uid_taken"), 2, "{metrics}");
-    assert_eq!(refused_claims(&metrics, "n2", "outside_pod_cidr"), 2);
+    assert_eq!(
+        refused_claims(&metrics, "n2", "uid_taken"),
+        2.0,
+        "{metrics}"
+    );
+    assert_eq!(refused_claims(&metrics, "n2", "outside_pod_cidr"), 2.0);
 
     // The node's own pod gone without an Unregister and its address reused: the new pod wins.
     on_victim

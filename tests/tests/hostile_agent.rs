@@ -15,6 +15,7 @@ use ferrule_node_agent::proxy::hostile;
 use ferrule_tests::Child;
 use ferrule_tests::cluster::Pod;
 use ferrule_tests::mesh::{Mesh, TRUST_DOMAIN};
+use ferrule_tests::metrics::series_value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -70,10 +71,7 @@ fn echo_once(mesh: &Mesh, from: (usize, usize), to: &Pod) -> Duration {
 /// `ferrule_limit_hits_total{listener,limit}` on `node` (0 when absent).
 fn limit_hits(mesh: &Mesh, node: usize, listener: &str, limit: &str) -> f64 {
     let series = format!("ferrule_limit_hits_total{{listener=\"{listener}\",limit=\"{limit}\"}}");
-    mesh.metrics(node)
-        .lines()
-        .find_map(|line| line.strip_prefix(&series)?.trim().parse().ok())
-        .unwrap_or(0.0)
+    series_value(&mesh.metrics(node), &series)
 }
 
 fn runtime() -> tokio::runtime::Runtime {

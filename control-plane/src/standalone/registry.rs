@@ -154,15 +154,8 @@ fn validate_labels(labels: &BTreeMap<String, String>) -> Result<(), String> {
 
 /// Whether another workload of `w`'s identity still runs on `w`'s node (and uses its certificate).
 fn identity_still_on_node(cp: &ControlPlane, w: &v1::Workload) -> bool {
-    cp.config
-        .list(ResourceKind::Workload)
-        .into_iter()
-        .any(|r| match r.kind {
-            Some(v1::resource::Kind::Workload(other)) => {
-                other.uid != w.uid && other.node == w.node && other.spiffe_id == w.spiffe_id
-            }
-            _ => false,
-        })
+    workloads(cp)
+        .any(|other| other.uid != w.uid && other.node == w.node && other.spiffe_id == w.spiffe_id)
 }
 
 #[tonic::async_trait]
