@@ -14,11 +14,13 @@ use serde::{Deserialize, Serialize};
 
 pub mod config;
 mod embedded;
+pub mod etcd;
 #[cfg(test)]
 mod tests;
 
 pub use config::{ConfigChange, ConfigLog, ConfigRecord, ResourceKind};
 pub use embedded::EmbeddedStore;
+pub use etcd::{EtcdOptions, EtcdStore, EtcdTls};
 
 /// Seconds since the Unix epoch; callers pass `now` so that tests control the clock.
 pub type UnixSeconds = u64;

@@ -7,6 +7,7 @@ pub mod bench;
 pub mod cluster;
 pub mod control_plane;
 pub mod demo;
+pub mod etcd;
 pub mod kube_mesh;
 pub mod loadgen;
 pub mod mesh;

@@ -20,6 +20,8 @@ const APT_PACKAGES: &[&str] = &[
     "zlib1g-dev",
     "libzstd-dev",
     "protobuf-compiler",
+    // The well-known types (descriptor.proto) the etcd API protos import.
+    "libprotobuf-dev",
     "softhsm2",
     "opensc",
     "tshark",
