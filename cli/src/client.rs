@@ -24,7 +24,8 @@ const DEFAULT_CONTROL_PLANE: &str = "127.0.0.1:8443";
 /// How to reach and authenticate to the control plane; shared by every remote command.
 #[derive(Debug, Clone, clap::Args)]
 pub struct ConnectArgs {
-    /// Control plane gRPC address, HOST:PORT.
+    /// Control plane gRPC address, HOST:PORT; or several replicas, HOST:PORT,HOST:PORT (calls
+    /// fail over to the next one that answers).
     #[arg(
         long = "control-plane",
         value_name = "ADDR",
@@ -115,7 +116,8 @@ impl ControlPlane {
     pub async fn connect(args: &ConnectArgs) -> anyhow::Result<Self> {
         let files = args.files()?;
         let identity = AdminIdentity::load(&files)?;
-        let socket = resolve(&args.control_plane).await?;
+        let sockets = resolve_replicas(&args.control_plane).await?;
+        let socket = sockets[0];
         let verifier = SpiffeServerVerifier::new(
             identity.bundle,
             ExpectedServer::Exact(SpiffeId::control_plane(&identity.trust_domain)),
@@ -125,7 +127,8 @@ impl ControlPlane {
             verifier,
             &[b"h2"],
         ));
-        let channel = ferrule_proto::channel::lazy(socket, tls.clone());
+        let replicas: Vec<String> = sockets.iter().map(SocketAddr::to_string).collect();
+        let channel = ferrule_proto::channel::lazy(replicas.join(","), tls.clone());
         Ok(Self {
             admin: AdminClient::new(channel),
             addr: args.control_plane.clone(),
@@ -225,6 +228,15 @@ fn read_bundle(path: &Path, td: &TrustDomain) -> anyhow::Result<TrustBundle> {
 }
 
 /// Resolves HOST:PORT; the first address wins, as `TcpStream::connect` would try it first.
+/// Each of the comma-separated control-plane replicas; calls fail over between them.
+async fn resolve_replicas(addrs: &str) -> anyhow::Result<Vec<SocketAddr>> {
+    let mut sockets = Vec::new();
+    for addr in addrs.split(',') {
+        sockets.push(resolve(addr.trim()).await?);
+    }
+    Ok(sockets)
+}
+
 async fn resolve(addr: &str) -> anyhow::Result<SocketAddr> {
     let fix = format!("expected HOST:PORT ({})", explain::ADDR_FLAG);
     let mut addrs = tokio::net::lookup_host(addr).await.map_err(|e| {

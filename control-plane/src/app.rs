@@ -21,7 +21,7 @@ use tower::layer::util::{Identity, Stack};
 use tower::util::MapResponseLayer;
 
 use crate::agents::AgentSessions;
-use crate::config::{Config, LimitsConfig, SignerConfig};
+use crate::config::{Config, LimitsConfig, SignerConfig, StoreConfig};
 use crate::kubernetes::Kubernetes;
 use crate::limits::Listener;
 use crate::limits::admission::Admission;
@@ -30,7 +30,7 @@ use crate::mesh_config::{Change, MeshConfig};
 use crate::metrics::Metrics;
 use crate::service::{AdminService, ConfigService, IdentityService, NodeService, WorkloadsService};
 use crate::state::ControlPlane;
-use crate::store::{EmbeddedStore, Store, StoreError};
+use crate::store::{EmbeddedStore, EtcdStore, Store, StoreError};
 use crate::{auth, tls_incoming};
 use crate::{public, published};
 
@@ -90,8 +90,20 @@ pub async fn build(
             addr: config.listen,
             source,
         })?;
-    let store: Arc<dyn Store> = Arc::new(EmbeddedStore::open(&config.store_path())?);
+    let store = open_store(config).await?;
     serve(config, listener, store, shutdown).await
+}
+
+/// The embedded store under `data_dir`, or the shared etcd store (`store: {etcd: ...}`).
+pub async fn open_store(config: &Config) -> Result<Arc<dyn Store>, StoreError> {
+    Ok(match &config.store {
+        StoreConfig::Embedded => Arc::new(EmbeddedStore::open(&config.store_path())?),
+        StoreConfig::Etcd(options) => {
+            let store = EtcdStore::connect(options).await?;
+            tracing::info!(endpoints = ?options.endpoints, prefix = %options.prefix, "using the etcd store");
+            Arc::new(store)
+        }
+    })
 }
 
 /// Serves on an already-bound listener with the given store (tests bind port 0). In Kubernetes
@@ -132,6 +144,7 @@ pub async fn serve_with(
     })?;
     let ca = load_ca(config)?;
     let mesh_config = MeshConfig::load(store.as_ref()).await?;
+    let following = mesh_config.follow(store.clone());
     // Agents learn the bundle (and a rotation adding a root) through their watch.
     mesh_config
         .apply(store.as_ref(), vec![Change::Put(bundle_resource(&ca))])
@@ -161,11 +174,12 @@ pub async fn serve_with(
     });
     let slot = serving_identity(config, &state.ca)?;
     // Background work ends with the server, so a stopped control plane releases its store.
-    let mut background = vec![
+    let mut background: Vec<_> = following.into_iter().collect();
+    background.extend([
         spawn_serving_cert_rotation(config.clone(), state.ca.clone(), slot.clone()),
         spawn_store_maintenance(state.clone()),
         tokio::spawn(crate::revocations::enforce(Arc::downgrade(&state))),
-    ];
+    ]);
     if let Some(k8s) = &kubernetes {
         background.extend(k8s.start(state.clone()));
     }

@@ -4,6 +4,7 @@
 mod kubernetes;
 mod limits;
 mod raw;
+mod store;
 
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
@@ -17,6 +18,7 @@ pub use kubernetes::{
     KubernetesConfig, dns_label,
 };
 pub use limits::{ConnectionLimits, HandshakeLogLimits, Http2Limits, LimitsConfig, Rate};
+pub use store::{ENV_ETCD_ENDPOINTS, StoreConfig};
 pub use raw::{
     ENV_DATA_DIR, ENV_LISTEN, ENV_METRICS_LISTEN, ENV_NODE_TTL, ENV_PUBLIC_LISTEN,
     ENV_TRUST_DOMAIN, ENV_WORKLOAD_TTL,
@@ -75,6 +77,8 @@ pub struct Config {
     pub kubernetes: Option<KubernetesConfig>,
     /// What one client, source address or node may cost (`limits:`).
     pub limits: LimitsConfig,
+    /// Where the state lives (`store:`): embedded under `data_dir`, or a shared etcd cluster.
+    pub store: StoreConfig,
 }
 
 impl Config {

@@ -6,10 +6,16 @@
 //! range scan of memory each, not a store read. Writes are serialised so versions follow the
 //! order of commits, and each new version is announced on a watch channel that every stream
 //! follows (only the newest number matters; streams compute their own delta).
+//!
+//! With a store other replicas write too (etcd), the cache is fed only by the store's watch
+//! (see `follow`), in revision order, this replica's own writes included: a write returns once
+//! the watch has brought the cache to its version.
 
 mod cache;
+mod follow;
 
-use std::sync::RwLock;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
 
 use ferrule_proto::v1;
 use prost::Message;
@@ -67,27 +73,60 @@ pub fn proto_kind(kind: ResourceKind) -> v1::ResourceKind {
     }
 }
 
-#[derive(Debug)]
+/// How long a write to a shared store waits for the watch to deliver it.
+const CATCH_UP: Duration = Duration::from_secs(10);
+
+#[derive(Debug, Clone)]
 pub struct MeshConfig {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
     cache: RwLock<Cache>,
     versions: watch::Sender<u64>,
     /// Serialises store write + cache update so the cache sees versions in commit order.
     writing: Mutex<()>,
+    /// Other processes write the store too: the watch, not `apply`, updates the cache.
+    shared: bool,
+    /// The store revision the cache reflects, where the watch resumes.
+    watched: std::sync::atomic::AtomicU64,
 }
 
 impl MeshConfig {
     pub async fn load(store: &dyn Store) -> Result<Self, StoreError> {
-        let cache = Cache::from_log(store.load_config().await?)?;
+        let (log, watched) = store.load_config_at().await?;
+        let cache = Cache::from_log(log)?;
         let (versions, _) = watch::channel(cache.version);
         Ok(Self {
-            cache: RwLock::new(cache),
-            versions,
-            writing: Mutex::new(()),
+            inner: Arc::new(Inner {
+                cache: RwLock::new(cache),
+                versions,
+                writing: Mutex::new(()),
+                shared: store.is_shared(),
+                watched: watched.into(),
+            }),
         })
     }
 
+    /// Follows a shared store's configuration watch until the task is aborted; `None` for a
+    /// store only this process writes.
+    pub fn follow(&self, store: Arc<dyn Store>) -> Option<tokio::task::JoinHandle<()>> {
+        self.inner
+            .shared
+            .then(|| tokio::spawn(follow::follow(self.clone(), store)))
+    }
+
+    /// Waits until the cache has reached `version` (or gone past it); whether it did within
+    /// `timeout`.
+    pub async fn caught_up(&self, version: u64, timeout: Duration) -> bool {
+        let mut versions = self.subscribe();
+        let reached = versions.wait_for(|current| *current >= version);
+        matches!(tokio::time::timeout(timeout, reached).await, Ok(Ok(_)))
+    }
+
     pub fn subscribe(&self) -> watch::Receiver<u64> {
-        self.versions.subscribe()
+        self.inner.versions.subscribe()
     }
 
     pub fn version(&self) -> u64 {
@@ -101,25 +140,40 @@ impl MeshConfig {
     /// Writes `changes` durably in one version, then publishes it; returns the version (the
     /// current one if nothing changed).
     pub async fn apply(&self, store: &dyn Store, changes: Vec<Change>) -> Result<u64, StoreError> {
-        let _writing = self.writing.lock().await;
+        let _writing = self.inner.writing.lock().await;
         let encoded = changes.iter().map(Change::to_store).collect();
         let version = store.apply_config(encoded).await?;
-        let tombstones = {
+        if self.inner.shared {
+            if !self.caught_up(version, CATCH_UP).await {
+                return Err(StoreError::Backend {
+                    action: "apply a configuration version",
+                    source: format!(
+                        "version {version} is committed but this replica's watch has not \
+                         delivered it within {CATCH_UP:?}"
+                    )
+                    .into(),
+                });
+            }
+        } else {
             let mut cache = self.write();
             if version > cache.version {
                 cache.apply(version, changes);
             }
-            cache.tombstones()
-        };
-        if tombstones > MAX_TOMBSTONES {
+        }
+        if self.read().tombstones() > MAX_TOMBSTONES {
             self.compact(store).await?;
         }
-        self.versions.send_if_modified(|current| {
+        self.publish(version);
+        Ok(version)
+    }
+
+    /// Announces `version` to every stream, unless a newer one was already.
+    fn publish(&self, version: u64) {
+        self.inner.versions.send_if_modified(|current| {
             let newer = version > *current;
             *current = (*current).max(version);
             newer
         });
-        Ok(version)
     }
 
     /// Drops the older half of the tombstones from store and cache.
@@ -128,7 +182,10 @@ impl MeshConfig {
             return Ok(());
         };
         let dropped = store.compact_config(through).await?;
-        self.write().compact(through);
+        if !self.inner.shared {
+            // A shared store's watch delivers the dropped tombstones and the mark.
+            self.write().compact(through);
+        }
         tracing::info!(through, dropped, "compacted configuration history");
         Ok(())
     }
@@ -158,10 +215,10 @@ impl MeshConfig {
     }
 
     fn read(&self) -> std::sync::RwLockReadGuard<'_, Cache> {
-        self.cache.read().unwrap_or_else(|e| e.into_inner())
+        self.inner.cache.read().unwrap_or_else(|e| e.into_inner())
     }
 
     fn write(&self) -> std::sync::RwLockWriteGuard<'_, Cache> {
-        self.cache.write().unwrap_or_else(|e| e.into_inner())
+        self.inner.cache.write().unwrap_or_else(|e| e.into_inner())
     }
 }

@@ -18,7 +18,9 @@ pub mod etcd;
 #[cfg(test)]
 mod tests;
 
-pub use config::{ConfigChange, ConfigLog, ConfigRecord, ResourceKind};
+pub use config::{
+    ConfigBatch, ConfigChange, ConfigLog, ConfigRecord, ConfigWatch, ResourceKind, WatchError,
+};
 pub use embedded::EmbeddedStore;
 pub use etcd::{EtcdOptions, EtcdStore, EtcdTls};
 
@@ -192,6 +194,23 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
     async fn load_config(&self) -> Result<ConfigLog, StoreError>;
     /// Forgets tombstones up to version `through`; agents older than that get a snapshot.
     async fn compact_config(&self, through: u64) -> Result<usize, StoreError>;
+    /// Whether other processes write this store too (replicas sharing etcd). Then each process
+    /// learns every configuration change, its own included, from [`Store::watch_config`].
+    fn is_shared(&self) -> bool {
+        false
+    }
+    /// The configuration and the revision it was read at, where a watch resumes.
+    async fn load_config_at(&self) -> Result<(ConfigLog, u64), StoreError> {
+        let log = self.load_config().await?;
+        let version = log.version;
+        Ok((log, version))
+    }
+    /// A watch of the configuration changes committed after revision `after`; `None` for a
+    /// store only this process writes.
+    async fn watch_config(&self, after: u64) -> Result<Option<Box<dyn ConfigWatch>>, StoreError> {
+        let _ = after;
+        Ok(None)
+    }
 }
 
 /// The checks every backend applies, in this order, when a token is presented. The secret comes

@@ -64,7 +64,8 @@ pub struct CaptureSettings {
 pub struct Config {
     /// The node name the join token must be for (a guard against using another node's token).
     pub node_name: Option<String>,
-    /// `ip:port` or `host:port` (e.g. a Kubernetes Service name), resolved on every connect.
+    /// `ip:port` or `host:port` (e.g. a Kubernetes Service name), resolved on every connect; or
+    /// several control-plane replicas separated by commas, tried in turn when one does not answer.
     pub control_plane: String,
     pub trust_domain: TrustDomain,
     /// Trust bundle used to authenticate the control plane before the first push.
@@ -199,6 +200,15 @@ impl Config {
     }
 }
 
+/// One control-plane address, or several replicas separated by commas.
+fn replicas(text: &str) -> Result<String, ConfigError> {
+    let addrs: Vec<String> = text
+        .split(',')
+        .map(|addr| host_port(addr.trim()))
+        .collect::<Result<_, _>>()?;
+    Ok(addrs.join(","))
+}
+
 /// `ip:port`, `[v6]:port` or `host:port` with a DNS host name.
 fn host_port(text: &str) -> Result<String, ConfigError> {
     let field = "control_plane";
@@ -230,7 +240,7 @@ impl RawConfig {
         }
         Ok(Config {
             node_name: self.node_name,
-            control_plane: host_port(&required(self.control_plane, "control_plane")?)?,
+            control_plane: replicas(&required(self.control_plane, "control_plane")?)?,
             trust_domain: parse_field(
                 &required(self.trust_domain, "trust_domain")?,
                 "trust_domain",
@@ -312,6 +322,13 @@ mod tests {
         assert_eq!(with_capture.capture.excluded_ports, vec![22]);
         assert_eq!(with_capture.capture.excluded_cidrs[0].1, 8);
         assert_eq!(with_capture.capture.excluded_cidrs[1].1, 128);
+        let replicas = Config::from_yaml(
+            "trust_domain: e.org\nbundle: /b\ncontrol_plane: '127.0.0.1:1, cp-1.ferrule:9443'\n",
+            "agent.yaml",
+            &MapEnv::default(),
+        )
+        .unwrap();
+        assert_eq!(replicas.control_plane, "127.0.0.1:1,cp-1.ferrule:9443");
     }
 
     #[test]
@@ -320,6 +337,10 @@ mod tests {
             ("trust_domain: example.org\nbundle: /b\n", "control_plane"),
             (
                 "trust_domain: example.org\nbundle: /b\ncontrol_plane: here\n",
+                "control_plane",
+            ),
+            (
+                "trust_domain: example.org\nbundle: /b\ncontrol_plane: '127.0.0.1:1,,'\n",
                 "control_plane",
             ),
             (

@@ -10,6 +10,7 @@ use serde::Deserialize;
 
 use super::kubernetes::{self, RawKubernetes};
 use super::limits::RawLimits;
+use super::store::RawStore;
 use super::{CaConfig, CertificateConfig, Config, MIN_CERT_TTL, SignerConfig};
 
 pub const ENV_TRUST_DOMAIN: &str = "FERRULE_TRUST_DOMAIN";
@@ -42,6 +43,8 @@ pub(super) struct RawConfig {
     kubernetes: Option<RawKubernetes>,
     #[serde(default)]
     limits: RawLimits,
+    #[serde(default)]
+    store: RawStore,
 }
 
 #[derive(Debug, Deserialize)]
@@ -112,6 +115,7 @@ impl RawConfig {
             self.data_dir = Some(v.into());
         }
         kubernetes::apply_env(&mut self.kubernetes, env);
+        self.store.apply_env(env);
     }
 
     pub(super) fn validate(self) -> Result<Config, ConfigError> {
@@ -162,6 +166,7 @@ impl RawConfig {
             )?,
             kubernetes: self.kubernetes.map(RawKubernetes::validate).transpose()?,
             limits: self.limits.validate()?,
+            store: self.store.validate()?,
         })
     }
 }

@@ -6,7 +6,7 @@ use ferrule_proto::v1;
 use prost::Message;
 
 use super::{Change, kind_of, proto_kind};
-use crate::store::{ConfigLog, ResourceKind, StoreError};
+use crate::store::{ConfigBatch, ConfigLog, ResourceKind, StoreError};
 
 #[derive(Debug)]
 struct Entry {
@@ -84,6 +84,47 @@ impl Cache {
             }
         }
         self.version = version;
+    }
+
+    /// Mirrors one revision a shared store's watch delivered: records exactly as committed
+    /// (their version is the revision), tombstones compaction dropped, a raised mark. A record
+    /// this build cannot decode is skipped with an error rather than stopping the watch.
+    pub(super) fn apply_batch(&mut self, batch: ConfigBatch) {
+        let changed = !batch.records.is_empty();
+        for record in batch.records {
+            let resource = record
+                .value
+                .map(|bytes| decode(record.kind, &record.key, &bytes))
+                .transpose();
+            match resource {
+                Ok(resource) => self.insert(record.kind, record.key, record.version, resource),
+                Err(error) => tracing::error!(%error, "skipping an unreadable configuration record"),
+            }
+        }
+        for (kind, key) in batch.dropped {
+            self.forget_tombstone(kind, key);
+        }
+        if let Some(mark) = batch.compacted {
+            self.compacted = self.compacted.max(mark);
+        }
+        if changed {
+            self.version = self.version.max(batch.revision);
+        }
+    }
+
+    fn forget_tombstone(&mut self, kind: ResourceKind, key: String) {
+        let entry_key = (kind, key);
+        let Some(entry) = self.entries.get(&entry_key) else {
+            return;
+        };
+        if entry.resource.is_some() {
+            return; // re-created since: the deletion was of an older tombstone
+        }
+        let version = entry.version;
+        self.entries.remove(&entry_key);
+        let (kind, key) = entry_key;
+        self.by_version.remove(&(version, kind, key));
+        self.tombstones -= 1;
     }
 
     pub(super) fn get(&self, kind: ResourceKind, key: &str) -> Option<&v1::Resource> {

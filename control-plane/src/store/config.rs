@@ -57,3 +57,30 @@ pub struct ConfigLog {
     pub compacted: u64,
     pub records: Vec<ConfigRecord>,
 }
+
+/// What one committed revision of a shared store changed in the configuration, as seen by a
+/// watch: written records (tombstones included), tombstones dropped by compaction, and a raised
+/// compaction mark. A batch with none of these only says the watch has seen `revision`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ConfigBatch {
+    pub revision: u64,
+    pub records: Vec<ConfigRecord>,
+    pub dropped: Vec<(ResourceKind, String)>,
+    pub compacted: Option<u64>,
+}
+
+/// Why a configuration watch ended.
+#[derive(Debug, thiserror::Error)]
+pub enum WatchError {
+    /// The store no longer has the history the watch asked for: reload a snapshot.
+    #[error("the store compacted its history past revision {0}")]
+    Compacted(u64),
+    #[error(transparent)]
+    Store(#[from] super::StoreError),
+}
+
+/// The configuration changes other writers commit, in revision order.
+#[async_trait::async_trait]
+pub trait ConfigWatch: Send {
+    async fn next(&mut self) -> Result<ConfigBatch, WatchError>;
+}

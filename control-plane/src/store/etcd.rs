@@ -15,6 +15,7 @@ mod config_log;
 mod keys;
 mod records;
 mod tokens;
+mod watch;
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -26,7 +27,7 @@ use etcd_client::{
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use super::config::{ConfigChange, ConfigLog};
+use super::config::{ConfigChange, ConfigLog, ConfigWatch};
 use super::{CertificateRecord, JoinToken, NodeRecord, Store, StoreError, TokenError, UnixSeconds};
 use keys::Keys;
 
@@ -58,6 +59,9 @@ const KEEPALIVE: Duration = Duration::from_secs(10);
 
 pub struct EtcdStore {
     client: Client,
+    /// Watches get a connection of their own: etcd 3.4 starves watches that share one with
+    /// heavy reads (etcd#15402).
+    watch_client: Client,
     keys: Keys,
     endpoints: Vec<String>,
 }
@@ -75,8 +79,10 @@ impl EtcdStore {
     /// Connects and makes sure the configuration has an epoch. Fails when no member answers.
     pub async fn connect(options: &EtcdOptions) -> Result<Self, StoreError> {
         let client = connect_client(options).await?;
+        let watch_client = connect_client(options).await?;
         let store = Self {
             client,
+            watch_client,
             keys: Keys::new(&options.prefix),
             endpoints: options.endpoints.clone(),
         };
@@ -84,10 +90,14 @@ impl EtcdStore {
         Ok(store)
     }
 
-    /// A second client of the same cluster: watches need a connection of their own, since etcd
-    /// 3.4 starves watches that share one with heavy reads (etcd#15402).
-    pub async fn separate_client(options: &EtcdOptions) -> Result<Client, StoreError> {
-        connect_client(options).await
+    /// Another handle on the same connections.
+    fn shallow_clone(&self) -> Self {
+        Self {
+            client: self.client.clone(),
+            watch_client: self.watch_client.clone(),
+            keys: self.keys.clone(),
+            endpoints: self.endpoints.clone(),
+        }
     }
 
     fn client(&self) -> Client {
@@ -245,5 +255,18 @@ impl Store for EtcdStore {
 
     async fn compact_config(&self, through: u64) -> Result<usize, StoreError> {
         config_log::compact(self, through).await
+    }
+
+    fn is_shared(&self) -> bool {
+        true
+    }
+
+    async fn load_config_at(&self) -> Result<(ConfigLog, u64), StoreError> {
+        config_log::load_at(self).await
+    }
+
+    async fn watch_config(&self, after: u64) -> Result<Option<Box<dyn ConfigWatch>>, StoreError> {
+        let watch = watch::open(self, self.watch_client.clone(), after).await?;
+        Ok(Some(Box::new(watch)))
     }
 }

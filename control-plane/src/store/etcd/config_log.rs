@@ -166,6 +166,7 @@ pub(crate) async fn load_at(store: &EtcdStore) -> Result<(ConfigLog, u64), Store
         compacted: compacted.as_ref().map_or(Ok(0), decode_mark)?,
         records: records
             .iter()
+            .filter(|kv| !store.keys.is_config_meta(kv.key()))
             .map(|kv| record(store, kv))
             .collect::<Result<_, _>>()?,
     };
@@ -190,7 +191,7 @@ pub(crate) fn record(store: &EtcdStore, kv: &KeyValue) -> Result<ConfigRecord, S
     })
 }
 
-fn decode_mark(kv: &KeyValue) -> Result<u64, StoreError> {
+pub(super) fn decode_mark(kv: &KeyValue) -> Result<u64, StoreError> {
     let bytes: [u8; 8] = kv
         .value()
         .try_into()
@@ -206,8 +207,8 @@ pub(super) async fn compact(store: &EtcdStore, through: u64) -> Result<usize, St
     let records = store
         .list(&store.keys.configs(), "list configuration records")
         .await?;
-    for kv in records {
-        if decode_value(&kv)?.is_none() && as_version(kv.mod_revision()) <= through {
+    for kv in records.iter().filter(|kv| !store.keys.is_config_meta(kv.key())) {
+        if decode_value(kv)?.is_none() && as_version(kv.mod_revision()) <= through {
             let txn = delete_if_unchanged(kv.key(), kv.mod_revision());
             dropped += usize::from(store.txn(txn, "drop a tombstone").await?.succeeded());
         }

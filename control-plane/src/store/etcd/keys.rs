@@ -64,20 +64,29 @@ impl Keys {
         Some((ResourceKind::from_u8(kind.parse().ok()?)?, key.to_owned()))
     }
 
+    /// The configuration's own bookkeeping, under its prefix so that one watch sees it too.
+    pub(super) fn config_meta(&self) -> String {
+        format!("{}config/meta/", self.prefix)
+    }
+
     /// Created once; configuration versions of different epochs never compare.
     pub(super) fn epoch(&self) -> String {
-        format!("{}meta/epoch", self.prefix)
+        format!("{}epoch", self.config_meta())
     }
 
     /// Rewritten by every configuration write, so its modification revision is the
     /// configuration's version.
     pub(super) fn config_version(&self) -> String {
-        format!("{}meta/config-version", self.prefix)
+        format!("{}version", self.config_meta())
     }
 
     /// Tombstones up to this version are gone.
     pub(super) fn compacted(&self) -> String {
-        format!("{}meta/compacted", self.prefix)
+        format!("{}compacted", self.config_meta())
+    }
+
+    pub(super) fn is_config_meta(&self, etcd_key: &[u8]) -> bool {
+        etcd_key.starts_with(self.config_meta().as_bytes())
     }
 }
 
@@ -95,6 +104,9 @@ mod tests {
             Some((ResourceKind::Policy, "shop/allow-web".to_owned()))
         );
         assert_eq!(keys.parse_config(keys.node("n1").as_bytes()), None);
+        assert_eq!(keys.parse_config(keys.compacted().as_bytes()), None);
+        assert!(keys.is_config_meta(keys.epoch().as_bytes()));
+        assert!(!keys.is_config_meta(key.as_bytes()));
         assert_eq!(keys.parse_config(b"/ferrule/config/9/x"), None);
     }
 
