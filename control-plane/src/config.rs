@@ -18,11 +18,11 @@ pub use kubernetes::{
     KubernetesConfig, dns_label,
 };
 pub use limits::{ConnectionLimits, HandshakeLogLimits, Http2Limits, LimitsConfig, Rate};
-pub use store::{ENV_ETCD_ENDPOINTS, StoreConfig};
 pub use raw::{
     ENV_DATA_DIR, ENV_LISTEN, ENV_METRICS_LISTEN, ENV_NODE_TTL, ENV_PUBLIC_LISTEN,
     ENV_TRUST_DOMAIN, ENV_WORKLOAD_TTL,
 };
+pub use store::{ENV_ETCD_ENDPOINTS, StoreConfig};
 
 /// The shortest certificate lifetime the control plane will issue: renewal at half-life must
 /// leave time for retries.

@@ -67,7 +67,9 @@ impl Replicas {
     }
 
     fn label(&self) -> &str {
-        self.addrs.first().map_or("ferrule-control-plane", String::as_str)
+        self.addrs
+            .first()
+            .map_or("ferrule-control-plane", String::as_str)
     }
 
     /// The replicas in the order to try them: the last that answered first.
@@ -126,6 +128,9 @@ mod tests {
         let order: Vec<&str> = replicas.order().map(|(_, a)| a).collect();
         assert_eq!(order, ["b:2", "c:3", "a:1"]);
         let single = Replicas::parse("10.0.0.1:9443");
-        assert_eq!(single.order().map(|(_, a)| a).collect::<Vec<_>>(), ["10.0.0.1:9443"]);
+        assert_eq!(
+            single.order().map(|(_, a)| a).collect::<Vec<_>>(),
+            ["10.0.0.1:9443"]
+        );
     }
 }

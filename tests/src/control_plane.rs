@@ -68,6 +68,45 @@ impl ControlPlaneFixture {
         }
     }
 
+    /// Another replica of this control plane: the same CA files, its own ports, config and data
+    /// directory. Replicas share state only through a store they share (see [`Self::use_etcd`]).
+    pub fn replica(&self) -> Self {
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let ip = self.addr.ip();
+        let port = || SocketAddr::new(ip, free_port().port());
+        let (addr, public_addr, metrics_addr) = (port(), port(), port());
+        let config_path = dir.path().join("control-plane.yaml");
+        std::fs::write(
+            &config_path,
+            config_yaml(
+                &self.layout,
+                &self.trust_domain,
+                [addr, public_addr, metrics_addr],
+                &dir.path().join("data"),
+            ),
+        )
+        .expect("writing config");
+        Self {
+            dir,
+            layout: self.layout.clone(),
+            trust_domain: self.trust_domain.clone(),
+            addr,
+            public_addr,
+            metrics_addr,
+            config_path,
+            process: None,
+            agent_leftovers: std::sync::Mutex::new(Vec::new()),
+        }
+    }
+
+    /// Keeps the state in etcd at `endpoints` under `prefix`; call before [`Self::start`].
+    pub fn use_etcd(&self, endpoints: &[String], prefix: &str) {
+        self.add_config(&format!(
+            "store:\n  etcd:\n    endpoints: [{}]\n    prefix: {prefix}\n",
+            endpoints.join(", ")
+        ));
+    }
+
     pub fn start(&mut self) -> &Child {
         self.start_with(Command::new(binary("ferrule-control-plane")))
     }

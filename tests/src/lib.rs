@@ -15,6 +15,7 @@ pub mod metrics;
 pub mod process;
 pub mod prometheus;
 pub mod soak;
+pub mod watch_client;
 
 pub use control_plane::ControlPlaneFixture;
 pub use process::{Child, binary, free_port};

@@ -4,15 +4,10 @@
 
 use std::time::Duration;
 
-use ferrule_proto::v1::{
-    self, config_client::ConfigClient, resource::Kind, watch_request,
-    workloads_client::WorkloadsClient,
-};
+use ferrule_proto::v1::{self, resource::Kind, watch_request, workloads_client::WorkloadsClient};
 use ferrule_tests::ControlPlaneFixture;
-use tokio::sync::mpsc;
-use tokio_stream::wrappers::ReceiverStream;
+use ferrule_tests::watch_client::Watch;
 use tonic::Code;
-use tonic::transport::Channel;
 
 fn workload(uid: &str, ns: &str, sa: &str, ip: &str) -> v1::RegisterWorkloadRequest {
     v1::RegisterWorkloadRequest {
@@ -24,54 +19,6 @@ fn workload(uid: &str, ns: &str, sa: &str, ip: &str) -> v1::RegisterWorkloadRequ
             ips: vec![ip.into()],
             ..Default::default()
         }),
-    }
-}
-
-/// An agent's side of one watch stream.
-struct Watch {
-    requests: mpsc::Sender<v1::WatchRequest>,
-    updates: tonic::Streaming<v1::ConfigUpdate>,
-}
-
-impl Watch {
-    async fn open(channel: Channel, epoch: &str, version: u64) -> Self {
-        let (requests, rx) = mpsc::channel(4);
-        let subscribe = v1::Subscribe {
-            epoch: epoch.into(),
-            version,
-        };
-        requests
-            .send(v1::WatchRequest {
-                kind: Some(watch_request::Kind::Subscribe(subscribe)),
-            })
-            .await
-            .unwrap();
-        let updates = ConfigClient::new(channel)
-            .watch(ReceiverStream::new(rx))
-            .await
-            .expect("watch opens")
-            .into_inner();
-        Self { requests, updates }
-    }
-
-    async fn next(&mut self) -> v1::ConfigUpdate {
-        tokio::time::timeout(Duration::from_secs(5), self.updates.message())
-            .await
-            .expect("an update within 5 s")
-            .expect("stream open")
-            .expect("an update")
-    }
-
-    async fn answer(&self, kind: watch_request::Kind) {
-        self.requests
-            .send(v1::WatchRequest { kind: Some(kind) })
-            .await
-            .unwrap();
-    }
-
-    async fn ack(&self, version: u64) {
-        self.answer(watch_request::Kind::Ack(v1::Ack { version }))
-            .await;
     }
 }
 

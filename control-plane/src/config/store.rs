@@ -49,7 +49,11 @@ impl RawStore {
     pub(super) fn apply_env(&mut self, env: &dyn Env) {
         if let Some(endpoints) = env.get(ENV_ETCD_ENDPOINTS) {
             let etcd = self.etcd.get_or_insert_default();
-            etcd.endpoints = endpoints.split(',').map(str::trim).map(str::to_owned).collect();
+            etcd.endpoints = endpoints
+                .split(',')
+                .map(str::trim)
+                .map(str::to_owned)
+                .collect();
         }
     }
 
@@ -113,7 +117,10 @@ mod tests {
 
     #[test]
     fn no_section_is_the_embedded_store() {
-        assert_eq!(RawStore::default().validate().unwrap(), StoreConfig::Embedded);
+        assert_eq!(
+            RawStore::default().validate().unwrap(),
+            StoreConfig::Embedded
+        );
     }
 
     #[test]
@@ -129,8 +136,13 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(remote.contains("store.etcd.tls"), "{remote}");
-        let garbage = parse("etcd: {endpoints: [etcd-0:2379]}").unwrap_err().to_string();
+        let garbage = parse("etcd: {endpoints: [etcd-0:2379]}")
+            .unwrap_err()
+            .to_string();
         assert!(garbage.contains("not an http"), "{garbage}");
-        assert!(parse("etcd: {endpoints: [https://10.0.0.5:2379], tls: {ca: a, cert: b, key: c}}").is_ok());
+        assert!(
+            parse("etcd: {endpoints: [https://10.0.0.5:2379], tls: {ca: a, cert: b, key: c}}")
+                .is_ok()
+        );
     }
 }

@@ -98,7 +98,9 @@ impl Cache {
                 .transpose();
             match resource {
                 Ok(resource) => self.insert(record.kind, record.key, record.version, resource),
-                Err(error) => tracing::error!(%error, "skipping an unreadable configuration record"),
+                Err(error) => {
+                    tracing::error!(%error, "skipping an unreadable configuration record")
+                }
             }
         }
         for (kind, key) in batch.dropped {

@@ -34,7 +34,11 @@ pub(super) async fn follow(config: MeshConfig, store: Arc<dyn Store>) {
         };
         match ended {
             WatchError::Compacted(revision) => {
-                tracing::warn!(after, compacted = revision, "the store compacted past this replica's watch; reloading the configuration");
+                tracing::warn!(
+                    after,
+                    compacted = revision,
+                    "the store compacted past this replica's watch; reloading the configuration"
+                );
                 if let Err(error) = config.reload(store.as_ref()).await {
                     tracing::warn!(%error, "reloading the configuration failed; retrying");
                 }
@@ -69,7 +73,11 @@ impl MeshConfig {
         *self.write() = cache;
         self.inner.watched.store(at, Ordering::SeqCst);
         self.publish(version);
-        tracing::info!(version, revision = at, "configuration reloaded from a snapshot");
+        tracing::info!(
+            version,
+            revision = at,
+            "configuration reloaded from a snapshot"
+        );
         Ok(())
     }
 }

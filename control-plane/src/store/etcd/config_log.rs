@@ -207,7 +207,10 @@ pub(super) async fn compact(store: &EtcdStore, through: u64) -> Result<usize, St
     let records = store
         .list(&store.keys.configs(), "list configuration records")
         .await?;
-    for kv in records.iter().filter(|kv| !store.keys.is_config_meta(kv.key())) {
+    for kv in records
+        .iter()
+        .filter(|kv| !store.keys.is_config_meta(kv.key()))
+    {
         if decode_value(kv)?.is_none() && as_version(kv.mod_revision()) <= through {
             let txn = delete_if_unchanged(kv.key(), kv.mod_revision());
             dropped += usize::from(store.txn(txn, "drop a tombstone").await?.succeeded());

@@ -85,10 +85,12 @@ impl EtcdConfigWatch {
         let mut batches: BTreeMap<i64, ConfigBatch> = BTreeMap::new();
         for event in response.events() {
             let Some(kv) = event.kv() else { continue };
-            let batch = batches.entry(kv.mod_revision()).or_insert_with(|| ConfigBatch {
-                revision: u64::try_from(kv.mod_revision()).unwrap_or(0),
-                ..ConfigBatch::default()
-            });
+            let batch = batches
+                .entry(kv.mod_revision())
+                .or_insert_with(|| ConfigBatch {
+                    revision: u64::try_from(kv.mod_revision()).unwrap_or(0),
+                    ..ConfigBatch::default()
+                });
             let keys = &self.store.keys;
             match event.event_type() {
                 EventType::Put if kv.key() == keys.compacted().as_bytes() => {

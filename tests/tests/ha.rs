@@ -1,0 +1,154 @@
+//! The control plane as active-active replicas on etcd: a 3-member etcd cluster on loopback
+//! (Debian's etcd-server, started by the harness) and 3 control-plane replicas sharing it.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use ferrule_proto::v1;
+use ferrule_tests::ControlPlaneFixture;
+use ferrule_tests::etcd::EtcdCluster;
+use ferrule_tests::watch_client::Watch;
+
+const SHOP: &str = "spiffe://example.org/ns/shop/sa/*";
+
+const POLICY: &str = "apiVersion: ferrule.dev/v1alpha1
+kind: AuthorizationPolicy
+metadata: {name: allow-web, namespace: shop}
+spec:
+  action: ALLOW
+  rules:
+    - from: [{namespace: web}]
+      ports: [8080]
+";
+
+/// `count` replicas of one control plane on `etcd`, started; the first owns the CA files.
+fn replicas(etcd: &EtcdCluster, count: usize) -> Vec<ControlPlaneFixture> {
+    let first = ControlPlaneFixture::new("example.org");
+    let prefix = format!("/ferrule-{}/", std::process::id());
+    let mut all = vec![first];
+    for _ in 1..count {
+        let replica = all[0].replica();
+        all.push(replica);
+    }
+    for replica in &mut all {
+        replica.use_etcd(&etcd.endpoints(), &prefix);
+        replica.start();
+    }
+    all
+}
+
+fn apply_policy(cp: &ControlPlaneFixture, name: &str) {
+    let path = cp.dir.path().join(format!("{name}.yaml"));
+    std::fs::write(&path, POLICY.replace("allow-web", name)).unwrap();
+    let out = cp.ferrule(&["policy", "apply", "-f", &path.display().to_string()]);
+    assert!(
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn has_policy(update: &v1::ConfigUpdate, name: &str) -> bool {
+    update.upserts.iter().any(|r| r.key.ends_with(name))
+}
+
+/// A node joined through `cp`; its identity opens watches on any replica.
+async fn node(cp: &ControlPlaneFixture, name: &str) -> Arc<ferrule_identity::tls::CertSlot> {
+    cp.join_node(name, &[SHOP]).await
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_policy_written_through_one_replica_reaches_watchers_of_every_replica_as_one_version() {
+    let etcd = EtcdCluster::start(3);
+    let cps = replicas(&etcd, 3);
+    let slot = node(&cps[0], "n1").await;
+    let mut watches = Vec::new();
+    for cp in &cps {
+        let mut watch = Watch::open(cp.channel(Some(slot.clone())), "", 0).await;
+        let snapshot = watch.next().await;
+        assert!(snapshot.snapshot);
+        watches.push((watch, snapshot));
+    }
+    let first_versions: Vec<u64> = watches.iter().map(|(_, s)| s.version).collect();
+    assert!(
+        first_versions.windows(2).all(|w| w[0] == w[1]),
+        "every replica serves the same version: {first_versions:?}"
+    );
+    let epochs: Vec<&str> = watches.iter().map(|(_, s)| s.epoch.as_str()).collect();
+    assert!(epochs.windows(2).all(|w| w[0] == w[1]), "{epochs:?}");
+
+    apply_policy(&cps[1], "allow-web");
+    let mut versions = Vec::new();
+    for (watch, snapshot) in &mut watches {
+        watch.ack(snapshot.version).await;
+        let delta = watch.next().await;
+        assert!(!delta.snapshot, "a delta, not a snapshot");
+        assert_eq!(delta.base_version, snapshot.version);
+        assert!(has_policy(&delta, "allow-web"), "{delta:?}");
+        versions.push(delta.version);
+    }
+    assert!(
+        versions.windows(2).all(|w| w[0] == w[1]) && versions[0] > first_versions[0],
+        "the new version is one etcd revision on every replica: {versions:?}"
+    );
+}
+
+/// An agent that applied a version on one replica resumes on another with a delta.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_agent_resumes_on_another_replica_with_a_delta() {
+    let etcd = EtcdCluster::start(3);
+    let cps = replicas(&etcd, 2);
+    let slot = node(&cps[0], "n1").await;
+    let mut watch = Watch::open(cps[0].channel(Some(slot.clone())), "", 0).await;
+    let applied = watch.next().await;
+    watch.ack(applied.version).await;
+    drop(watch);
+
+    apply_policy(&cps[0], "allow-web");
+    let mut moved = Watch::open(cps[1].channel(Some(slot)), &applied.epoch, applied.version).await;
+    let update = moved.next().await;
+    assert!(!update.snapshot, "resumed with a delta: {update:?}");
+    assert_eq!(update.base_version, applied.version);
+    assert!(has_policy(&update, "allow-web"));
+}
+
+/// The same join token presented to two replicas at the same instant: exactly one join
+/// succeeds, on every one of 100 tries.
+#[tokio::test(flavor = "multi_thread")]
+async fn one_join_token_on_two_replicas_at_once_joins_exactly_once() {
+    let etcd = EtcdCluster::start(3);
+    let cps = Arc::new(replicas(&etcd, 2));
+    for i in 0..100 {
+        let node = format!("race-{i}");
+        let token = cps[0]
+            .join_token(&node, &[SHOP], Duration::from_secs(600))
+            .await;
+        let barrier = Arc::new(tokio::sync::Barrier::new(2));
+        let join = |replica: usize| {
+            let (cps, token, barrier) = (cps.clone(), token.clone(), barrier.clone());
+            tokio::spawn(async move {
+                let bundle = cps[replica].bundle();
+                barrier.wait().await;
+                ferrule_node_agent::control::join(
+                    cps[replica].addr,
+                    &bundle,
+                    ferrule_node_agent::control::JoinCredential::Token(&token),
+                )
+                .await
+            })
+        };
+        let (a, b) = (join(0), join(1));
+        let outcomes = [a.await.unwrap(), b.await.unwrap()];
+        let joined = outcomes.iter().filter(|o| o.is_ok()).count();
+        assert_eq!(
+            joined,
+            1,
+            "try {i}: {:?}",
+            outcomes
+                .iter()
+                .map(|o| o.as_ref().err())
+                .collect::<Vec<_>>()
+        );
+    }
+}
