@@ -38,15 +38,22 @@ fn replicas(etcd: &EtcdCluster, count: usize) -> Vec<ControlPlaneFixture> {
 }
 
 fn apply_policy(cp: &ControlPlaneFixture, name: &str) {
+    let out = try_apply_policy(cp, name);
+    assert!(out.status.success(), "{}", text(&out));
+}
+
+fn try_apply_policy(cp: &ControlPlaneFixture, name: &str) -> std::process::Output {
     let path = cp.dir.path().join(format!("{name}.yaml"));
     std::fs::write(&path, POLICY.replace("allow-web", name)).unwrap();
-    let out = cp.ferrule(&["policy", "apply", "-f", &path.display().to_string()]);
-    assert!(
-        out.status.success(),
+    cp.ferrule(&["policy", "apply", "-f", &path.display().to_string()])
+}
+
+fn text(out: &std::process::Output) -> String {
+    format!(
         "{}{}",
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
-    );
+    )
 }
 
 fn has_policy(update: &v1::ConfigUpdate, name: &str) -> bool {
@@ -151,4 +158,75 @@ async fn one_join_token_on_two_replicas_at_once_joins_exactly_once() {
                 .collect::<Vec<_>>()
         );
     }
+}
+
+async fn sign(
+    cp: &ControlPlaneFixture,
+    node: &Arc<ferrule_identity::tls::CertSlot>,
+) -> Result<(), tonic::Status> {
+    use ferrule_identity::SpiffeId;
+    use ferrule_identity::csr::{build_csr, generate_workload_key};
+    let id = "spiffe://example.org/ns/shop/sa/web";
+    let key = generate_workload_key().unwrap();
+    let csr = build_csr(&key, &SpiffeId::parse(id).unwrap()).unwrap();
+    let request = v1::SignRequest {
+        spiffe_id: id.into(),
+        csr,
+    };
+    v1::identity_client::IdentityClient::new(cp.channel(Some(node.clone())))
+        .sign(request)
+        .await
+        .map(drop)
+}
+
+/// With all of etcd gone, the replicas keep their agents' streams and last version; Sign fails
+/// fast with UNAVAILABLE naming the store; once etcd is back, pushes resume without a restart.
+#[tokio::test(flavor = "multi_thread")]
+async fn with_etcd_gone_agents_keep_their_version_and_sign_fails_fast_until_it_returns() {
+    let mut etcd = EtcdCluster::start(3);
+    let cps = replicas(&etcd, 2);
+    let slot = node(&cps[0], "n1").await;
+    sign(&cps[0], &slot).await.expect("sign while etcd is up");
+    let mut watch = Watch::open(cps[1].channel(Some(slot.clone())), "", 0).await;
+    let applied = watch.next().await;
+    watch.ack(applied.version).await;
+
+    etcd.kill_all();
+    let started = std::time::Instant::now();
+    let refused = sign(&cps[0], &slot)
+        .await
+        .expect_err("no store, no certificate");
+    assert_eq!(refused.code(), tonic::Code::Unavailable, "{refused:?}");
+    assert!(refused.message().contains("store"), "{refused:?}");
+    assert!(
+        started.elapsed() < Duration::from_secs(12),
+        "failed after {:?}",
+        started.elapsed()
+    );
+
+    let refused = try_apply_policy(&cps[0], "allow-web");
+    assert!(!refused.status.success());
+    assert!(
+        text(&refused).contains("Unavailable") && text(&refused).contains("store"),
+        "{}",
+        text(&refused)
+    );
+
+    etcd.restart_all();
+    // As an operator would: retry until the replica's client has reconnected.
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while !try_apply_policy(&cps[0], "allow-web").status.success() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "etcd is back but writes still fail"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let update = watch.next_within(Duration::from_secs(30)).await;
+    assert!(
+        !update.snapshot,
+        "the same stream resumes with a delta: {update:?}"
+    );
+    assert!(has_policy(&update, "allow-web"));
+    sign(&cps[0], &slot).await.expect("sign once etcd is back");
 }
