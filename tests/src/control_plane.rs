@@ -256,13 +256,19 @@ impl ControlPlaneFixture {
     /// Writes an agent config for this control plane into `dir`; returns its path. The agent's
     /// enrollment socket and bpffs pins are its own, so agents of parallel tests never meet.
     pub fn agent_config(&self, dir: &Path, node: &str) -> PathBuf {
+        self.agent_config_for(dir, node, &self.addr.to_string())
+    }
+
+    /// Like [`Self::agent_config`], for the control plane at `control_plane` (several replicas,
+    /// comma-separated).
+    pub fn agent_config_for(&self, dir: &Path, node: &str, control_plane: &str) -> PathBuf {
         let path = dir.join(format!("agent-{node}.yaml"));
         let state = dir.join(format!("agent-{node}"));
         let text = format!(
             "node_name: {node}\ncontrol_plane: {}\ntrust_domain: {}\nbundle: {}\ndata_dir: {}\n\
              enroll_socket: {}\ncapture:\n  pin_dir: {}\n\
              metrics_listen: 127.0.0.1:0\naccess_log: {}\n",
-            self.addr,
+            control_plane,
             self.trust_domain,
             self.layout.bundle().display(),
             state.display(),

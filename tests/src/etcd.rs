@@ -12,9 +12,13 @@ use crate::process::{Child, free_port};
 const MAX_TXN_OPS: &str = "10000";
 const START_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// Makes the command that runs a program where the cluster lives (this netns, or a node's).
+pub type Launcher = Box<dyn Fn(&str) -> Command + Send + Sync>;
+
 pub struct EtcdCluster {
     dir: tempfile::TempDir,
     members: Vec<Member>,
+    launcher: Launcher,
 }
 
 struct Member {
@@ -27,6 +31,12 @@ struct Member {
 impl EtcdCluster {
     /// Starts `size` members and waits until the cluster has a leader and serves writes.
     pub fn start(size: usize) -> Self {
+        Self::start_with(size, Box::new(|program| Command::new(program)))
+    }
+
+    /// Like [`Self::start`], running etcd (and etcdctl) through `launcher`, e.g. in a node's
+    /// network namespace, where its loopback addresses are that namespace's.
+    pub fn start_with(size: usize, launcher: Launcher) -> Self {
         let dir = tempfile::tempdir().expect("temporary directory");
         let members = (0..size)
             .map(|i| Member {
@@ -36,7 +46,11 @@ impl EtcdCluster {
                 process: None,
             })
             .collect();
-        let mut cluster = Self { dir, members };
+        let mut cluster = Self {
+            dir,
+            members,
+            launcher,
+        };
         for i in 0..size {
             cluster.start_member(i, "new");
         }
@@ -74,7 +88,7 @@ impl EtcdCluster {
             format!("http://{}", member.client),
             format!("http://{}", member.peer),
         );
-        let mut command = Command::new("etcd");
+        let mut command = (self.launcher)("etcd");
         command.args([
             "--name",
             &member.name,
@@ -142,7 +156,7 @@ impl EtcdCluster {
             .filter(|m| m.process.is_some())
             .map(|m| format!("http://{}", m.client))
             .collect();
-        Command::new("etcdctl")
+        (self.launcher)("etcdctl")
             .env("ETCDCTL_API", "3")
             .arg(format!("--endpoints={}", endpoints.join(",")))
             .args(args)

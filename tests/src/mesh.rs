@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use crate::cluster::{Cluster, Node, Pod};
 use crate::control_plane::ControlPlaneFixture;
+use crate::etcd::EtcdCluster;
 use crate::process::{Child, binary};
 
 pub const TRUST_DOMAIN: &str = "example.org";
@@ -20,6 +21,10 @@ pub struct Mesh {
     agent_env: Vec<(String, String)>,
     pub cluster: Cluster,
     pub cp: ControlPlaneFixture,
+    /// More replicas of `cp` sharing `etcd` (see [`Mesh::start_ha`]); empty otherwise.
+    pub replicas: Vec<ControlPlaneFixture>,
+    /// Dropped after the replicas (fields drop in order).
+    pub etcd: Option<EtcdCluster>,
     agents: Vec<Option<Child>>,
     pub work: tempfile::TempDir,
 }
@@ -53,13 +58,64 @@ impl Mesh {
             agents: (0..nodes).map(|_| None).collect(),
             cluster,
             cp,
+            replicas: Vec::new(),
+            etcd: None,
             work: tempfile::tempdir().expect("temporary directory"),
         };
-        for node in 0..nodes {
-            let token = mesh.join_token(node);
-            mesh.start_agent(node, Some(&token));
-        }
+        mesh.start_agents();
         mesh
+    }
+
+    /// Like [`Self::start`], with `replicas` control-plane replicas in node 0's netns sharing a
+    /// 3-member etcd cluster (also in node 0's netns); every agent knows every replica.
+    pub fn start_ha(nodes: usize, pods_per_node: usize, replicas: usize) -> Self {
+        if let Err(e) = crate::cluster::cleanup_stale(crate::cluster::CLUSTER_PREFIX) {
+            eprintln!("cleaning up stale test clusters: {e}");
+        }
+        let cluster = Cluster::builder()
+            .nodes(nodes)
+            .pods_per_node(pods_per_node)
+            .namespace(NAMESPACE)
+            .build()
+            .expect("building the test cluster");
+        let node0 = cluster.node(0).clone();
+        let etcd = EtcdCluster::start_with(3, Box::new(move |program| node0.command(program)));
+        let addr = SocketAddr::from((cluster.node(0).underlay_ip, CP_PORT));
+        let first = ControlPlaneFixture::listening_on(TRUST_DOMAIN, addr);
+        let mut all: Vec<ControlPlaneFixture> = (1..replicas).map(|_| first.replica()).collect();
+        all.insert(0, first);
+        for cp in &mut all {
+            cp.use_etcd(&etcd.endpoints(), "/ferrule/");
+            cp.start_with(cluster.node(0).command(binary("ferrule-control-plane")));
+        }
+        let cp = all.remove(0);
+        let mut mesh = Self {
+            agent_env: Vec::new(),
+            agents: (0..nodes).map(|_| None).collect(),
+            cluster,
+            cp,
+            replicas: all,
+            etcd: Some(etcd),
+            work: tempfile::tempdir().expect("temporary directory"),
+        };
+        mesh.start_agents();
+        mesh
+    }
+
+    /// Every replica's gRPC address, comma-separated, as agents are configured.
+    pub fn control_plane_addrs(&self) -> String {
+        std::iter::once(&self.cp)
+            .chain(&self.replicas)
+            .map(|cp| cp.addr.to_string())
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
+    fn start_agents(&mut self) {
+        for node in 0..self.agents.len() {
+            let token = self.join_token(node);
+            self.start_agent(node, Some(&token));
+        }
     }
 
     /// `ferrule ARGS` as the operator, next to the control plane (node 0's netns).
@@ -114,7 +170,9 @@ impl Mesh {
         let name = &self.cluster.node(node).name;
         let path = self.work.path().join(format!("agent-{name}.yaml"));
         if !path.exists() {
-            self.cp.agent_config(self.work.path(), name);
+            let control_plane = self.control_plane_addrs();
+            self.cp
+                .agent_config_for(self.work.path(), name, &control_plane);
         }
         path
     }

@@ -7,6 +7,9 @@ use std::time::Duration;
 use ferrule_proto::v1;
 use ferrule_tests::ControlPlaneFixture;
 use ferrule_tests::etcd::EtcdCluster;
+use ferrule_tests::mesh::Mesh;
+use ferrule_tests::metrics::series_value;
+use ferrule_tests::process::binary;
 use ferrule_tests::watch_client::Watch;
 
 const SHOP: &str = "spiffe://example.org/ns/shop/sa/*";
@@ -229,4 +232,144 @@ async fn with_etcd_gone_agents_keep_their_version_and_sign_fails_fast_until_it_r
     );
     assert!(has_policy(&update, "allow-web"));
     sign(&cps[0], &slot).await.expect("sign once etcd is back");
+}
+
+const SNAPSHOTS: &str = "ferrule_config_updates_total{result=\"ack\",kind=\"snapshot\"}";
+
+/// How many agents watch through replica `cp` (its metrics, scraped in node 0's netns).
+fn connected_agents(mesh: &Mesh, cp: &ControlPlaneFixture) -> usize {
+    let url = format!("http://{}/metrics", cp.metrics_addr);
+    let out = mesh
+        .node(0)
+        .command("curl")
+        .args(["-sS", "--max-time", "5", &url])
+        .output()
+        .expect("curl");
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|l| l.starts_with("ferrule_agent_connected{") && l.ends_with(" 1"))
+        .count()
+}
+
+fn agent_value(mesh: &Mesh, node: usize, series: &str) -> f64 {
+    series_value(&mesh.metrics(node), series)
+}
+
+fn wait_until(what: &str, timeout: Duration, mut done: impl FnMut() -> bool) -> bool {
+    let deadline = std::time::Instant::now() + timeout;
+    while !done() {
+        if std::time::Instant::now() > deadline {
+            eprintln!("timed out waiting for {what}");
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    true
+}
+
+/// `ferrule policy apply` against one replica, from node 0's netns.
+fn apply_policy_via(mesh: &Mesh, cp: &ControlPlaneFixture, name: &str) {
+    let path = mesh.work.path().join(format!("{name}.yaml"));
+    std::fs::write(&path, POLICY.replace("allow-web", name)).unwrap();
+    let out = mesh
+        .node(0)
+        .command(binary("ferrule"))
+        .args(["policy", "apply", "-f", &path.display().to_string()])
+        .env("FERRULE_CA_DIR", cp.layout.dir())
+        .env("FERRULE_CONTROL_PLANE", cp.addr.to_string())
+        .output()
+        .expect("ferrule");
+    assert!(out.status.success(), "{}", text(&out));
+}
+
+#[test]
+fn killing_the_replica_serving_most_agents_during_a_push_loses_no_version() {
+    let nodes = 3;
+    let mut mesh = Mesh::start_ha(nodes, 1, 3);
+    let versions = |mesh: &Mesh| -> Vec<f64> {
+        (0..nodes)
+            .map(|n| agent_value(mesh, n, "ferrule_config_version"))
+            .collect()
+    };
+    let settled = wait_until(
+        "every agent to apply one version",
+        Duration::from_secs(60),
+        || {
+            let v = versions(&mesh);
+            v[0] > 0.0 && v.windows(2).all(|w| w[0] == w[1])
+        },
+    );
+    assert!(settled, "versions {:?}", versions(&mesh));
+    let counts: Vec<usize> = std::iter::once(&mesh.cp)
+        .chain(&mesh.replicas)
+        .map(|cp| connected_agents(&mesh, cp))
+        .collect();
+    let busiest = (0..counts.len()).max_by_key(|i| counts[*i]).unwrap();
+    let writer = (busiest + 1) % counts.len();
+    let snapshots: Vec<f64> = (0..nodes)
+        .map(|n| agent_value(&mesh, n, SNAPSHOTS))
+        .collect();
+    let before = versions(&mesh)[0];
+
+    let writer_cp = if writer == 0 {
+        &mesh.cp
+    } else {
+        &mesh.replicas[writer - 1]
+    };
+    apply_policy_via(&mesh, writer_cp, "allow-web");
+    if busiest == 0 {
+        mesh.cp.stop();
+    } else {
+        mesh.replicas[busiest - 1].stop();
+    }
+
+    let converged = wait_until(
+        "every agent to apply the pushed version through a surviving replica",
+        Duration::from_secs(60),
+        || {
+            let v = versions(&mesh);
+            v[0] > before && v.windows(2).all(|w| w[0] == w[1])
+        },
+    );
+    let logs: Vec<String> = (0..nodes).map(|n| mesh.agent(n).output()).collect();
+    assert!(
+        converged,
+        "versions {:?} (before {before}); agents:\n{}",
+        versions(&mesh),
+        logs.join("\n---\n")
+    );
+    let survivors: Vec<&ControlPlaneFixture> = std::iter::once(&mesh.cp)
+        .chain(&mesh.replicas)
+        .enumerate()
+        .filter(|(i, _)| *i != busiest)
+        .map(|(_, cp)| cp)
+        .collect();
+    let moved = wait_until(
+        "the killed replica's agents to watch through the others",
+        Duration::from_secs(30),
+        || {
+            survivors
+                .iter()
+                .map(|cp| connected_agents(&mesh, cp))
+                .sum::<usize>()
+                == nodes
+        },
+    );
+    assert!(moved, "agents per replica before the kill: {counts:?}");
+    let pushed = versions(&mesh)[0] as u64;
+    for (node, snapshots_before) in snapshots.iter().enumerate() {
+        assert_eq!(
+            agent_value(&mesh, node, SNAPSHOTS),
+            *snapshots_before,
+            "node {node} resumed with a delta, not a snapshot (replica {busiest} served {} agents)",
+            counts[busiest]
+        );
+        let applied = format!("config applied version={pushed} ");
+        assert_eq!(
+            mesh.agent(node).output().matches(&applied).count(),
+            1,
+            "node {node} applied version {pushed} exactly once:\n{}",
+            mesh.agent(node).output()
+        );
+    }
 }
