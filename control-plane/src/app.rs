@@ -177,7 +177,10 @@ pub async fn serve_with(
     let mut background: Vec<_> = following.into_iter().collect();
     background.extend([
         spawn_serving_cert_rotation(config.clone(), state.ca.clone(), slot.clone()),
-        spawn_store_maintenance(state.clone()),
+        tokio::spawn(crate::maintenance::run(
+            state.clone(),
+            grpc_addr.to_string(),
+        )),
         tokio::spawn(crate::revocations::enforce(Arc::downgrade(&state))),
     ]);
     if let Some(k8s) = &kubernetes {
@@ -425,36 +428,6 @@ fn spawn_serving_cert_rotation(
                     tokio::time::sleep(Duration::from_secs(30)).await;
                 }
             }
-        }
-    })
-}
-
-/// Expired certificates stay listed for a week (for `ferrule certs` and audits), then go; used
-/// and expired join tokens are dropped a day after expiry; revocations of expired certificates
-/// leave the pushed configuration (and the CRL).
-fn spawn_store_maintenance(state: Arc<ControlPlane>) -> JoinHandle<()> {
-    const EVERY: Duration = Duration::from_secs(3600);
-    const KEEP_EXPIRED: u64 = 7 * 24 * 3600;
-    let store = state.store.clone();
-    tokio::spawn(async move {
-        loop {
-            let now = crate::state::now();
-            let expired = crate::revocations::expired(&state, now);
-            if !expired.is_empty()
-                && let Err(e) = crate::revocations::apply(&state, expired).await
-            {
-                tracing::warn!(error = %e, "dropping revocations of expired certificates failed");
-            }
-            if let Err(e) = store
-                .prune_certificates(now.saturating_sub(KEEP_EXPIRED))
-                .await
-            {
-                tracing::warn!(error = %e, "pruning expired certificate records failed");
-            }
-            if let Err(e) = store.prune_tokens(now).await {
-                tracing::warn!(error = %e, "pruning join tokens failed");
-            }
-            tokio::time::sleep(EVERY).await;
         }
     })
 }

@@ -10,6 +10,7 @@ pub mod connections;
 pub mod handshakes;
 pub mod kubernetes;
 pub mod limits;
+pub mod maintenance;
 pub mod mesh_config;
 pub mod metrics;
 pub mod offline_crls;

@@ -11,7 +11,7 @@ use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetri
 use prometheus_client::metrics::MetricType;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
-use prometheus_client::metrics::gauge::ConstGauge;
+use prometheus_client::metrics::gauge::{ConstGauge, Gauge};
 use prometheus_client::registry::Registry;
 
 use crate::connections::Cut;
@@ -81,6 +81,8 @@ pub struct Metrics {
     quota_exceeded: Family<QuotaLabels, Counter>,
     reports_trimmed: Family<ReportLabels, Counter>,
     handshake_log_evictions: Counter,
+    leader: Gauge,
+    leader_changes: Counter,
 }
 
 impl Metrics {
@@ -130,6 +132,16 @@ impl Metrics {
             "ferrule_handshake_log_evictions",
             "Reported handshake failures forgotten to make room for new ones",
             m.handshake_log_evictions.clone(),
+        );
+        registry.register(
+            "ferrule_control_plane_leader",
+            "1 while this replica runs the singleton jobs (store maintenance); always 1 on the embedded store",
+            m.leader.clone(),
+        );
+        registry.register(
+            "ferrule_control_plane_leader_changes",
+            "Times this replica became or stopped being the leader of the singleton jobs",
+            m.leader_changes.clone(),
         );
         Arc::new(m)
     }
@@ -206,6 +218,12 @@ impl Metrics {
                 reason,
             })
             .inc_by(count as u64);
+    }
+
+    /// This replica became (`true`) or stopped being the leader of the singleton jobs.
+    pub fn leading(&self, leading: bool) {
+        self.leader.set(i64::from(leading));
+        self.leader_changes.inc();
     }
 
     pub fn handshake_log_evicted(&self, count: usize) {

@@ -22,7 +22,7 @@ pub use config::{
     ConfigBatch, ConfigChange, ConfigLog, ConfigRecord, ConfigWatch, ResourceKind, WatchError,
 };
 pub use embedded::EmbeddedStore;
-pub use etcd::{EtcdOptions, EtcdStore, EtcdTls};
+pub use etcd::{EtcdOptions, EtcdStore, EtcdTls, Fence, Leadership};
 
 /// Seconds since the Unix epoch; callers pass `now` so that tests control the clock.
 pub type UnixSeconds = u64;
@@ -99,6 +99,9 @@ pub enum StoreError {
     /// The store is shutting down or its writer stopped; nothing was written.
     #[error("store is closed")]
     Closed,
+    /// A singleton job's write after this replica lost its leadership; nothing was written.
+    #[error("refused to {action}: this replica is no longer the leader (fenced)")]
+    Fenced { action: &'static str },
 }
 
 /// Why a store could not be opened, in an operator's terms.
@@ -198,6 +201,10 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
     /// learns every configuration change, its own included, from [`Store::watch_config`].
     fn is_shared(&self) -> bool {
         false
+    }
+    /// The etcd store behind this one, for what only it offers (leader election).
+    fn as_etcd(&self) -> Option<&EtcdStore> {
+        None
     }
     /// The configuration and the revision it was read at, where a watch resumes.
     async fn load_config_at(&self) -> Result<(ConfigLog, u64), StoreError> {

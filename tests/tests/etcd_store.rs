@@ -250,3 +250,45 @@ async fn an_unreachable_cluster_is_a_clear_error_not_a_hang() {
         "{error}"
     );
 }
+
+/// A lease alone is not a lock: a leader that lost its leadership (here it resigned; a paused
+/// process is the same to etcd) and writes late is refused by the fence, while the new
+/// leader's writes go through.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_deposed_leaders_writes_are_refused_by_the_fence() {
+    let cluster = EtcdCluster::start(1);
+    let (a, b) = (connect(&cluster).await, connect(&cluster).await);
+    let ttl = Duration::from_secs(5);
+    let first = a.campaign("jobs", "a", ttl).await.expect("a is elected");
+    let first_fence = first.fence.clone();
+    let stale = a.fenced(first_fence.clone());
+    stale.put_node(node("n1")).await.expect("the leader writes");
+
+    let second = tokio::spawn(async move { b.campaign("jobs", "b", ttl).await.map(|l| (b, l)) });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(!second.is_finished(), "b waits while a leads");
+    first.resign().await;
+    let (b, leadership) = tokio::time::timeout(Duration::from_secs(10), second)
+        .await
+        .expect("b is elected once a resigned")
+        .unwrap()
+        .expect("campaign");
+    assert_ne!(leadership.fence, first_fence);
+
+    let refused = stale.put_node(node("n2")).await;
+    assert!(
+        matches!(refused, Err(StoreError::Fenced { .. })),
+        "{refused:?}"
+    );
+    b.record_certificate(cert("0a", "n1", 1)).await.unwrap();
+    let refused = stale.prune_certificates(u64::MAX).await;
+    assert!(
+        matches!(refused, Err(StoreError::Fenced { .. })),
+        "{refused:?}"
+    );
+    assert_eq!(b.get_node("n2").await.unwrap(), None, "nothing was written");
+    b.fenced(leadership.fence.clone())
+        .put_node(node("n2"))
+        .await
+        .expect("the new leader writes");
+}

@@ -373,3 +373,44 @@ fn killing_the_replica_serving_most_agents_during_a_push_loses_no_version() {
         );
     }
 }
+
+/// Exactly one replica runs the singleton jobs; when it is killed, another takes them over
+/// within the leader's lease.
+#[tokio::test(flavor = "multi_thread")]
+async fn killing_the_leader_hands_the_singleton_jobs_to_another_replica_within_the_lease() {
+    let etcd = EtcdCluster::start(3);
+    let mut cps = replicas(&etcd, 2);
+    let leading = |cps: &[ControlPlaneFixture]| -> Vec<usize> {
+        (0..cps.len())
+            .filter(|i| cps[*i].counter("ferrule_control_plane_leader") == 1.0)
+            .collect()
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while leading(&cps).len() != 1 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no single leader: {:?}",
+            leading(&cps)
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let leader = leading(&cps)[0];
+    cps[leader].stop();
+    let survivor = 1 - leader;
+    let killed = std::time::Instant::now();
+    let lease = ferrule_control_plane::maintenance::LEADER_LEASE;
+    while cps[survivor].counter("ferrule_control_plane_leader") != 1.0 {
+        assert!(
+            killed.elapsed() < lease + Duration::from_secs(5),
+            "replica {survivor} did not take over within the lease:\n{}",
+            cps[survivor].process().output()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(
+        cps[survivor]
+            .process()
+            .output()
+            .contains("this replica now leads the singleton jobs")
+    );
+}

@@ -12,6 +12,7 @@
 //! change; run etcd with a larger value (the test harness uses 10,000) for large directories.
 
 mod config_log;
+mod election;
 mod keys;
 mod records;
 mod tokens;
@@ -21,14 +22,15 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use etcd_client::{
-    Certificate, Client, ConnectOptions, GetOptions, Identity, KeyValue, TlsOptions, Txn,
-    TxnResponse,
+    Certificate, Client, Compare, CompareOp, ConnectOptions, GetOptions, Identity, KeyValue,
+    TlsOptions, Txn, TxnOp, TxnResponse,
 };
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use super::config::{ConfigChange, ConfigLog, ConfigWatch};
 use super::{CertificateRecord, JoinToken, NodeRecord, Store, StoreError, TokenError, UnixSeconds};
+pub use election::Leadership;
 use keys::Keys;
 
 /// How to reach the etcd cluster.
@@ -58,6 +60,8 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
 const KEEPALIVE: Duration = Duration::from_secs(10);
 
 pub struct EtcdStore {
+    /// Set on the handle a leader's singleton jobs write through.
+    fence: Option<Fence>,
     client: Client,
     /// Watches get a connection of their own: etcd 3.4 starves watches that share one with
     /// heavy reads (etcd#15402).
@@ -81,6 +85,7 @@ impl EtcdStore {
         let client = connect_client(options).await?;
         let watch_client = connect_client(options).await?;
         let store = Self {
+            fence: None,
             client,
             watch_client,
             keys: Keys::new(&options.prefix),
@@ -93,6 +98,7 @@ impl EtcdStore {
     /// Another handle on the same connections.
     fn shallow_clone(&self) -> Self {
         Self {
+            fence: self.fence.clone(),
             client: self.client.clone(),
             watch_client: self.watch_client.clone(),
             keys: self.keys.clone(),
@@ -124,8 +130,61 @@ impl EtcdStore {
         Ok(response.take_kvs())
     }
 
-    async fn txn(&self, txn: Txn, action: &'static str) -> Result<TxnResponse, StoreError> {
+    /// A transaction that only reads (at one revision).
+    async fn read_txn(&self, txn: Txn, action: &'static str) -> Result<TxnResponse, StoreError> {
         self.client().txn(txn).await.map_err(backend(action))
+    }
+
+    /// Runs `ops` if `compares` hold, and, for a fenced handle, only while this replica still
+    /// holds the leadership its fence names: a write of a deposed leader is refused with
+    /// [`StoreError::Fenced`] (a lease alone is not a lock: etcd's why.md).
+    async fn write(
+        &self,
+        mut compares: Vec<Compare>,
+        ops: Vec<TxnOp>,
+        action: &'static str,
+    ) -> Result<TxnResponse, StoreError> {
+        if let Some(fence) = &self.fence {
+            compares.push(fence.compare());
+        }
+        let txn = Txn::new().when(compares).and_then(ops);
+        let response = self.client().txn(txn).await.map_err(backend(action))?;
+        if !response.succeeded()
+            && let Some(fence) = &self.fence
+            && !fence.holds(self).await?
+        {
+            return Err(StoreError::Fenced { action });
+        }
+        Ok(response)
+    }
+
+    /// This store, with every write conditional on `fence` (a leadership).
+    pub fn fenced(&self, fence: Fence) -> Self {
+        Self {
+            fence: Some(fence),
+            ..self.shallow_clone()
+        }
+    }
+}
+
+/// A leadership as etcd's election API records it: the leader key and its creation revision.
+/// Comparing that revision in a write's transaction makes the write fail once another replica
+/// was elected, even if this one has not noticed yet.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Fence {
+    pub key: Vec<u8>,
+    pub create_revision: i64,
+}
+
+impl Fence {
+    fn compare(&self) -> Compare {
+        Compare::create_revision(self.key.clone(), CompareOp::Equal, self.create_revision)
+    }
+
+    async fn holds(&self, store: &EtcdStore) -> Result<bool, StoreError> {
+        let key = String::from_utf8_lossy(&self.key).into_owned();
+        let current = store.get(&key, "check the leadership").await?;
+        Ok(current.is_some_and(|kv| kv.create_revision() == self.create_revision))
     }
 }
 
@@ -259,6 +318,10 @@ impl Store for EtcdStore {
 
     fn is_shared(&self) -> bool {
         true
+    }
+
+    fn as_etcd(&self) -> Option<&EtcdStore> {
+        Some(self)
     }
 
     async fn load_config_at(&self) -> Result<(ConfigLog, u64), StoreError> {

@@ -48,10 +48,13 @@ fn as_version(revision: i64) -> u64 {
 pub(super) async fn ensure_epoch(store: &EtcdStore) -> Result<(), StoreError> {
     let key = store.keys.epoch();
     let epoch = hex::encode(rand::random::<[u8; 8]>());
-    let txn = Txn::new()
-        .when([Compare::create_revision(key.clone(), CompareOp::Equal, 0)])
-        .and_then([TxnOp::put(key, epoch, None)]);
-    store.txn(txn, "create the configuration epoch").await?;
+    store
+        .write(
+            vec![Compare::create_revision(key.clone(), CompareOp::Equal, 0)],
+            vec![TxnOp::put(key, epoch, None)],
+            "create the configuration epoch",
+        )
+        .await?;
     Ok(())
 }
 
@@ -84,8 +87,9 @@ pub(super) async fn apply(
             .iter()
             .map(|w| TxnOp::put(w.key.clone(), encode_value(w.value.as_deref()), None))
             .chain([TxnOp::put(store.keys.config_version(), Vec::new(), None)]);
-        let txn = Txn::new().when(compares).and_then(puts.collect::<Vec<_>>());
-        let response = store.txn(txn, "write a configuration version").await?;
+        let response = store
+            .write(compares, puts.collect(), "write a configuration version")
+            .await?;
         if response.succeeded() {
             return Ok(revision(response.header()));
         }
@@ -106,7 +110,7 @@ async fn effective_writes(
         .map(|key| TxnOp::get(key.clone(), None))
         .chain([TxnOp::get(store.keys.config_version(), None)]);
     let read = store
-        .txn(
+        .read_txn(
             Txn::new().and_then(gets.collect::<Vec<_>>()),
             "read configuration records",
         )
@@ -149,7 +153,7 @@ pub(crate) async fn load_at(store: &EtcdStore) -> Result<(ConfigLog, u64), Store
         TxnOp::get(keys.config_version(), None),
         TxnOp::get(keys.compacted(), None),
     ]);
-    let response = store.txn(txn, "read the configuration").await?;
+    let response = store.read_txn(txn, "read the configuration").await?;
     let at = revision(response.header());
     let mut parts = response.op_responses().into_iter().map(|r| match r {
         TxnOpResponse::Get(mut get) => get.take_kvs(),
@@ -212,8 +216,7 @@ pub(super) async fn compact(store: &EtcdStore, through: u64) -> Result<usize, St
         .filter(|kv| !store.keys.is_config_meta(kv.key()))
     {
         if decode_value(kv)?.is_none() && as_version(kv.mod_revision()) <= through {
-            let txn = delete_if_unchanged(kv.key(), kv.mod_revision());
-            dropped += usize::from(store.txn(txn, "drop a tombstone").await?.succeeded());
+            dropped += usize::from(delete_if_unchanged(store, kv, "drop a tombstone").await?);
         }
     }
     Ok(dropped)
@@ -230,22 +233,22 @@ async fn raise_mark(store: &EtcdStore, through: u64) -> Result<(), StoreError> {
         if current >= through {
             return Ok(());
         }
-        let txn = Txn::new()
-            .when([Compare::mod_revision(
-                key.clone(),
-                CompareOp::Equal,
-                read_at,
-            )])
-            .and_then([TxnOp::put(
-                key.clone(),
-                through.to_be_bytes().to_vec(),
-                None,
-            )]);
-        if store
-            .txn(txn, "raise the compaction mark")
-            .await?
-            .succeeded()
-        {
+        let raised = store
+            .write(
+                vec![Compare::mod_revision(
+                    key.clone(),
+                    CompareOp::Equal,
+                    read_at,
+                )],
+                vec![TxnOp::put(
+                    key.clone(),
+                    through.to_be_bytes().to_vec(),
+                    None,
+                )],
+                "raise the compaction mark",
+            )
+            .await?;
+        if raised.succeeded() {
             return Ok(());
         }
     }

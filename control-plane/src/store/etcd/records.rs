@@ -1,20 +1,16 @@
 //! Nodes and the certificate inventory in etcd: one JSON record per key.
 
-use etcd_client::{Compare, CompareOp, DeleteOptions, Txn, TxnOp};
+use etcd_client::{Compare, CompareOp, KeyValue, TxnOp, TxnOpResponse};
 
-use super::{EtcdStore, backend, decode, encode};
+use super::{EtcdStore, decode, encode};
 use crate::store::{CertificateRecord, NodeRecord, StoreError, UnixSeconds};
 
 /// Deletes per transaction when pruning: well under etcd's default `--max-txn-ops` (128).
 const DELETES_PER_TXN: usize = 100;
 
 pub(super) async fn put_node(store: &EtcdStore, node: NodeRecord) -> Result<(), StoreError> {
-    let value = encode(&node)?;
-    store
-        .client()
-        .put(store.keys.node(&node.name), value, None)
-        .await
-        .map_err(backend("write a node"))?;
+    let put = TxnOp::put(store.keys.node(&node.name), encode(&node)?, None);
+    store.write(vec![], vec![put], "write a node").await?;
     Ok(())
 }
 
@@ -30,12 +26,12 @@ pub(super) async fn get_node(
 }
 
 pub(super) async fn delete_node(store: &EtcdStore, name: &str) -> Result<bool, StoreError> {
-    let response = store
-        .client()
-        .delete(store.keys.node(name), Some(DeleteOptions::new()))
-        .await
-        .map_err(backend("delete a node"))?;
-    Ok(response.deleted() > 0)
+    let delete = TxnOp::delete(store.keys.node(name), None);
+    let response = store.write(vec![], vec![delete], "delete a node").await?;
+    Ok(response.op_responses().iter().any(|r| match r {
+        TxnOpResponse::Delete(deleted) => deleted.deleted() > 0,
+        _ => false,
+    }))
 }
 
 pub(super) async fn list_nodes(store: &EtcdStore) -> Result<Vec<NodeRecord>, StoreError> {
@@ -53,12 +49,14 @@ pub(super) async fn record_certificate(
     store: &EtcdStore,
     record: CertificateRecord,
 ) -> Result<(), StoreError> {
-    let value = encode(&record)?;
+    let put = TxnOp::put(
+        store.keys.certificate(&record.serial),
+        encode(&record)?,
+        None,
+    );
     store
-        .client()
-        .put(store.keys.certificate(&record.serial), value, None)
-        .await
-        .map_err(backend("record a certificate"))?;
+        .write(vec![], vec![put], "record a certificate")
+        .await?;
     Ok(())
 }
 
@@ -110,16 +108,21 @@ pub(super) async fn prune_certificates(
             .iter()
             .map(|k| TxnOp::delete(k.clone(), None))
             .collect();
-        store
-            .txn(Txn::new().and_then(deletes), "prune certificates")
-            .await?;
+        store.write(vec![], deletes, "prune certificates").await?;
     }
     Ok(expired.len())
 }
 
-/// Deletes `key` only if it was not modified since `mod_revision`; whether it did.
-pub(super) fn delete_if_unchanged(key: &[u8], mod_revision: i64) -> Txn {
-    Txn::new()
-        .when([Compare::mod_revision(key, CompareOp::Equal, mod_revision)])
-        .and_then([TxnOp::delete(key, None)])
+/// Deletes the record unless it changed since it was read; whether it did.
+pub(super) async fn delete_if_unchanged(
+    store: &EtcdStore,
+    kv: &KeyValue,
+    action: &'static str,
+) -> Result<bool, StoreError> {
+    let unchanged = Compare::mod_revision(kv.key(), CompareOp::Equal, kv.mod_revision());
+    let delete = TxnOp::delete(kv.key(), None);
+    Ok(store
+        .write(vec![unchanged], vec![delete], action)
+        .await?
+        .succeeded())
 }

@@ -2,7 +2,7 @@
 //! revision: of replicas presenting the same token at the same instant, exactly one transaction
 //! succeeds, and the others re-read it as used.
 
-use etcd_client::{Compare, CompareOp, Txn, TxnOp};
+use etcd_client::{Compare, CompareOp, TxnOp};
 use serde::{Deserialize, Serialize};
 
 use super::records::delete_if_unchanged;
@@ -27,10 +27,13 @@ pub(super) async fn create(store: &EtcdStore, token: JoinToken) -> Result<(), St
         token: token.clone(),
         used: false,
     })?;
-    let txn = Txn::new()
-        .when([Compare::create_revision(key.clone(), CompareOp::Equal, 0)])
-        .and_then([TxnOp::put(key, value, None)]);
-    let response = store.txn(txn, "create a join token").await?;
+    let response = store
+        .write(
+            vec![Compare::create_revision(key.clone(), CompareOp::Equal, 0)],
+            vec![TxnOp::put(key, value, None)],
+            "create a join token",
+        )
+        .await?;
     if !response.succeeded() {
         return Err(StoreError::AlreadyExists {
             table: "tokens",
@@ -57,14 +60,15 @@ pub(super) async fn consume(
             token: stored.token.clone(),
             used: true,
         })?;
-        let txn = Txn::new()
-            .when([Compare::mod_revision(
-                key.clone(),
-                CompareOp::Equal,
-                kv.mod_revision(),
-            )])
-            .and_then([TxnOp::put(key.clone(), used, None)]);
-        if store.txn(txn, "consume a join token").await?.succeeded() {
+        let unchanged = Compare::mod_revision(key.clone(), CompareOp::Equal, kv.mod_revision());
+        let consumed = store
+            .write(
+                vec![unchanged],
+                vec![TxnOp::put(key.clone(), used, None)],
+                "consume a join token",
+            )
+            .await?;
+        if consumed.succeeded() {
             return Ok(stored.token);
         }
     }
@@ -97,8 +101,7 @@ pub(super) async fn prune(store: &EtcdStore, now: UnixSeconds) -> Result<usize, 
         if !token_is_prunable(stored.token.expires_at, now) {
             continue;
         }
-        let txn = delete_if_unchanged(kv.key(), kv.mod_revision());
-        pruned += usize::from(store.txn(txn, "prune a join token").await?.succeeded());
+        pruned += usize::from(delete_if_unchanged(store, &kv, "prune a join token").await?);
     }
     Ok(pruned)
 }
