@@ -96,7 +96,22 @@ struct Status {
     control_plane: String,
     epoch: String,
     version: u64,
+    /// "embedded" or "etcd".
+    store: String,
+    /// Why the store does not answer, if it does not.
+    store_error: Option<String>,
+    /// The replicas sharing an etcd store.
+    replicas: Vec<ReplicaRow>,
     nodes: Vec<AgentRow>,
+}
+
+#[derive(Debug, Serialize)]
+struct ReplicaRow {
+    address: String,
+    version: u64,
+    lag: u64,
+    agents: u32,
+    leader: bool,
 }
 
 pub async fn run(args: StatusArgs, format: Format) -> anyhow::Result<()> {
@@ -104,10 +119,13 @@ pub async fn run(args: StatusArgs, format: Format) -> anyhow::Result<()> {
     let response = cp
         .call(|mut admin| async move { admin.status(v1::StatusRequest {}).await })
         .await?;
+    let store_error = Some(response.store_error).filter(|e| !e.is_empty());
+    // Without its store the control plane cannot list nodes; show what it still knows.
     let nodes = cp
         .call(|mut admin| async move { admin.list_nodes(v1::ListNodesRequest {}).await })
-        .await?
-        .nodes;
+        .await
+        .map(|r| r.nodes)
+        .or_else(|e| store_error.as_ref().map(|_| Vec::new()).ok_or(e))?;
     let revoked = cp
         .call(
             |mut admin| async move { admin.list_revocations(v1::ListRevocationsRequest {}).await },
@@ -118,6 +136,13 @@ pub async fn run(args: StatusArgs, format: Format) -> anyhow::Result<()> {
         control_plane: args.connect.address().to_owned(),
         epoch: response.epoch,
         version: response.version,
+        store: response.store,
+        store_error,
+        replicas: response
+            .replicas
+            .into_iter()
+            .map(ReplicaRow::from)
+            .collect(),
         nodes: rows(response.version, response.agents, &nodes, &revoked),
     };
     match format {
@@ -189,11 +214,54 @@ fn rows(
     rows
 }
 
+impl From<v1::ReplicaStatus> for ReplicaRow {
+    fn from(r: v1::ReplicaStatus) -> Self {
+        Self {
+            address: r.address,
+            version: r.version,
+            lag: r.lag,
+            agents: r.agents,
+            leader: r.leader,
+        }
+    }
+}
+
+/// The store line, and the replicas sharing it.
+fn render_store(status: &Status) -> String {
+    if let Some(error) = &status.store_error {
+        return format!(
+            "store: {} UNREACHABLE ({error}); agents keep enforcing the versions they applied\n",
+            status.store
+        );
+    }
+    if status.replicas.is_empty() {
+        return String::new();
+    }
+    let mut text = format!(
+        "store: {}, {} replica(s)\n",
+        status.store,
+        status.replicas.len()
+    );
+    let mut table = Table::new(&["REPLICA", "VERSION", "LAG", "AGENTS", "LEADER"]);
+    for r in &status.replicas {
+        table.row(vec![
+            r.address.clone(),
+            r.version.to_string(),
+            r.lag.to_string(),
+            r.agents.to_string(),
+            if r.leader { "yes" } else { "-" }.into(),
+        ]);
+    }
+    text.push_str(&table.render());
+    text
+}
+
 fn render(status: &Status) -> String {
     let mut text = format!(
         "control plane {}: configuration version {} (epoch {})\n",
         status.control_plane, status.version, status.epoch
     );
+    text.push_str(&render_store(status));
     if status.nodes.is_empty() {
         text.push_str("no node has joined yet (create a token: ferrule node token create)\n");
         return text;

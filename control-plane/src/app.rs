@@ -181,6 +181,10 @@ pub async fn serve_with(
             state.clone(),
             grpc_addr.to_string(),
         )),
+        tokio::spawn(crate::maintenance::heartbeat(
+            state.clone(),
+            grpc_addr.to_string(),
+        )),
         tokio::spawn(crate::revocations::enforce(Arc::downgrade(&state))),
     ]);
     if let Some(k8s) = &kubernetes {

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::state::ControlPlane;
+use crate::store::etcd::ReplicaRecord;
 use crate::store::{EtcdStore, Store};
 
 const EVERY: Duration = Duration::from_secs(3600);
@@ -82,5 +83,27 @@ pub async fn once(cp: &ControlPlane, store: &dyn Store) {
     }
     if let Err(error) = store.prune_tokens(now).await {
         tracing::warn!(%error, "pruning join tokens failed");
+    }
+}
+
+/// How often a replica renews its heartbeat (well inside its lease).
+const HEARTBEAT_EVERY: Duration = Duration::from_secs(3);
+
+/// Keeps this replica's record in a shared store fresh, for `ferrule status` on any replica.
+pub async fn heartbeat(cp: Arc<ControlPlane>, address: String) {
+    let Some(etcd) = cp.store.as_etcd() else {
+        return;
+    };
+    loop {
+        let record = ReplicaRecord {
+            address: address.clone(),
+            version: cp.config.version(),
+            agents: cp.agents.list().iter().filter(|a| a.connected).count() as u32,
+            leader: cp.metrics.is_leader(),
+        };
+        if let Err(error) = etcd.heartbeat(&record).await {
+            tracing::debug!(%error, "replica heartbeat failed");
+        }
+        tokio::time::sleep(HEARTBEAT_EVERY).await;
     }
 }

@@ -220,6 +220,10 @@ impl Metrics {
             .inc_by(count as u64);
     }
 
+    pub fn is_leader(&self) -> bool {
+        self.leader.get() == 1
+    }
+
     /// This replica became (`true`) or stopped being the leader of the singleton jobs.
     pub fn leading(&self, leading: bool) {
         self.leader.set(i64::from(leading));

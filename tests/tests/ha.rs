@@ -102,6 +102,28 @@ async fn a_policy_written_through_one_replica_reaches_watchers_of_every_replica_
         versions.windows(2).all(|w| w[0] == w[1]) && versions[0] > first_versions[0],
         "the new version is one etcd revision on every replica: {versions:?}"
     );
+
+    // `ferrule status` on any replica lists them all, caught up, one of them leading.
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let out = cps[2].ferrule(&["-o", "json", "status"]);
+        assert!(out.status.success(), "{}", text(&out));
+        let status: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        let replicas = status["replicas"].as_array().cloned().unwrap_or_default();
+        let leaders = replicas.iter().filter(|r| r["leader"] == true).count();
+        let caught_up = replicas.iter().all(|r| r["lag"] == 0);
+        if replicas.len() == 3 && leaders == 1 && caught_up {
+            assert_eq!(status["store"], "etcd");
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "status never showed 3 caught-up replicas and one leader: {status:#}"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let table = text(&cps[0].ferrule(&["status"]));
+    assert!(table.contains("store: etcd, 3 replica(s)"), "{table}");
 }
 
 /// An agent that applied a version on one replica resumes on another with a delta.
@@ -207,6 +229,11 @@ async fn with_etcd_gone_agents_keep_their_version_and_sign_fails_fast_until_it_r
         started.elapsed()
     );
 
+    let shown = text(&cps[1].ferrule(&["status"]));
+    assert!(
+        shown.contains("store: etcd UNREACHABLE") && shown.contains("agents keep enforcing"),
+        "status says why: {shown}"
+    );
     let refused = try_apply_policy(&cps[0], "allow-web");
     assert!(!refused.status.success());
     assert!(

@@ -230,6 +230,8 @@ impl admin_server::Admin for FakeAdmin {
             version: 7,
             agents: vec![agent("n1", true), agent("n2", false)],
             server_time_ms: now_ms + self.clock_offset_ms,
+            store: "embedded".into(),
+            ..Default::default()
         }))
     }
 }

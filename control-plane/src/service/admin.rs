@@ -224,6 +224,6 @@ impl Admin for AdminService {
         request: Request<v1::StatusRequest>,
     ) -> Result<Response<v1::StatusResponse>, Status> {
         require_admin(&request)?;
-        Ok(Response::new(revoke::status(&self.0)))
+        Ok(Response::new(revoke::status(&self.0).await))
     }
 }

@@ -15,6 +15,7 @@ mod config_log;
 mod election;
 mod keys;
 mod records;
+mod replicas;
 mod tokens;
 mod watch;
 
@@ -32,6 +33,7 @@ use super::config::{ConfigChange, ConfigLog, ConfigWatch};
 use super::{CertificateRecord, JoinToken, NodeRecord, Store, StoreError, TokenError, UnixSeconds};
 pub use election::Leadership;
 use keys::Keys;
+pub use replicas::{HEARTBEAT_LEASE, ReplicaRecord};
 
 /// How to reach the etcd cluster.
 #[derive(Debug, Clone, PartialEq, Eq)]

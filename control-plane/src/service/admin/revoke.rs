@@ -113,11 +113,32 @@ async fn offboard(
     })
 }
 
-pub fn status(cp: &ControlPlane) -> v1::StatusResponse {
-    v1::StatusResponse {
+pub async fn status(cp: &ControlPlane) -> v1::StatusResponse {
+    let mut status = v1::StatusResponse {
         epoch: cp.config.epoch(),
         version: cp.config.version(),
         agents: cp.agents.list(),
         server_time_ms: crate::state::now_ms(),
+        store: "embedded".into(),
+        ..Default::default()
+    };
+    if let Some(etcd) = cp.store.as_etcd() {
+        status.store = "etcd".into();
+        match etcd.replicas().await {
+            Ok((replicas, store_version)) => {
+                status.replicas = replicas
+                    .into_iter()
+                    .map(|r| v1::ReplicaStatus {
+                        lag: store_version.saturating_sub(r.version),
+                        address: r.address,
+                        version: r.version,
+                        agents: r.agents,
+                        leader: r.leader,
+                    })
+                    .collect();
+            }
+            Err(error) => status.store_error = error.to_string(),
+        }
     }
+    status
 }
