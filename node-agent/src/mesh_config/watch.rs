@@ -16,6 +16,12 @@ use std::sync::Arc;
 
 const FIRST_RETRY: Duration = Duration::from_millis(200);
 const MAX_RETRY: Duration = Duration::from_secs(5);
+
+/// Between half and one and a half times `delay`: when a control-plane replica dies, its agents
+/// spread their reconnects over the survivors instead of arriving at the same instant.
+fn jittered(delay: Duration) -> Duration {
+    delay.mul_f64(rand::random_range(0.5..1.5))
+}
 /// How often failed handshakes are reported to the control plane (for `ferrule explain`).
 const REPORT_EVERY: Duration = Duration::from_secs(1);
 
@@ -60,7 +66,7 @@ impl MeshConfig {
                         "config watch failed; enforcing the last applied version"
                     ),
                 }
-                tokio::time::sleep(delay).await;
+                tokio::time::sleep(jittered(delay)).await;
                 delay = (delay * 2).min(MAX_RETRY);
             }
         })
@@ -188,4 +194,24 @@ impl MeshConfig {
 
 fn request(kind: Kind) -> v1::WatchRequest {
     v1::WatchRequest { kind: Some(kind) }
+}
+
+#[cfg(test)]
+mod jitter_tests {
+    use super::*;
+
+    #[test]
+    fn reconnect_delays_spread_around_the_backoff() {
+        let delays: Vec<Duration> = (0..200).map(|_| jittered(FIRST_RETRY)).collect();
+        assert!(
+            delays
+                .iter()
+                .all(|d| *d >= FIRST_RETRY / 2 && *d < FIRST_RETRY * 3 / 2)
+        );
+        let distinct: std::collections::BTreeSet<_> = delays.iter().collect();
+        assert!(
+            distinct.len() > 100,
+            "the delays differ from agent to agent"
+        );
+    }
 }
