@@ -37,16 +37,7 @@ impl Mesh {
 
     /// Like [`Self::start`], with extra environment for the agents.
     pub fn start_with(nodes: usize, pods_per_node: usize, agent_env: &[(&str, &str)]) -> Self {
-        // Leftovers of killed runs (their owner process is gone) only; live clusters stay.
-        if let Err(e) = crate::cluster::cleanup_stale(crate::cluster::CLUSTER_PREFIX) {
-            eprintln!("cleaning up stale test clusters: {e}");
-        }
-        let cluster = Cluster::builder()
-            .nodes(nodes)
-            .pods_per_node(pods_per_node)
-            .namespace(NAMESPACE)
-            .build()
-            .expect("building the test cluster");
+        let cluster = build_cluster(nodes, pods_per_node);
         let addr = SocketAddr::from((cluster.node(0).underlay_ip, CP_PORT));
         let mut cp = ControlPlaneFixture::listening_on(TRUST_DOMAIN, addr);
         cp.start_with(cluster.node(0).command(binary("ferrule-control-plane")));
@@ -69,15 +60,7 @@ impl Mesh {
     /// Like [`Self::start`], with `replicas` control-plane replicas in node 0's netns sharing a
     /// 3-member etcd cluster (also in node 0's netns); every agent knows every replica.
     pub fn start_ha(nodes: usize, pods_per_node: usize, replicas: usize) -> Self {
-        if let Err(e) = crate::cluster::cleanup_stale(crate::cluster::CLUSTER_PREFIX) {
-            eprintln!("cleaning up stale test clusters: {e}");
-        }
-        let cluster = Cluster::builder()
-            .nodes(nodes)
-            .pods_per_node(pods_per_node)
-            .namespace(NAMESPACE)
-            .build()
-            .expect("building the test cluster");
+        let cluster = build_cluster(nodes, pods_per_node);
         let node0 = cluster.node(0).clone();
         let etcd = EtcdCluster::start_with(3, Box::new(move |program| node0.command(program)));
         let addr = SocketAddr::from((cluster.node(0).underlay_ip, CP_PORT));
@@ -406,4 +389,18 @@ impl Mesh {
             .command(binary("ferrule-control-plane"));
         self.cp.start_with(command);
     }
+}
+
+/// The namespace cluster of a mesh, after clearing leftovers of killed runs (their owner
+/// process is gone; live clusters of parallel tests stay).
+fn build_cluster(nodes: usize, pods_per_node: usize) -> Cluster {
+    if let Err(e) = crate::cluster::cleanup_stale(crate::cluster::CLUSTER_PREFIX) {
+        eprintln!("cleaning up stale test clusters: {e}");
+    }
+    Cluster::builder()
+        .nodes(nodes)
+        .pods_per_node(pods_per_node)
+        .namespace(NAMESPACE)
+        .build()
+        .expect("building the test cluster")
 }
